@@ -199,6 +199,7 @@ struct Stats {
     std::size_t live_blocks = 0, live_bytes = 0;   // tracked blocks still live
     std::size_t peak_bytes = 0;                    // high-water mark of live_bytes
     std::size_t total_allocations = 0;             // every allocation through the hook
+    std::size_t tracker_bytes = 0;                 // memory leakscope holds from the OS (mmap)
 };
 Stats stats() noexcept;
 
@@ -259,12 +260,20 @@ constexpr auto release = std::memory_order_release;
 constexpr auto acq_rel = std::memory_order_acq_rel;
 
 // ---- memory the tracker owns: straight from the kernel, never from the hooked allocator ----
+inline std::atomic<std::size_t>& os_bytes() noexcept {
+    static std::atomic<std::size_t> bytes;   // constant-initialised: no guard, no constructor
+    return bytes;
+}
 inline void* os_alloc(std::size_t bytes) noexcept {
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? nullptr : p;
+    if (p == MAP_FAILED) return nullptr;
+    os_bytes().fetch_add(bytes, relaxed);
+    return p;
 }
 inline void os_free(void* p, std::size_t bytes) noexcept {
-    if (p) ::munmap(p, bytes);
+    if (!p) return;
+    ::munmap(p, bytes);
+    os_bytes().fetch_sub(bytes, relaxed);
 }
 
 // A test-and-test-and-set lock. Zero-initialised, so usable before main; the tracker's critical
@@ -345,13 +354,36 @@ constexpr std::uintptr_t kEmpty = 0, kTombstone = 1;
 constexpr unsigned kShardBits = LEAKSCOPE_SHARD_BITS;
 constexpr unsigned kShards = 1u << kShardBits;
 
+// Writers hold the shard's lock. Readers asking only "is this address here?" (every delete once
+// anything is tracked) probe without it: a rehash is bracketed by an odd `version`, and a table
+// it replaces is never unmapped, only emptied (MADV_DONTNEED) and kept for reuse, so a reader
+// that raced with it reads mapped memory and retries. Inserts and erases of *other* addresses
+// never change the answer for the one a reader asks about, so they need no version bump.
 struct alignas(64) Shard {
     SpinLock lock;
-    std::atomic<u32> count;        // live records; read without the lock as a cheap "not here"
-    Record* table;
-    u32 capacity_log2;             // 0: no table yet
-    u32 used;                      // live + tombstones
+    std::atomic<u32> version;              // odd while a rehash runs
+    std::atomic<Record*> table;
+    std::atomic<u32> capacity_log2;        // 0: no table yet
+    u32 count;                             // live records
+    u32 used;                              // live + tombstones
+    Record* spare[48];                     // emptied tables by log2 capacity, for reuse
+    // Live records per hash bucket, saturating at 255 (then sticky). Written under the lock;
+    // a zero read without it proves absence in one load, so once a few blocks are tracked
+    // somewhere, frees of all the other blocks still skip the table.
+    std::atomic<u8> filter[1024];
 };
+inline unsigned filter_of(u64 h) noexcept { return unsigned(h >> (64 - kShardBits - 10)) & 1023u; }
+inline void filter_add(Shard& sh, u64 h, int delta) noexcept {
+    std::atomic<u8>& f = sh.filter[filter_of(h)];
+    u8 v = f.load(relaxed);
+    if (v != 255) f.store(u8(v + delta), relaxed);
+}
+
+// A record's `addr` is read by lock-free readers, so every write to it is atomic.
+// (Acquire/release order a lock-free probe against the version checks; on x86 both are plain
+// moves. No fences: ThreadSanitizer does not model them.)
+inline std::uintptr_t load_addr(const Record& r) noexcept { return __atomic_load_n(&r.addr, __ATOMIC_ACQUIRE); }
+inline void store_addr(Record& r, std::uintptr_t a) noexcept { __atomic_store_n(&r.addr, a, __ATOMIC_RELEASE); }
 
 inline u64 hash_address(std::uintptr_t a) noexcept {
     return (static_cast<u64>(a) >> 4) * 0x9E3779B97F4A7C15ull;
@@ -375,7 +407,10 @@ struct LogChunkRef {
     std::uintptr_t* entries;   // kLogChunk addresses, 0 where the block already died
     u32 live;
 };
-struct SharedEntry { std::uintptr_t addr; u32 scope, seq; };
+// A birth logged by address, with the scope incarnation it was born in: a record matches only
+// while that slot still has that generation (a live record keeps its slot alive), so an entry
+// for a dead block never matches a new block that a reused slot puts at the same address.
+struct SharedEntry { std::uintptr_t addr; u32 scope, seq, generation, unused; };
 
 struct alignas(64) Slot {
     // --- owner-thread line: written only by the thread that opened the scope ---
@@ -567,26 +602,54 @@ inline void count_death(ThreadState& t, u64 size) noexcept {
 }
 
 // ---- the registry ---------------------------------------------------------------------------
+inline void write_record(Record& slot, const Record& rec) noexcept {
+    slot.size = rec.size;
+    slot.scope = rec.scope;
+    slot.seq = rec.seq;
+    slot.stack = rec.stack;
+    slot.flags = rec.flags;
+    store_addr(slot, rec.addr);
+}
+
 inline bool shard_rehash(Shard& sh, u32 new_log2) noexcept {
     std::size_t new_cap = std::size_t(1) << new_log2;
-    Record* fresh = static_cast<Record*>(os_alloc(new_cap * sizeof(Record)));
-    if (!fresh) return false;
+    Record* fresh = sh.spare[new_log2];   // emptied by MADV_DONTNEED: reads as zeros
+    if (fresh) {
+        sh.spare[new_log2] = nullptr;
+        os_bytes().fetch_add(new_cap * sizeof(Record), relaxed);
+    } else {
+        fresh = static_cast<Record*>(os_alloc(new_cap * sizeof(Record)));
+        if (!fresh) return false;
+    }
     std::size_t mask = new_cap - 1;
     u32 live = 0;
-    if (sh.table) {
-        std::size_t old_cap = std::size_t(1) << sh.capacity_log2;
+    u32 version = sh.version.load(relaxed);
+    sh.version.store(version + 1, std::memory_order_seq_cst);   // rare: the cost does not matter
+    Record* old = sh.table.load(relaxed);
+    u32 old_log2 = sh.capacity_log2.load(relaxed);
+    if (old) {
+        std::size_t old_cap = std::size_t(1) << old_log2;
         for (std::size_t i = 0; i < old_cap; ++i) {
-            const Record& r = sh.table[i];
+            const Record& r = old[i];
             if (r.addr <= kTombstone) continue;
             std::size_t j = home_index(hash_address(r.addr), new_log2);
-            while (fresh[j].addr != kEmpty) j = (j + 1) & mask;
-            fresh[j] = r;
+            while (load_addr(fresh[j]) != kEmpty) j = (j + 1) & mask;
+            write_record(fresh[j], r);
             ++live;
         }
-        os_free(sh.table, old_cap * sizeof(Record));
     }
-    sh.table = fresh;
-    sh.capacity_log2 = new_log2;
+    sh.table.store(fresh, relaxed);
+    sh.capacity_log2.store(new_log2, relaxed);
+    sh.version.store(version + 2, std::memory_order_seq_cst);
+    if (old) {
+        // Keep the old table mapped (a lock-free reader may still be in it), but give its pages
+        // back; one emptied table per size is kept for the next rehash, the rest only cost
+        // address space.
+        std::size_t old_bytes = (std::size_t(1) << old_log2) * sizeof(Record);
+        ::madvise(old, old_bytes, MADV_DONTNEED);
+        os_bytes().fetch_sub(old_bytes, relaxed);
+        if (!sh.spare[old_log2]) sh.spare[old_log2] = old;
+    }
     sh.used = live;
     return true;
 }
@@ -598,21 +661,23 @@ inline bool registry_insert(const Record& rec, Record& stale, bool& had_stale) n
     u64 h = hash_address(rec.addr);
     Shard& sh = g.shards[shard_of(h)];
     SpinGuard guard(sh.lock);
-    u32 live = sh.count.load(relaxed);
-    if (sh.table == nullptr || (std::size_t(sh.used) + 1) * 4 > (std::size_t(3) << sh.capacity_log2)) {
-        u32 log2 = 7;   // 128 records: one 4 KiB page
-        while ((std::size_t(live) + 1) * 2 > (std::size_t(1) << log2)) ++log2;
-        if (!shard_rehash(sh, log2)) return false;
+    Record* table = sh.table.load(relaxed);
+    u32 log2 = sh.capacity_log2.load(relaxed);
+    if (table == nullptr || (std::size_t(sh.used) + 1) * 4 > (std::size_t(3) << log2)) {
+        u32 want = 7;   // 128 records: one 4 KiB page
+        while ((std::size_t(sh.count) + 1) * 2 > (std::size_t(1) << want)) ++want;
+        if (!shard_rehash(sh, want)) return false;
+        table = sh.table.load(relaxed);
+        log2 = want;
     }
-    std::size_t mask = (std::size_t(1) << sh.capacity_log2) - 1;
-    std::size_t i = home_index(h, sh.capacity_log2);
+    std::size_t mask = (std::size_t(1) << log2) - 1;
     std::size_t first_free = ~std::size_t(0);
-    for (;; i = (i + 1) & mask) {
-        Record& r = sh.table[i];
+    for (std::size_t i = home_index(h, log2);; i = (i + 1) & mask) {
+        Record& r = table[i];
         if (r.addr == rec.addr) {
             stale = r;
             had_stale = true;
-            r = rec;
+            write_record(r, rec);
             return true;
         }
         if (r.addr == kTombstone) {
@@ -627,30 +692,59 @@ inline bool registry_insert(const Record& rec, Record& stale, bool& had_stale) n
             break;
         }
     }
-    sh.table[first_free] = rec;
-    sh.count.store(live + 1, relaxed);
+    write_record(table[first_free], rec);
+    ++sh.count;
+    filter_add(sh, h, +1);
     if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
     return true;
+}
+
+// Is `addr` possibly registered? Lock-free; false is definite (see Shard).
+inline bool registry_may_contain(std::uintptr_t addr, u64 h) noexcept {
+    const Shard& sh = g.shards[shard_of(h)];
+    if (sh.filter[filter_of(h)].load(relaxed) == 0) return false;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        u32 version = sh.version.load(acquire);
+        if (version & 1) continue;
+        const Record* table = sh.table.load(relaxed);
+        u32 log2 = sh.capacity_log2.load(relaxed);
+        bool found = false;
+        if (table) {
+            std::size_t mask = (std::size_t(1) << log2) - 1;
+            std::size_t i = home_index(h, log2);
+            for (std::size_t probes = 0; probes <= mask; ++probes, i = (i + 1) & mask) {
+                std::uintptr_t a = load_addr(table[i]);
+                if (a == addr) {
+                    found = true;
+                    break;
+                }
+                if (a == kEmpty) break;
+            }
+        }
+        if (sh.version.load(acquire) == version) return found;
+    }
+    return true;   // a rehash storm: let the locked path decide
 }
 
 // Finds the record of `addr`; with `erase`, removes it. Returns false for a pointer never recorded.
 inline bool registry_find(std::uintptr_t addr, Record& out, bool erase) noexcept {
     u64 h = hash_address(addr);
+    if (!registry_may_contain(addr, h)) return false;
     Shard& sh = g.shards[shard_of(h)];
-    // The insert of a live block happened before anyone could free or look it up, so a zero
-    // count read without the lock proves absence.
-    if (sh.count.load(relaxed) == 0) return false;
     SpinGuard guard(sh.lock);
-    if (sh.table == nullptr) return false;
-    std::size_t mask = (std::size_t(1) << sh.capacity_log2) - 1;
-    for (std::size_t i = home_index(h, sh.capacity_log2);; i = (i + 1) & mask) {
-        Record& r = sh.table[i];
+    Record* table = sh.table.load(relaxed);
+    if (table == nullptr) return false;
+    u32 log2 = sh.capacity_log2.load(relaxed);
+    std::size_t mask = (std::size_t(1) << log2) - 1;
+    for (std::size_t i = home_index(h, log2);; i = (i + 1) & mask) {
+        Record& r = table[i];
         if (r.addr == kEmpty) return false;
         if (r.addr != addr) continue;
         out = r;
         if (erase) {
-            r.addr = kTombstone;
-            sh.count.store(sh.count.load(relaxed) - 1, relaxed);
+            store_addr(r, kTombstone);
+            --sh.count;
+            filter_add(sh, h, -1);
         }
         return true;
     }
@@ -659,12 +753,15 @@ inline bool registry_find(std::uintptr_t addr, Record& out, bool erase) noexcept
 // Detaches a record from its scope (ignore()): it stays registered so its free is recognised.
 inline bool registry_unscope(std::uintptr_t addr, Record& before) noexcept {
     u64 h = hash_address(addr);
+    if (!registry_may_contain(addr, h)) return false;
     Shard& sh = g.shards[shard_of(h)];
-    if (sh.count.load(relaxed) == 0) return false;
     SpinGuard guard(sh.lock);
-    std::size_t mask = (std::size_t(1) << sh.capacity_log2) - 1;
-    for (std::size_t i = home_index(h, sh.capacity_log2);; i = (i + 1) & mask) {
-        Record& r = sh.table[i];
+    Record* table = sh.table.load(relaxed);
+    if (table == nullptr) return false;
+    u32 log2 = sh.capacity_log2.load(relaxed);
+    std::size_t mask = (std::size_t(1) << log2) - 1;
+    for (std::size_t i = home_index(h, log2);; i = (i + 1) & mask) {
+        Record& r = table[i];
         if (r.addr == kEmpty) return false;
         if (r.addr != addr) continue;
         before = r;
@@ -731,10 +828,18 @@ inline void slot_free(ThreadState& t, u32 index) noexcept {
     {
         SpinGuard guard(s.lock);
         s.generation.store(s.generation.load(relaxed) + 1, release);
-        for (std::size_t i = 0; i < s.log.size; ++i)
-            if (s.log.data[i].entries) log_chunk_release(s.log.data[i].entries);
-        s.log.release();
-        s.shared.release();
+        // Keep the directories (and a first chunk that is already clean) for the slot's next
+        // scope: a scope per request must not cost an mmap and a munmap.
+        for (std::size_t i = 0; i < s.log.size; ++i) {
+            LogChunkRef& c = s.log.data[i];
+            if (c.entries && (i != 0 || c.live != 0)) {
+                log_chunk_release(c.entries);
+                c.entries = nullptr;
+            }
+            c.live = 0;
+        }
+        s.log.size = s.log.size && s.log.data[0].entries ? 1 : 0;
+        s.shared.size = 0;
         s.log_size = 0;
         s.parent = 0;
     }
@@ -767,13 +872,17 @@ void release_ref(ThreadState& t, u32 scope, u32 seq) noexcept {
     Slot& s = slot_ref(scope);
     if (owned_here(s, t)) {
         s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
-        if (seq != kNoSeq && (seq & kSharedSeq) == 0 && seq / kLogChunk < s.log.size) {
-            LogChunkRef& c = s.log.data[seq / kLogChunk];
-            if (c.entries) {
-                c.entries[seq % kLogChunk] = 0;
-                // A fully dead chunk behind the tail goes back: a long scope with churn keeps
-                // only the chunks that still hold live births.
-                if (--c.live == 0 && seq / kLogChunk != (s.log_size - 1) / kLogChunk) {
+        u32 ci = seq / kLogChunk;
+        if (seq != kNoSeq && (seq & kSharedSeq) == 0 && ci < s.log.size && s.log.data[ci].entries) {
+            LogChunkRef& c = s.log.data[ci];
+            c.entries[seq % kLogChunk] = 0;
+            if (--c.live == 0) {
+                if (ci == (s.log_size - 1) / kLogChunk) {
+                    // Every birth logged in the tail chunk died here: its positions can be
+                    // handed out again, so a long scope with churn reuses one chunk.
+                    s.log_size = ci * kLogChunk;
+                } else {
+                    // A dead chunk behind the tail goes back: only chunks with live births stay.
                     log_chunk_release(c.entries);
                     c.entries = nullptr;
                 }
@@ -796,10 +905,10 @@ inline bool take_ref(ThreadState& t, u64 handle, std::uintptr_t addr, u32& seq) 
             seq = s.log_size;
             if (seq >= kSharedSeq) return false;
             u32 ci = seq / kLogChunk;
-            if (seq % kLogChunk == 0) {
+            if (ci >= s.log.size || s.log.data[ci].entries == nullptr) {
                 std::uintptr_t* c = log_chunk_allocate();
                 if (!c) return false;
-                if (s.log.size == ci) {
+                if (ci >= s.log.size) {
                     if (!s.log.push(LogChunkRef{c, 0})) {
                         log_chunk_release(c);
                         return false;
@@ -823,7 +932,7 @@ inline bool take_ref(ThreadState& t, u64 handle, std::uintptr_t addr, u32& seq) 
         seq = kNoSeq;
     } else {
         seq = u32(s.shared.size) | kSharedSeq;
-        if (!s.shared.push(SharedEntry{addr, scope, seq})) return false;
+        if (!s.shared.push(SharedEntry{addr, scope, seq, generation_of(handle), 0})) return false;
     }
     s.refs.fetch_add(1, relaxed);
     return true;
@@ -899,7 +1008,9 @@ LEAKSCOPE_NOINLINE void on_death(ThreadState& t, void* block, std::size_t size_h
     Record rec{};
     if (registry_find(addr, rec, true)) {
         if (!(rec.flags & kInternal)) count_death(t, rec.size);
-        if (counting && !(rec.flags & kNoScope)) count_released(t, rec.scope, rec.size);
+        // Born in the scope this thread counts for (the common case): not an older block.
+        if (counting && !(rec.flags & kNoScope) && rec.scope != slot_of(t.current))
+            count_released(t, rec.scope, rec.size);
         if (rec.scope) release_ref(t, rec.scope, rec.seq);
     } else if (counting) {
         count_released(t, 0, size_hint ? size_hint : ::malloc_usable_size(block));
@@ -925,7 +1036,15 @@ inline void after_allocation(void* block, std::size_t size) noexcept {
 }
 inline void before_deallocation(void* block, std::size_t size) noexcept {
     ThreadState& t = tls;
-    if (LEAKSCOPE_UNLIKELY((t.current | g.mode.load(relaxed)) != 0)) on_death(t, block, size);
+    u32 mode = g.mode.load(relaxed);
+    if (LEAKSCOPE_LIKELY((t.current | mode) == 0)) return;   // nothing was ever tracked
+    if (t.current == 0 && !(mode & kAllScopeOpen)) {
+        // Counting for no scope, the only question is "is it ours?": the bucket filter
+        // answers it for most blocks in one load, without a call.
+        u64 h = hash_address(reinterpret_cast<std::uintptr_t>(block));
+        if (g.shards[shard_of(h)].filter[filter_of(h)].load(relaxed) == 0) return;
+    }
+    on_death(t, block, size);
 }
 
 // ---- enumerating a scope's leftovers: from its own birth logs, never a heap scan ---------------
@@ -946,7 +1065,9 @@ void for_each_leftover(u32 scope, F&& visit) noexcept {
     SpinGuard guard(s.lock);
     for (std::size_t i = 0; i < s.shared.size; ++i) {
         const SharedEntry& e = s.shared.data[i];
-        if (registry_find(e.addr, rec, false) && rec.scope == e.scope && rec.seq == e.seq) visit(rec);
+        if (registry_find(e.addr, rec, false) && rec.scope == e.scope && rec.seq == e.seq &&
+            slot_ref(e.scope).generation.load(relaxed) == e.generation)
+            visit(rec);
     }
 }
 
@@ -1159,7 +1280,9 @@ void LeakScope::close(bool report) noexcept {
         if (s.parent) {
             InternalGuard internal;
             OsVector<SharedEntry> moved{};
-            for_each_leftover(slot_, [&](const Record& r) { moved.push(SharedEntry{r.addr, r.scope, r.seq}); });
+            for_each_leftover(slot_, [&](const Record& r) {
+                moved.push(SharedEntry{r.addr, r.scope, r.seq, slot_ref(r.scope).generation.load(relaxed), 0});
+            });
             Slot& p = slot_ref(s.parent);
             {
                 SpinGuard guard(p.lock);
@@ -1242,6 +1365,7 @@ Stats stats() noexcept {
     out.live_bytes = std::size_t(std::max<i64>(bytes, 0));
     out.peak_bytes = std::size_t(std::max<i64>(g.peak_bytes.load(relaxed), bytes));
     out.total_allocations = std::size_t(allocations);
+    out.tracker_bytes = os_bytes().load(relaxed);
     return out;
 }
 
@@ -1372,7 +1496,29 @@ void after_fork_child() noexcept {
 }
 
 // ---- the allocation functions -----------------------------------------------------------------
+// g++ >= 11 sees std::free inlined into operator delete and warns of a new/free mismatch; the
+// pairing is deliberate here (operator new is malloc underneath).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#define LEAKSCOPE_MISMATCH_PRAGMA_PUSHED
+#endif
+LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow);
+
+// The common case inline: default alignment, malloc succeeds.
 inline void* allocate(std::size_t size, std::size_t alignment, bool nothrow) {
+    if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {
+        void* p = std::malloc(size ? size : 1);
+        if (LEAKSCOPE_LIKELY(p != nullptr)) {
+            after_allocation(p, size);
+            return p;
+        }
+    }
+    return allocate_slow(size, alignment, nothrow);
+}
+
+// Extended alignment, and the failure path: the new-handler loop, bad_alloc or null.
+LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow) {
     if (alignment & (alignment - 1)) {   // not a power of two: no allocation can satisfy it
         if (nothrow) return nullptr;
         throw std::bad_alloc();
@@ -1453,6 +1599,10 @@ void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcep
     leakscope::detail::deallocate(p, 0);
 }
 #endif  // LEAKSCOPE_NO_NEW_DELETE
+#if defined(LEAKSCOPE_MISMATCH_PRAGMA_PUSHED)
+#pragma GCC diagnostic pop
+#undef LEAKSCOPE_MISMATCH_PRAGMA_PUSHED
+#endif
 
 #endif  // LEAKSCOPE_IMPLEMENTATION
 

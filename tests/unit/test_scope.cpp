@@ -296,3 +296,22 @@ TEST_CASE("stats() peak_bytes follows the high-water mark of large tracked block
     CHECK(after.peak_bytes + 65536 >= before.live_bytes + 2 * big);
     CHECK(after.live_bytes == before.live_bytes);
 }
+
+TEST_CASE("a long scope with churn keeps the tracker's memory flat", "[scope][memory]") {
+    std::size_t before = 0, after = 0;
+    Report r = leftovers_of([&] {
+        for (int i = 0; i < 2000; ++i) delete test::kept(new int(i));   // warm the chunk caches
+        before = leakscope::stats().tracker_bytes;
+        for (int i = 0; i < 1000000; ++i) delete test::kept(new int(i));
+        after = leakscope::stats().tracker_bytes;
+    });
+    CHECK(r.blocks == 0);
+    CHECK(after - before < 64 * 1024);
+}
+
+TEST_CASE("a scope per request reuses the tracker's memory", "[scope][memory]") {
+    for (int i = 0; i < 100; ++i) leftovers_of([] { delete test::kept(new int(1)); });
+    std::size_t before = leakscope::stats().tracker_bytes;
+    for (int i = 0; i < 100000; ++i) leftovers_of([] { delete test::kept(new int(1)); });
+    CHECK(leakscope::stats().tracker_bytes - before < 64 * 1024);
+}
