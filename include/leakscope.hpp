@@ -35,6 +35,9 @@
 // LEAKSCOPE_PEAK_GRANULARITY Bytes a thread may drift from the global live-bytes counter before
 //                            it publishes (default 65536). stats().peak_bytes is exact to
 //                            within this much per thread; live_* are always exact.
+// LEAKSCOPE_TLS_FAST         The attribute of leakscope's one thread-local (default: the
+//                            initial-exec TLS model, the fastest). Define it empty when the
+//                            implementation is in a shared library loaded with dlopen.
 // LEAKSCOPE_HOOK_MALLOC      Reserved for the opt-in malloc-family hook (not yet available).
 //
 // Environment: LEAKSCOPE_OPTIONS is reserved for the run-time option string (writers, stacks,
@@ -239,12 +242,16 @@ namespace detail {
 #define LEAKSCOPE_LIKELY(x) __builtin_expect(!!(x), 1)
 #define LEAKSCOPE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define LEAKSCOPE_NOINLINE __attribute__((noinline))
+#ifndef LEAKSCOPE_TLS_FAST
 #define LEAKSCOPE_TLS_FAST __attribute__((tls_model("initial-exec")))
+#endif
 #else
 #define LEAKSCOPE_LIKELY(x) (x)
 #define LEAKSCOPE_UNLIKELY(x) (x)
 #define LEAKSCOPE_NOINLINE
+#ifndef LEAKSCOPE_TLS_FAST
 #define LEAKSCOPE_TLS_FAST
+#endif
 #endif
 
 namespace leakscope {
@@ -455,8 +462,7 @@ struct ThreadState {
     u32 slot_cache_size;
     u32 unused_padding;
     u32 slot_cache[8];
-    u32 deferred_count;
-    u64 deferred[8];               // scopes ended by an exception, reported once it is handled
+    u32 deferred_count;            // entries of g.deferred this thread owns
     i64 pending_bytes;             // live-bytes drift not yet published to the global counter
     std::atomic<u64> allocations;  // every hooked allocation
     std::atomic<i64> live_blocks, live_bytes;   // tracked births minus deaths done here
@@ -493,6 +499,13 @@ struct Globals {
     SpinLock all_lock;                      // the chain of Threads::all scopes
     SpinLock writer_lock;
     std::vector<std::shared_ptr<Writer>>* writers;   // leaked on purpose: outlives statics
+    // Scopes ended by an exception whose report waits until the exception has been handled.
+    // Global (not thread-local) so that exit can write what threads still running left pending;
+    // an entry is claimed with an exchange, so each report is written exactly once.
+    struct Deferred {
+        std::atomic<u64> handle;   // 0: free
+        std::atomic<u32> owner;    // thread serial
+    } deferred[64];
 };
 enum ModeBits : u32 { kEverTracked = 1, kAllScopeOpen = 2 };
 
@@ -726,8 +739,12 @@ inline bool registry_may_contain(std::uintptr_t addr, u64 h) noexcept {
     return true;   // a rehash storm: let the locked path decide
 }
 
-// Finds the record of `addr`; with `erase`, removes it. Returns false for a pointer never recorded.
-inline bool registry_find(std::uintptr_t addr, Record& out, bool erase) noexcept {
+enum class Edit { none, erase, unscope };
+
+// Finds the record of `addr` under its shard's lock, copies it to `out` and applies `edit`:
+// erase removes it; unscope (ignore()) detaches it from its scope but keeps it registered, so
+// its free is still recognised. Returns false for a pointer never recorded.
+inline bool registry_find(std::uintptr_t addr, Record& out, Edit edit) noexcept {
     u64 h = hash_address(addr);
     if (!registry_may_contain(addr, h)) return false;
     Shard& sh = g.shards[shard_of(h)];
@@ -741,33 +758,15 @@ inline bool registry_find(std::uintptr_t addr, Record& out, bool erase) noexcept
         if (r.addr == kEmpty) return false;
         if (r.addr != addr) continue;
         out = r;
-        if (erase) {
+        if (edit == Edit::erase) {
             store_addr(r, kTombstone);
             --sh.count;
             filter_add(sh, h, -1);
+        } else if (edit == Edit::unscope) {
+            r.scope = 0;
+            r.seq = 0;
+            r.flags |= kNoScope;
         }
-        return true;
-    }
-}
-
-// Detaches a record from its scope (ignore()): it stays registered so its free is recognised.
-inline bool registry_unscope(std::uintptr_t addr, Record& before) noexcept {
-    u64 h = hash_address(addr);
-    if (!registry_may_contain(addr, h)) return false;
-    Shard& sh = g.shards[shard_of(h)];
-    SpinGuard guard(sh.lock);
-    Record* table = sh.table.load(relaxed);
-    if (table == nullptr) return false;
-    u32 log2 = sh.capacity_log2.load(relaxed);
-    std::size_t mask = (std::size_t(1) << log2) - 1;
-    for (std::size_t i = home_index(h, log2);; i = (i + 1) & mask) {
-        Record& r = table[i];
-        if (r.addr == kEmpty) return false;
-        if (r.addr != addr) continue;
-        before = r;
-        r.scope = 0;
-        r.seq = 0;
-        r.flags |= kNoScope;
         return true;
     }
 }
@@ -1006,7 +1005,7 @@ LEAKSCOPE_NOINLINE void on_death(ThreadState& t, void* block, std::size_t size_h
     auto addr = reinterpret_cast<std::uintptr_t>(block);
     bool counting = (t.current != 0 || (g.mode.load(relaxed) & kAllScopeOpen)) && !t.internal;
     Record rec{};
-    if (registry_find(addr, rec, true)) {
+    if (registry_find(addr, rec, Edit::erase)) {
         if (!(rec.flags & kInternal)) count_death(t, rec.size);
         // Born in the scope this thread counts for (the common case): not an older block.
         if (counting && !(rec.flags & kNoScope) && rec.scope != slot_of(t.current))
@@ -1058,14 +1057,14 @@ void for_each_leftover(u32 scope, F&& visit) noexcept {
         for (u32 i = 0; i < kLogChunk; ++i) {
             u32 seq = u32(ci) * kLogChunk + i;
             if (seq >= s.log_size) break;
-            if (entries[i] && registry_find(entries[i], rec, false) && rec.scope == scope && rec.seq == seq)
+            if (entries[i] && registry_find(entries[i], rec, Edit::none) && rec.scope == scope && rec.seq == seq)
                 visit(rec);
         }
     }
     SpinGuard guard(s.lock);
     for (std::size_t i = 0; i < s.shared.size; ++i) {
         const SharedEntry& e = s.shared.data[i];
-        if (registry_find(e.addr, rec, false) && rec.scope == e.scope && rec.seq == e.seq &&
+        if (registry_find(e.addr, rec, Edit::none) && rec.scope == e.scope && rec.seq == e.seq &&
             slot_ref(e.scope).generation.load(relaxed) == e.generation)
             visit(rec);
     }
@@ -1081,18 +1080,19 @@ void build_leftovers(u32 index, Report& out);
 // A scope ended by an exception is reported only once that exception has been handled: while it
 // unwinds, the exception object's own allocations (its message string) are still live and would
 // be blamed on the scope. The check runs at this thread's next scope, at thread exit and at exit.
-inline void flush_deferred(ThreadState& t, bool force) noexcept {
-    if (LEAKSCOPE_LIKELY(t.deferred_count == 0)) return;
+// Writes the deferred reports of thread t that are due (all of them with `force`), or with
+// `everyone`, every pending one in the process (at exit).
+inline void flush_deferred(ThreadState& t, bool force, bool everyone = false) noexcept {
+    if (LEAKSCOPE_LIKELY(t.deferred_count == 0) && !everyone) return;
     int uncaught = std::uncaught_exceptions();
     bool handling = std::current_exception() != nullptr;
-    u32 kept = 0;
-    for (u32 i = 0; i < t.deferred_count; ++i) {
-        u64 handle = t.deferred[i];
+    for (auto& entry : g.deferred) {
+        u64 handle = entry.handle.load(acquire);
+        if (handle == 0 || (!everyone && entry.owner.load(relaxed) != t.serial)) continue;
         Slot& s = slot_ref(slot_of(handle));
-        if (!force && (handling || uncaught > s.deferred_uncaught)) {
-            t.deferred[kept++] = handle;
-            continue;
-        }
+        if (!force && (handling || uncaught > s.deferred_uncaught)) continue;
+        if (entry.handle.exchange(0, acq_rel) != handle) continue;   // claimed elsewhere
+        if (entry.owner.load(relaxed) == t.serial && t.deferred_count) --t.deferred_count;
         {
             InternalGuard internal;
             try {
@@ -1110,7 +1110,20 @@ inline void flush_deferred(ThreadState& t, bool force) noexcept {
         }
         drop_ref(t, slot_of(handle));   // the hold taken when the report was deferred
     }
-    t.deferred_count = kept;
+}
+
+// Parks a report until the exception has been handled; false when every entry is taken.
+inline bool defer_report(ThreadState& t, u64 handle) noexcept {
+    for (auto& entry : g.deferred) {
+        u64 expected = 0;
+        if (entry.handle.load(relaxed) != 0) continue;
+        entry.owner.store(t.serial, relaxed);
+        if (entry.handle.compare_exchange_strong(expected, handle, acq_rel)) {
+            ++t.deferred_count;
+            return true;
+        }
+    }
+    return false;
 }
 
 }  // namespace detail
@@ -1253,16 +1266,18 @@ void LeakScope::close(bool report) noexcept {
     }
     if (live > 0) {
         bool by_exception = std::uncaught_exceptions() > uncaught_at_open_;
+        bool deferred = false;
         if (report && by_exception) {
-            if (t.deferred_count == sizeof t.deferred / sizeof t.deferred[0]) flush_deferred(t, true);
             std::size_t n = std::strlen(name_);
             std::memcpy(s.deferred_name, name_, n + 1);
             s.deferred_file = file_;
             s.deferred_line = line_;
             s.deferred_uncaught = uncaught_at_open_;
             s.refs.fetch_add(1, relaxed);   // hold the slot until the deferred report is written
-            t.deferred[t.deferred_count++] = handle_of(slot_, generation_);
-        } else if (report) {
+            deferred = defer_report(t, handle_of(slot_, generation_));
+            if (!deferred) s.refs.fetch_sub(1, relaxed);   // all entries taken: report now
+        }
+        if (report && !deferred) {
             InternalGuard internal;
             try {
                 Report rep;
@@ -1270,6 +1285,7 @@ void LeakScope::close(bool report) noexcept {
                 rep.scope = name_;
                 rep.file = file_ ? file_ : "";
                 rep.line = line_;
+                rep.by_exception = by_exception;
                 build_leftovers(slot_, rep);
                 if (rep.blocks > 0) dispatch(rep);
             } catch (...) {
@@ -1333,7 +1349,7 @@ Ignore::~Ignore() { --tls.ignore_depth; }
 void ignore(const void* block) noexcept {
     if (!block) return;
     Record before{};
-    if (!registry_unscope(reinterpret_cast<std::uintptr_t>(block), before)) return;
+    if (!registry_find(reinterpret_cast<std::uintptr_t>(block), before, Edit::unscope)) return;
     if (before.scope) release_ref(tls, before.scope, before.seq);
 }
 
@@ -1466,7 +1482,7 @@ void thread_exit(void* arg) noexcept {
     }
 }
 
-void flush_at_exit() noexcept { flush_deferred(tls, true); }
+void flush_at_exit() noexcept { flush_deferred(tls, true, true); }
 
 // fork: hold every global lock across it, so the child finds them consistent.
 void before_fork() noexcept {

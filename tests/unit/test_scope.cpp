@@ -5,6 +5,8 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 using leakscope::LeakScope;
 using leakscope::Report;
@@ -314,4 +316,41 @@ TEST_CASE("a scope per request reuses the tracker's memory", "[scope][memory]") 
     std::size_t before = leakscope::stats().tracker_bytes;
     for (int i = 0; i < 100000; ++i) leftovers_of([] { delete test::kept(new int(1)); });
     CHECK(leakscope::stats().tracker_bytes - before < 64 * 1024);
+}
+
+TEST_CASE("a scope ended by an exception on a thread that then exits is still reported", "[scope]") {
+    test::Capture capture;
+    int* lost = nullptr;
+    std::thread([&] {
+        try {
+            LeakScope scope("worker request");
+            lost = test::kept(new int[4]);
+            throw std::runtime_error("worker failed with a long message that needs the heap");
+        } catch (const std::exception&) {
+        }
+        // No further scope on this thread: the deferred report is written at thread exit.
+    }).join();
+    REQUIRE(capture.reports().size() == 1);
+    CHECK(capture.reports()[0].scope == "worker request");
+    CHECK(capture.reports()[0].by_exception);
+    CHECK(capture.reports()[0].blocks == 1);
+    CHECK(capture.reports()[0].bytes == 4 * sizeof(int));
+    delete[] lost;
+}
+
+TEST_CASE("a report is written exactly once, whatever ends the scope", "[scope]") {
+    test::Capture capture;
+    std::vector<int*> lost;
+    lost.reserve(8);
+    for (int i = 0; i < 3; ++i) {
+        try {
+            LeakScope scope("once");
+            lost.push_back(test::kept(new int(i)));
+            if (i == 1) throw std::runtime_error("x");
+        } catch (...) {
+        }
+    }
+    { LeakScope flush("next"); }   // the next scope on this thread writes the deferred one
+    CHECK(capture.reports().size() == 3);
+    for (int* p : lost) delete p;
 }
