@@ -124,9 +124,6 @@ TEST_CASE("four threads freeing each other's blocks: every scope exact to the by
                     Report r = scope.leftovers();
                     res.blocks = r.blocks;
                     res.bytes = r.bytes;
-                    // Every block of the neighbour freed here was born elsewhere: not "older"
-                    // for this scope? It was born before... no: born in another scope, so it is
-                    // an older block for this one only if born before this scope opened.
                     scope.dismiss();
                 }
                 barrier.wait();
@@ -314,4 +311,71 @@ TEST_CASE("a scope destroyed on another thread does not crash", "[threads][bad-i
     delete scope;
     delete p;
     SUCCEED();
+}
+
+TEST_CASE("four threads adopt each other's scopes and free each other's blocks, nested", "[threads]") {
+    // Each round, thread t opens an outer and an inner scope, then:
+    //  phase 1: allocates A blocks in its inner scope;
+    //  phase 2: adopts the inner scope of thread t+1 and allocates B blocks for it there, and
+    //           frees every 3rd block that thread t+2 allocated in phase 1;
+    //  phase 3: every scope checks its exact leftovers, then all is freed.
+    constexpr int kThreads = 4, A = 120, B = 30, kRounds = 25;
+    struct Shared {
+        std::vector<std::vector<int*>> phase1{kThreads, std::vector<int*>(A)};
+        std::vector<std::vector<int*>> adopted{kThreads, std::vector<int*>(B)};   // by adopter
+        std::vector<leakscope::Token> tokens{kThreads};
+        std::vector<std::size_t> inner_blocks = std::vector<std::size_t>(kThreads);
+        std::vector<std::size_t> outer_blocks = std::vector<std::size_t>(kThreads);
+        std::vector<std::size_t> outer_released = std::vector<std::size_t>(kThreads);
+    };
+    test::Capture capture;   // the inner scopes' reports
+    for (int round = 0; round < kRounds; ++round) {
+        capture.reports().clear();
+        Shared sh;
+        Barrier barrier(kThreads);
+        std::vector<std::thread> threads;
+        for (int t = 0; t < kThreads; ++t) {
+            threads.emplace_back([&, t] {
+                {
+                    LeakScope outer("outer");
+                    {
+                        LeakScope inner("inner");
+                        sh.tokens[t] = inner.token();
+                        for (int i = 0; i < A; ++i) sh.phase1[t][i] = test::kept(new int(i));
+                        barrier.wait();
+                        {
+                            leakscope::Adopt adopt(sh.tokens[(t + 1) % kThreads]);
+                            for (int i = 0; i < B; ++i) sh.adopted[t][i] = test::kept(new int(i));
+                        }
+                        int victim = (t + 2) % kThreads;
+                        for (int i = 0; i < A; i += 3) delete sh.phase1[victim][i];
+                        barrier.wait();
+                        sh.inner_blocks[t] = inner.leftovers().blocks;
+                        barrier.wait();   // nobody allocates into another scope from here on
+                    }
+                    leakscope::Report r = outer.leftovers();
+                    sh.outer_blocks[t] = r.blocks;
+                    sh.outer_released[t] = r.released_blocks;
+                    outer.dismiss();
+                }
+                barrier.wait();
+                for (int i = 0; i < A; ++i)
+                    if (i % 3 != 0) delete sh.phase1[t][i];
+                for (int* p : sh.adopted[t]) delete p;
+            });
+        }
+        for (auto& th : threads) th.join();
+        const std::size_t freed_by_victimiser = (A + 2) / 3;
+        CHECK(capture.reports().size() == kThreads);   // each inner scope reported once
+        for (int t = 0; t < kThreads; ++t) {
+            INFO("round " << round << " thread " << t);
+            // Own phase-1 blocks not freed by thread t-2, plus B blocks thread t-1 made for it.
+            CHECK(sh.inner_blocks[t] == A - freed_by_victimiser + B);
+            // The outer scope sees the inner one's leftovers (the inner report went to stderr).
+            CHECK(sh.outer_blocks[t] == A - freed_by_victimiser + B);
+            // Blocks of another thread's scope freed here were not born in this scope or below
+            // it, so they count on its minus side.
+            CHECK(sh.outer_released[t] == freed_by_victimiser);
+        }
+    }
 }
