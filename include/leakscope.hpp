@@ -242,6 +242,7 @@ namespace detail {
 #define LEAKSCOPE_LIKELY(x) __builtin_expect(!!(x), 1)
 #define LEAKSCOPE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define LEAKSCOPE_NOINLINE __attribute__((noinline))
+#define LEAKSCOPE_HOT_INLINE inline __attribute__((always_inline))
 #ifndef LEAKSCOPE_TLS_FAST
 #define LEAKSCOPE_TLS_FAST __attribute__((tls_model("initial-exec")))
 #endif
@@ -249,6 +250,7 @@ namespace detail {
 #define LEAKSCOPE_LIKELY(x) (x)
 #define LEAKSCOPE_UNLIKELY(x) (x)
 #define LEAKSCOPE_NOINLINE
+#define LEAKSCOPE_HOT_INLINE inline
 #ifndef LEAKSCOPE_TLS_FAST
 #define LEAKSCOPE_TLS_FAST
 #endif
@@ -669,7 +671,7 @@ inline bool shard_rehash(Shard& sh, u32 new_log2) noexcept {
 
 // Inserts a record; if the address is already present (its block was freed behind our back,
 // e.g. with free()), the stale record is returned in `stale` so its scope can be released.
-inline bool registry_insert(const Record& rec, Record& stale, bool& had_stale) noexcept {
+LEAKSCOPE_HOT_INLINE bool registry_insert(const Record& rec, Record& stale, bool& had_stale) noexcept {
     had_stale = false;
     u64 h = hash_address(rec.addr);
     Shard& sh = g.shards[shard_of(h)];
@@ -744,10 +746,12 @@ enum class Edit { none, erase, unscope };
 // Finds the record of `addr` under its shard's lock, copies it to `out` and applies `edit`:
 // erase removes it; unscope (ignore()) detaches it from its scope but keeps it registered, so
 // its free is still recognised. Returns false for a pointer never recorded.
-inline bool registry_find(std::uintptr_t addr, Record& out, Edit edit) noexcept {
+// `probe_first`: settle "not here" without the lock when the bucket filter cannot (worth it
+// where most lookups miss; a thread inside a scope mostly frees blocks it just tracked).
+LEAKSCOPE_HOT_INLINE bool registry_find(std::uintptr_t addr, Record& out, Edit edit, bool probe_first = true) noexcept {
     u64 h = hash_address(addr);
-    if (!registry_may_contain(addr, h)) return false;
     Shard& sh = g.shards[shard_of(h)];
+    if (probe_first ? !registry_may_contain(addr, h) : sh.filter[filter_of(h)].load(relaxed) == 0) return false;
     SpinGuard guard(sh.lock);
     Record* table = sh.table.load(relaxed);
     if (table == nullptr) return false;
@@ -894,7 +898,7 @@ void release_ref(ThreadState& t, u32 scope, u32 seq) noexcept {
 
 // Takes a reference on `scope` for a birth (or a child scope) on thread t. Returns the seq to
 // store in the record, or false when the scope no longer accepts births (it has closed).
-inline bool take_ref(ThreadState& t, u64 handle, std::uintptr_t addr, u32& seq) noexcept {
+LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t addr, u32& seq) noexcept {
     u32 scope = slot_of(handle);
     Slot& s = slot_ref(scope);
     if (owned_here(s, t) && s.generation.load(relaxed) == generation_of(handle)) {
@@ -943,7 +947,8 @@ inline u64 counting_scope(const ThreadState& t) noexcept {
     return t.current ? t.current : g.all_scope.load(acquire);
 }
 
-inline void insert_record(ThreadState& t, const Record& rec) noexcept;
+
+LEAKSCOPE_HOT_INLINE void insert_record(ThreadState& t, const Record& rec) noexcept;
 
 LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size) noexcept {
     ensure_registered(t);
@@ -961,7 +966,7 @@ LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size) 
     insert_record(t, rec);
 }
 
-inline void insert_record(ThreadState& t, const Record& rec) noexcept {
+LEAKSCOPE_HOT_INLINE void insert_record(ThreadState& t, const Record& rec) noexcept {
     Record stale{};
     bool had_stale = false;
     if (!registry_insert(rec, stale, had_stale)) {
@@ -1005,7 +1010,7 @@ LEAKSCOPE_NOINLINE void on_death(ThreadState& t, void* block, std::size_t size_h
     auto addr = reinterpret_cast<std::uintptr_t>(block);
     bool counting = (t.current != 0 || (g.mode.load(relaxed) & kAllScopeOpen)) && !t.internal;
     Record rec{};
-    if (registry_find(addr, rec, Edit::erase)) {
+    if (registry_find(addr, rec, Edit::erase, !counting)) {
         if (!(rec.flags & kInternal)) count_death(t, rec.size);
         // Born in the scope this thread counts for (the common case): not an older block.
         if (counting && !(rec.flags & kNoScope) && rec.scope != slot_of(t.current))
