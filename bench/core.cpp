@@ -27,6 +27,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <utility>
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -123,6 +124,43 @@ void BM_new_delete_in_scope(benchmark::State& state) {
     scope.dismiss();
 }
 
+// ---- 3b. a realistic allocation churn ---------------------------------------------------------
+// Strings, vectors, a map and make_shared with a little work in between: what a request handler
+// does. The same body without a scope (the hook idle) and inside one, per thread.
+struct Vehicle {
+    double lat = 0, lon = 0;
+    std::string id;
+};
+std::size_t churn_once(int i) {
+    std::string name = "vehicle-" + std::to_string(i) + "-with-a-name-longer-than-sso";
+    std::vector<int> v;
+    for (int k = 0; k < 16; ++k) v.push_back(k * i);
+    std::map<int, std::string> m;
+    for (int k = 0; k < 4; ++k) m.emplace(k, name);
+    auto shared = std::make_shared<Vehicle>();
+    shared->id = name;
+    std::size_t sum = name.size() + m.size() + shared->id.size();
+    for (int x : v) sum += std::size_t(x);
+    return sum;
+}
+void BM_churn_no_scope(benchmark::State& state) {
+    int i = 0;
+    for (auto _ : state) benchmark::DoNotOptimize(churn_once(i++));
+}
+void BM_churn_in_scope(benchmark::State& state) {
+    leakscope::LeakScope scope("churn");
+    int i = 0;
+    for (auto _ : state) benchmark::DoNotOptimize(churn_once(i++));
+    scope.dismiss();
+}
+void BM_churn_scope_per_iteration(benchmark::State& state) {
+    int i = 0;
+    for (auto _ : state) {
+        leakscope::LeakScope scope("request");
+        benchmark::DoNotOptimize(churn_once(i++));
+    }
+}
+
 // ---- 4. a clean scope -------------------------------------------------------------------------
 void BM_scope_open_close_clean(benchmark::State& state) {
     for (auto _ : state) {
@@ -182,6 +220,9 @@ void register_benchmarks(bool default_min_time) {
     with_min(RegisterBenchmark("BM_hook_idle_new_delete", BM_hook_idle_new_delete)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_new_delete_in_scope", BM_new_delete_in_scope)->Threads(1)->Threads(2));
+    with_min(RegisterBenchmark("BM_churn_no_scope", BM_churn_no_scope)->Threads(1)->Threads(2));
+    with_min(RegisterBenchmark("BM_churn_in_scope", BM_churn_in_scope)->Threads(1)->Threads(2));
+    with_min(RegisterBenchmark("BM_churn_scope_per_iteration", BM_churn_scope_per_iteration)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_scope_open_close_clean", BM_scope_open_close_clean));
     auto* leaking = with_min(RegisterBenchmark("BM_scope_close_leaking", BM_scope_close_leaking)
                                  ->Arg(1)->Arg(10)->Arg(100)->Arg(1000)->Arg(10000)->UseManualTime());
@@ -399,6 +440,23 @@ void print_table(const RecordingReporter& rep, const MemoryResult& mem) {
     pair_row("idle after tracking (1000 live tracked), 2 threads", "BM_hook_idle_after_tracking/threads:2", 2);
     pair_row("new/delete in scope, 1 thread", "BM_new_delete_in_scope/threads:1", 1);
     pair_row("new/delete in scope, 2 threads", "BM_new_delete_in_scope/threads:2", 2);
+
+    // The churn rows compare with the same churn without a scope (the hook idle), same threads.
+    for (int threads : {1, 2}) {
+        std::string suffix = "/threads:" + std::to_string(threads);
+        const Measured* base = cpu("BM_churn_no_scope" + suffix);
+        double base_ns = base ? base->cpu_ns : 0;
+        std::string t = std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+        std::printf("| churn (strings, vector, map, make_shared), no scope, %s | %s | (base) |\n", t.c_str(),
+                    base ? fmt("%.1f", base_ns).c_str() : "n/a");
+        for (auto [label, name] : {std::pair<const char*, const char*>{"churn inside one scope", "BM_churn_in_scope"},
+                                   {"churn with a scope per iteration", "BM_churn_scope_per_iteration"}}) {
+            const Measured* m = cpu(name + suffix);
+            std::string ns_text = m ? fmt("%.1f", m->cpu_ns) : "n/a";
+            std::string ratio = (m && base_ns > 0) ? fmt("%.2fx the churn without a scope", m->cpu_ns / base_ns) : "n/a";
+            std::printf("| %s, %s | %s | %s |\n", label, t.c_str(), ns_text.c_str(), ratio.c_str());
+        }
+    }
 
     const Measured* clean = cpu("BM_scope_open_close_clean");
     row("clean scope open+close", clean, clean ? clean->cpu_ns : 0, plain1, p1);

@@ -381,7 +381,7 @@ struct alignas(64) Shard {
     // somewhere, frees of all the other blocks still skip the table.
     std::atomic<u8> filter[1024];
 };
-inline unsigned filter_of(u64 h) noexcept { return unsigned(h >> (64 - kShardBits - 10)) & 1023u; }
+inline unsigned filter_of(u64 h) noexcept { return unsigned(h) & 1023u; }
 inline void filter_add(Shard& sh, u64 h, int delta) noexcept {
     std::atomic<u8>& f = sh.filter[filter_of(h)];
     u8 v = f.load(relaxed);
@@ -397,10 +397,13 @@ inline void store_addr(Record& r, std::uintptr_t a) noexcept { __atomic_store_n(
 inline u64 hash_address(std::uintptr_t a) noexcept {
     return (static_cast<u64>(a) >> 4) * 0x9E3779B97F4A7C15ull;
 }
-inline unsigned shard_of(u64 h) noexcept { return static_cast<unsigned>(h >> (64 - kShardBits)); }
-inline std::size_t home_index(u64 h, u32 log2) noexcept {
-    return static_cast<std::size_t>((h << kShardBits) >> (64 - log2));
+// The shard is chosen by the 64 KiB region of the address, not the address itself: malloc hands
+// each thread blocks from its own arena, so threads mostly work in disjoint shards and do not
+// bounce the shard locks' cache lines between cores.
+inline unsigned shard_of(std::uintptr_t addr) noexcept {
+    return static_cast<unsigned>(((u64(addr) >> 16) * 0xD6E8FEB86659FD93ull) >> (64 - kShardBits));
 }
+inline std::size_t home_index(u64 h, u32 log2) noexcept { return static_cast<std::size_t>(h >> (64 - log2)); }
 
 // ---- scopes -----------------------------------------------------------------------------------
 // A scope's state lives in a slot the tracker owns (the LeakScope object may die first; its
@@ -674,7 +677,7 @@ inline bool shard_rehash(Shard& sh, u32 new_log2) noexcept {
 LEAKSCOPE_HOT_INLINE bool registry_insert(const Record& rec, Record& stale, bool& had_stale) noexcept {
     had_stale = false;
     u64 h = hash_address(rec.addr);
-    Shard& sh = g.shards[shard_of(h)];
+    Shard& sh = g.shards[shard_of(rec.addr)];
     SpinGuard guard(sh.lock);
     Record* table = sh.table.load(relaxed);
     u32 log2 = sh.capacity_log2.load(relaxed);
@@ -716,7 +719,7 @@ LEAKSCOPE_HOT_INLINE bool registry_insert(const Record& rec, Record& stale, bool
 
 // Is `addr` possibly registered? Lock-free; false is definite (see Shard).
 inline bool registry_may_contain(std::uintptr_t addr, u64 h) noexcept {
-    const Shard& sh = g.shards[shard_of(h)];
+    const Shard& sh = g.shards[shard_of(addr)];
     if (sh.filter[filter_of(h)].load(relaxed) == 0) return false;
     for (int attempt = 0; attempt < 4; ++attempt) {
         u32 version = sh.version.load(acquire);
@@ -750,7 +753,7 @@ enum class Edit { none, erase, unscope };
 // where most lookups miss; a thread inside a scope mostly frees blocks it just tracked).
 LEAKSCOPE_HOT_INLINE bool registry_find(std::uintptr_t addr, Record& out, Edit edit, bool probe_first = true) noexcept {
     u64 h = hash_address(addr);
-    Shard& sh = g.shards[shard_of(h)];
+    Shard& sh = g.shards[shard_of(addr)];
     if (probe_first ? !registry_may_contain(addr, h) : sh.filter[filter_of(h)].load(relaxed) == 0) return false;
     SpinGuard guard(sh.lock);
     Record* table = sh.table.load(relaxed);
@@ -1046,7 +1049,8 @@ inline void before_deallocation(void* block, std::size_t size) noexcept {
         // Counting for no scope, the only question is "is it ours?": the bucket filter
         // answers it for most blocks in one load, without a call.
         u64 h = hash_address(reinterpret_cast<std::uintptr_t>(block));
-        if (g.shards[shard_of(h)].filter[filter_of(h)].load(relaxed) == 0) return;
+        if (g.shards[shard_of(reinterpret_cast<std::uintptr_t>(block))].filter[filter_of(h)].load(relaxed) == 0)
+            return;
     }
     on_death(t, block, size);
 }
