@@ -1145,7 +1145,7 @@ using namespace detail;
 LeakScope::LeakScope(std::string_view name, Threads threads, const char* file, unsigned line) noexcept
     : file_(file), line_(line) {
     std::size_t n = std::min(name.size(), sizeof name_ - 1);
-    std::memcpy(name_, name.data(), n);
+    if (n) std::memcpy(name_, name.data(), n);   // an empty view may hold a null pointer
     name_[n] = '\0';
     ThreadState& t = tls;
     ensure_registered(t);

@@ -356,3 +356,19 @@ TEST_CASE("a report is written exactly once, whatever ends the scope", "[scope]"
     CHECK(capture.reports().size() == 3);
     for (int* p : lost) delete p;
 }
+
+TEST_CASE("an unnamed scope works and reports under \"(unnamed)\"", "[scope]") {
+    char buffer[1024] = {};
+    std::FILE* mem = fmemopen(buffer, sizeof buffer - 1, "w");
+    REQUIRE(mem != nullptr);
+    leakscope::set_writers({std::make_shared<leakscope::TextWriter>(mem)});
+    int* p = nullptr;
+    {
+        LeakScope scope;
+        p = test::kept(new int(1));
+    }
+    leakscope::set_writers({});
+    std::fclose(mem);
+    CHECK(std::string(buffer).find("scope \"(unnamed)\"") != std::string::npos);
+    delete p;
+}
