@@ -89,7 +89,7 @@ for s in $requested; do
 done
 [ ${#stages[@]} -gt 0 ] || { echo "LEAKSCOPE_STAGES selects no stage" >&2; exit 2; }
 
-# --- setup -------------------------------------------------------------------------
+# --- setup: installs the Debian packages it needs (apt-get, in scripts/setup.sh) ------------
 current=setup
 if [ "${LEAKSCOPE_SKIP_SETUP:-0}" != 1 ]; then
   banner "setup: scripts/setup.sh"
