@@ -953,8 +953,8 @@ inline u64 counting_scope(const ThreadState& t) noexcept {
 
 LEAKSCOPE_HOT_INLINE void insert_record(ThreadState& t, const Record& rec) noexcept;
 
+// Only called from after_allocation, which has registered the thread.
 LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size) noexcept {
-    ensure_registered(t);
     auto addr = reinterpret_cast<std::uintptr_t>(block);
     Record rec{addr, size, 0, 0, 0, 0};
     if (t.internal || t.ignore_depth) {
@@ -970,7 +970,7 @@ LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size) 
 }
 
 LEAKSCOPE_HOT_INLINE void insert_record(ThreadState& t, const Record& rec) noexcept {
-    Record stale{};
+    Record stale;   // written only when had_stale
     bool had_stale = false;
     if (!registry_insert(rec, stale, had_stale)) {
         // Out of tracker memory: the block goes untracked, its scope reference is undone.
@@ -1012,7 +1012,7 @@ inline void count_released(ThreadState& t, u32 born_in, u64 bytes) noexcept {
 LEAKSCOPE_NOINLINE void on_death(ThreadState& t, void* block, std::size_t size_hint) noexcept {
     auto addr = reinterpret_cast<std::uintptr_t>(block);
     bool counting = (t.current != 0 || (g.mode.load(relaxed) & kAllScopeOpen)) && !t.internal;
-    Record rec{};
+    Record rec;   // read only when found
     if (registry_find(addr, rec, Edit::erase, !counting)) {
         if (!(rec.flags & kInternal)) count_death(t, rec.size);
         // Born in the scope this thread counts for (the common case): not an older block.
