@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Instructions per 32-byte allocate/free pair, counted by callgrind: plain malloc/free, the
+# hook idle, and inside a scope. Deterministic (the same binary gives the same counts), so use
+# it to judge hot-path changes; bench_core gives the wall-time ratios.
+#   bash bench/instructions.sh [CXX]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cxx=${1:-g++}
+work="$root/build/instructions"   # kept: callgrind_annotate build/instructions/cg.scope
+mkdir -p "$work"
+"$cxx" -std=c++17 -O2 -g -I"$root/include" "$root/bench/tools/pair_loop.cpp" -o "$work/pair_loop" -pthread
+pairs=1000000
+count() {
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.$1" "$work/pair_loop" "$1" "$2" 2>&1 |
+    sed -n 's/.*refs: *//p' | tr -d ,
+}
+base=$(count none 0)
+plain=$(( ($(count plain $pairs) - base) / pairs ))
+idle=$(( ($(count idle $pairs) - base) / pairs ))
+scope=$(( ($(count scope $pairs) - base) / pairs ))
+echo "| pair | instructions | ratio to plain |"
+echo "|---|---:|---:|"
+for row in "plain malloc/free:$plain" "hook idle:$idle" "inside a scope:$scope"; do
+  name=${row%%:*}; n=${row##*:}
+  awk -v name="$name" -v n="$n" -v p="$plain" 'BEGIN { printf "| %s | %d | %.2fx |\n", name, n, n / p }'
+done
+echo
+echo "where the in-scope instructions go: callgrind_annotate --auto=yes $work/cg.scope"

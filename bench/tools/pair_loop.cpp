@@ -1,0 +1,41 @@
+// A fixed loop of 32-byte allocate/free pairs, for instruction counts under callgrind (see
+// bench/instructions.sh): unlike wall time on a shared machine, they repeat exactly.
+//   pair_loop plain|idle|scope [pairs]
+#define LEAKSCOPE_IMPLEMENTATION
+#include <leakscope.hpp>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace {
+void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
+}  // namespace
+
+int main(int argc, char** argv) {
+    const char* mode = argc > 1 ? argv[1] : "plain";
+    const long pairs = argc > 2 ? std::atol(argv[2]) : 1000000;
+    if (std::strcmp(mode, "plain") == 0) {
+        for (long i = 0; i < pairs; ++i) {
+            void* p = std::malloc(32);
+            escape(p);
+            std::free(p);
+        }
+    } else if (std::strcmp(mode, "idle") == 0) {
+        for (long i = 0; i < pairs; ++i) {
+            char* p = new char[32];
+            escape(p);
+            delete[] p;
+        }
+    } else if (std::strcmp(mode, "scope") == 0) {
+        leakscope::LeakScope scope("pairs");
+        for (long i = 0; i < pairs; ++i) {
+            char* p = new char[32];
+            escape(p);
+            delete[] p;
+        }
+        scope.dismiss();
+    } else if (std::strcmp(mode, "none") != 0) {
+        return 2;
+    }
+    return 0;
+}
