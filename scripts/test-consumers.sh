@@ -108,6 +108,7 @@ run_app cmake_subdir "$WORK/cmake_subdir/app"
 # --- 3. meson subproject ------------------------------------------------------------
 step "meson subproject consumer"
 cp -R "$ROOT/tests/consumers/meson_subproject" "$WORK/meson_subproject"
+cp "$ROOT/tests/consumers/main.cpp" "$WORK/meson_subproject/main.cpp"
 mkdir -p "$WORK/meson_subproject/subprojects"
 ln -s "$ROOT" "$WORK/meson_subproject/subprojects/leakscope"
 CXX="$CXX" meson setup "$WORK/meson_subproject/build" "$WORK/meson_subproject" \
@@ -137,7 +138,7 @@ pc_consumer() {
     die "$label: pkg-config --libs leakscope printed '$libs' (expected nothing)"
   fi
   # shellcheck disable=SC2086  # word splitting of $cflags is intended
-  "$CXX" -std=c++17 $cflags "$ROOT/tests/consumers/pkgconfig/main.cpp" \
+  "$CXX" -std=c++17 $cflags "$ROOT/tests/consumers/main.cpp" \
     -o "$WORK/pkgconfig-$label" -pthread -ldl
   run_app "pkgconfig-$label" "$WORK/pkgconfig-$label"
   unset PKG_CONFIG_PATH
