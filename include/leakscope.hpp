@@ -1079,12 +1079,26 @@ void for_each_leftover(u32 scope, F&& visit) noexcept {
     }
 }
 
+// A live record's log entry, as handed to the enclosing scope.
+inline SharedEntry entry_of(const Record& r) noexcept {
+    return SharedEntry{r.addr, r.scope, r.seq, slot_ref(r.scope).generation.load(relaxed), 0};
+}
+
 inline i64 live_count(const Slot& s) noexcept {
     return s.owner_live.load(relaxed) + s.refs.load(acquire) - kOpenBias - i64(s.holds.load(acquire));
 }
 
 void dispatch(const Report& report) noexcept;
-void build_leftovers(u32 index, Report& out);
+void build_leftovers(u32 index, Report& out, OsVector<SharedEntry>* handoff = nullptr);
+inline Report leftovers_header(const char* name, const char* file, unsigned line, bool by_exception) {
+    Report r;
+    r.kind = "leftovers";
+    r.scope = name;
+    r.file = file ? file : "";
+    r.line = line;
+    r.by_exception = by_exception;
+    return r;
+}
 
 // A scope ended by an exception is reported only once that exception has been handled: while it
 // unwinds, the exception object's own allocations (its message string) are still live and would
@@ -1105,12 +1119,7 @@ inline void flush_deferred(ThreadState& t, bool force, bool everyone = false) no
         {
             InternalGuard internal;
             try {
-                Report rep;
-                rep.kind = "leftovers";
-                rep.scope = s.deferred_name;
-                rep.file = s.deferred_file ? s.deferred_file : "";
-                rep.line = s.deferred_line;
-                rep.by_exception = true;
+                Report rep = leftovers_header(s.deferred_name, s.deferred_file, s.deferred_line, true);
                 build_leftovers(slot_of(handle), rep);
                 if (rep.blocks > 0) dispatch(rep);
             } catch (...) {
@@ -1200,13 +1209,15 @@ bool LeakScope::clean() const noexcept {
 }
 
 namespace detail {
-// Builds the report of a scope's current leftovers (leakscope's own allocations inside).
-void build_leftovers(u32 index, Report& out) {
+// Builds the report of a scope's current leftovers (leakscope's own allocations inside) and,
+// with `handoff`, collects their log entries for the enclosing scope in the same pass.
+void build_leftovers(u32 index, Report& out, OsVector<SharedEntry>* handoff) {
     struct Item { u32 stack; u64 size; };
     std::vector<Item> items;
     for_each_leftover(index, [&](const Record& r) {
-        if (r.flags & kNoScope) return;
         items.push_back(Item{r.stack, r.size});
+        if (handoff)
+            handoff->push(entry_of(r));
     });
     std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.stack < b.stack; });
     for (std::size_t i = 0; i < items.size();) {
@@ -1231,11 +1242,7 @@ void build_leftovers(u32 index, Report& out) {
 
 Report LeakScope::leftovers() const {
     InternalGuard internal;
-    Report report;
-    report.kind = "leftovers";
-    report.scope = name_;
-    report.file = file_ ? file_ : "";
-    report.line = line_;
+    Report report = leftovers_header(name_, file_, line_, false);
     if (open_) build_leftovers(slot_, report);
     return report;
 }
@@ -1286,35 +1293,36 @@ void LeakScope::close(bool report) noexcept {
             deferred = defer_report(t, handle_of(slot_, generation_));
             if (!deferred) s.refs.fetch_sub(1, relaxed);   // all entries taken: report now
         }
+        // The enclosing scope sees these leftovers too: it gets their log entries, collected
+        // in the same pass that builds the report.
+        OsVector<SharedEntry> handoff{};
+        OsVector<SharedEntry>* want = s.parent ? &handoff : nullptr;
+        bool collected = false;
         if (report && !deferred) {
             InternalGuard internal;
             try {
-                Report rep;
-                rep.kind = "leftovers";
-                rep.scope = name_;
-                rep.file = file_ ? file_ : "";
-                rep.line = line_;
-                rep.by_exception = by_exception;
-                build_leftovers(slot_, rep);
+                Report rep = leftovers_header(name_, file_, line_, by_exception);
+                build_leftovers(slot_, rep, want);
+                collected = true;
                 if (rep.blocks > 0) dispatch(rep);
             } catch (...) {
                 diagnostic("could not build a report (out of memory?)");
             }
         }
-        // The enclosing scope sees these leftovers too: hand it their log entries.
-        if (s.parent) {
-            InternalGuard internal;
-            OsVector<SharedEntry> moved{};
-            for_each_leftover(slot_, [&](const Record& r) {
-                moved.push(SharedEntry{r.addr, r.scope, r.seq, slot_ref(r.scope).generation.load(relaxed), 0});
-            });
+        if (want) {
+            if (!collected) {
+                handoff.size = 0;   // a failed build may have collected part of them
+                for_each_leftover(slot_, [&](const Record& r) {
+                    handoff.push(entry_of(r));
+                });
+            }
             Slot& p = slot_ref(s.parent);
             {
                 SpinGuard guard(p.lock);
                 if (!p.closed.load(relaxed))
-                    for (std::size_t i = 0; i < moved.size; ++i) p.shared.push(moved.data[i]);
+                    for (std::size_t i = 0; i < handoff.size; ++i) p.shared.push(handoff.data[i]);
             }
-            moved.release();
+            handoff.release();
         }
     }
     // From now on every reference goes through `refs`: fold the owner's count in, drop the bias.

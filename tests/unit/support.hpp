@@ -6,7 +6,9 @@
 
 #include <memory>
 #include <new>
+#include <cstdio>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -69,5 +71,19 @@ struct Capture {
     ~Capture() { leakscope::set_writers({}); }
     std::vector<leakscope::Report>& reports() { return writer->reports; }
 };
+
+// Runs `body` with a TextWriter writing into memory installed, then restores the default
+// writer and returns what was written.
+template <class Body>
+std::string text_report_of(Body&& body) {
+    char buffer[4096] = {};
+    std::FILE* mem = fmemopen(buffer, sizeof buffer - 1, "w");
+    REQUIRE(mem != nullptr);
+    leakscope::set_writers({std::make_shared<leakscope::TextWriter>(mem)});
+    body();
+    leakscope::set_writers({});
+    std::fclose(mem);
+    return buffer;
+}
 
 }  // namespace test

@@ -232,18 +232,11 @@ TEST_CASE("writers: add_writer adds, set_writers replaces, a throwing writer is 
 }
 
 TEST_CASE("the default writer prints a readable report on stderr", "[scope][writers]") {
-    char buffer[4096] = {};
-    std::FILE* mem = fmemopen(buffer, sizeof buffer - 1, "w");
-    REQUIRE(mem != nullptr);
-    leakscope::set_writers({std::make_shared<leakscope::TextWriter>(mem)});
     int* p = nullptr;
-    {
+    std::string text = test::text_report_of([&] {
         LeakScope scope("GET /page");
         p = test::kept(new int(1));
-    }
-    leakscope::set_writers({});
-    std::fclose(mem);
-    std::string text(buffer);
+    });
     CHECK(text.find("scope \"GET /page\"") != std::string::npos);
     CHECK(text.find("1 block (4 bytes)") != std::string::npos);
     CHECK(text.find("test_scope.cpp:") != std::string::npos);
@@ -358,17 +351,11 @@ TEST_CASE("a report is written exactly once, whatever ends the scope", "[scope]"
 }
 
 TEST_CASE("an unnamed scope works and reports under \"(unnamed)\"", "[scope]") {
-    char buffer[1024] = {};
-    std::FILE* mem = fmemopen(buffer, sizeof buffer - 1, "w");
-    REQUIRE(mem != nullptr);
-    leakscope::set_writers({std::make_shared<leakscope::TextWriter>(mem)});
     int* p = nullptr;
-    {
+    std::string text = test::text_report_of([&] {
         LeakScope scope;
         p = test::kept(new int(1));
-    }
-    leakscope::set_writers({});
-    std::fclose(mem);
-    CHECK(std::string(buffer).find("scope \"(unnamed)\"") != std::string::npos);
+    });
+    CHECK(text.find("scope \"(unnamed)\"") != std::string::npos);
     delete p;
 }
