@@ -198,6 +198,29 @@ void ignore(const void* block) noexcept;
 void record_allocation(const void* block, std::size_t size) noexcept;
 void record_deallocation(const void* block, std::size_t size = 0) noexcept;
 
+// ---- call stacks and run-time options ----------------------------------------------------------
+// How allocating call stacks are walked (option unwinder=):
+//  fast:   DWARF call-frame information (.eh_frame) read in-process, rules cached per return
+//          address; needs no frame pointers. Falls back to libgcc for what it cannot express.
+//  fp:     a frame-pointer walk, bounds-checked against the thread's stack; garbles or drops
+//          frames in code built without frame pointers.
+//  libgcc: _Unwind_Backtrace, exact and about 50x slower.
+enum class Unwinder { fast, fp, libgcc };
+
+// The calling thread's stack as return addresses, innermost first: out[0] is the return address
+// of this call (an address inside the caller). Writes at most `max`, returns how many. Never
+// allocates; a corrupt or foreign stack gives a shorter result, never a crash.
+std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how = Unwinder::fast) noexcept;
+
+// Applies options in the LEAKSCOPE_OPTIONS syntax (`key=value`, separated by ':' or white space,
+// values may be quoted). Keys this version knows:
+//   stacks=on|off|demand   capture allocating stacks (demand: for a scope name's runs after it
+//                          first leaked)                                   default on
+//   unwinder=fast|fp|libgcc                                                default fast
+//   stack_depth=1..256     frames kept per stack                          default 32
+// A malformed entry gets one line on stderr naming it; the other entries still apply.
+void configure(std::string_view options) noexcept;
+
 struct Stats {
     std::size_t live_blocks = 0, live_bytes = 0;   // tracked blocks still live
     std::size_t peak_bytes = 0;                    // high-water mark of live_bytes
