@@ -22,6 +22,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <mutex>
+#include <sys/wait.h>
 #include <thread>
 #include <ucontext.h>
 
@@ -548,6 +550,61 @@ ORACLE_NOINLINE int thread_chain(int x) {
     return r;
 }
 
+// ---- std::call_once: libstdc++'s __once_proxy called back by libc's pthread_once ---------------
+ORACLE_NOINLINE int once_leaf(int x) {
+    int r = check("call_once", "once_leaf( once_chain( main");
+    ORACLE_BARRIER();
+    return r + x;
+}
+ORACLE_NOINLINE int once_chain(int x) {
+    std::once_flag flag;
+    int r = 0;
+    std::call_once(flag, [&] { r = once_leaf(x); });
+    ORACLE_BARRIER();
+    return r;
+}
+
+// ---- a thread_local's destructor, run by libc at thread exit ----------------------------------
+ORACLE_NOINLINE int tls_dtor_leaf(int x) {
+    int r = check("thread_local_dtor", "tls_dtor_leaf( TlsObject::~TlsObject(");
+    ORACLE_BARRIER();
+    return r + x;
+}
+struct TlsObject {
+    int armed = 0;
+    ~TlsObject();
+};
+ORACLE_NOINLINE TlsObject::~TlsObject() {
+    if (armed) tls_dtor_leaf(armed);
+    ORACLE_BARRIER();
+}
+ORACLE_NOINLINE void tls_thread_body() {
+    thread_local TlsObject obj;
+    obj.armed = 1;
+    ORACLE_BARRIER();
+}
+
+// ---- in a forked child (the unwinder's state is the parent's copy) ----------------------------
+ORACLE_NOINLINE int fork_leaf() {
+    int r = check("fork_child", "fork_leaf( fork_chain( main");
+    ORACLE_BARRIER();
+    return r;
+}
+ORACLE_NOINLINE int fork_chain() {
+    std::fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid == 0) {
+        int r = fork_leaf();
+        std::fflush(stdout);
+        _exit(r);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return 1;
+    ORACLE_BARRIER();
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
 // ---- small `max`: truncation, and nothing written past max ------------------------------------
 ORACLE_NOINLINE int check_small_max() {
     int bad = 0;
@@ -857,6 +914,16 @@ int main(int argc, char** argv) {
         t.join();
     }
     small_max_chain();
+    once_chain(20);
+    {
+        std::thread t(tls_thread_body);
+        t.join();
+    }
+    ++g_checks;  // the child's check is counted here, its failure through the exit status
+    if (fork_chain() != 0) {
+        std::printf("FAIL %-20s the child failed (see above) or died\n", "fork_child");
+        ++g_failures;
+    }
 
     {
         Lib lib;
