@@ -160,7 +160,7 @@ jobs=${LEAKSCOPE_UNWIND_JOBS:-2}
 start=$SECONDS
 echo "unwinder oracle: ${#variants[@]} variants, $jobs at a time, in build/unwind/"
 mkdir -p "$OUT"
-printf '%s\n' "${variants[@]}" | xargs -P "$jobs" -n 1 bash "${BASH_SOURCE[0]}" --variant
+printf '%s\n' "${variants[@]}" | xargs -P "$jobs" -n 1 bash "$ROOT/scripts/test-unwind.sh" --variant
 
 pass=0
 fail=0
