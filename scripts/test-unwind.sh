@@ -5,7 +5,13 @@
 # (all -g -std=c++17 -pthread -Wall -Wextra -Werror; the dlopen'd library always -fPIC -shared)
 # into build/unwind/<variant>/, runs each, and prints one line per variant. At every check site of
 # the corpus, current_stack(Unwinder::fast) must give exactly what current_stack(Unwinder::libgcc)
-# (_Unwind_Backtrace) gives; see tests/unwind/corpus.cpp for the chains.
+# (_Unwind_Backtrace) gives; see tests/unwind/corpus.cpp for the chains. Each variant builds
+# corpus (+ corpus_impl.cpp, leakscope's implementation) and the dlopen'd library twice,
+# libunwind_a.so / libunwind_b.so (same code, different frame sizes: at -O2 a stale per-address
+# rule cache after dlclose shows as a mismatch), plus libunwind_host.so (a copy of a, which
+# unloads the others). A failing variant's log: build/unwind/<variant>/log.txt (both stacks of
+# every failing check, symbolized); ORACLE_VERBOSE=1 build/unwind/<v>/corpus <the three .so>
+# prints every stack.
 #
 # Two self-test variants check the oracle itself, with tests/unwind/reference_unwinder.cpp in place
 # of leakscope's unwinders: selftest-exact (fast == libgcc by construction: must pass; if it fails,
@@ -82,7 +88,8 @@ run_variant() {
       "$cxx" "${common[@]}" "${link_pie[@]}" "$dir/corpus.o" "$dir/impl.o" -o "$dir/corpus" -ldl &&
       echo "+ $cxx ${common[*]} ${lib[*]} -DLIB_VARIANT=0|1 corpus_lib.cpp -o libunwind_a|b.so" &&
       "$cxx" "${common[@]}" "${lib[@]}" -DLIB_VARIANT=0 "$SRC/corpus_lib.cpp" -o "$dir/libunwind_a.so" &&
-      "$cxx" "${common[@]}" "${lib[@]}" -DLIB_VARIANT=1 "$SRC/corpus_lib.cpp" -o "$dir/libunwind_b.so"
+      "$cxx" "${common[@]}" "${lib[@]}" -DLIB_VARIANT=1 "$SRC/corpus_lib.cpp" -o "$dir/libunwind_b.so" &&
+      cp "$dir/libunwind_a.so" "$dir/libunwind_host.so"
   } >>"$log" 2>&1 || rc=$?
   if [ $rc -ne 0 ]; then
     printf 'FAIL\tbuild failed (%ss)\n' "$((SECONDS - t0))" >"$dir/result"
@@ -99,10 +106,10 @@ run_variant() {
   echo "DW_CFA_def_cfa_expression in corpus: $(readelf --debug-dump=frames "$dir/corpus" 2>/dev/null |
     grep -c 'DW_CFA_def_cfa_expression' || true)" >>"$log"
 
-  echo "+ $dir/corpus $dir/libunwind_a.so $dir/libunwind_b.so" >>"$log"
+  local -a run=("$dir/corpus" "$dir/libunwind_a.so" "$dir/libunwind_b.so" "$dir/libunwind_host.so")
+  echo "+ ${run[*]}" >>"$log"
   rc=0
-  timeout -k 5 "${LEAKSCOPE_UNWIND_TIMEOUT:-120}" \
-    "$dir/corpus" "$dir/libunwind_a.so" "$dir/libunwind_b.so" >>"$log" 2>&1 || rc=$?
+  timeout -k 5 "${LEAKSCOPE_UNWIND_TIMEOUT:-120}" "${run[@]}" >>"$log" 2>&1 || rc=$?
   echo "exit status $rc" >>"$log"
   local checks fails summary
   summary=$(grep -E '^(PASSED|FAILED): ' "$log" | tail -n 1 || true)
@@ -185,7 +192,7 @@ for v in "${failed[@]}"; do
   echo
   echo "---- $v: build/unwind/$v/log.txt (failures and the last lines) ----"
   if [ -f "$OUT/$v/log.txt" ]; then
-    if [ -x "$OUT/$v/corpus" ]; then
+    if grep -q '^exit status' "$OUT/$v/log.txt"; then
       # each failing check: its FAIL line and the two stacks under it
       awk '/^FAIL /{p=1; print; next} p && /^   /{print; next} {p=0}' "$OUT/$v/log.txt" |
         head -n 150

@@ -1,10 +1,25 @@
 // The unwinder oracle's corpus (see scripts/test-unwind.sh): many call chains, each ending in a
 // check site that takes the stack with Unwinder::fast and with Unwinder::libgcc and requires the
-// two to agree (oracle.hpp, verify()). Then a dlopen/dlclose stress: two libraries built with
-// different layouts loaded and unloaded in turn at (usually) the same address, and two threads
-// each loading, calling through and unloading its own library 300 times, comparing every time.
+// two to agree (oracle.hpp, verify()). Then a dlopen/dlclose stress: two libraries with the same
+// code but different frames, loaded and unloaded in turn at (usually) the same address, unloaded
+// by the executable and by a third library; and two threads each loading, calling through and
+// unloading its own library 300 times, comparing every time.
 //
-// Usage: corpus /abs/path/libunwind_a.so /abs/path/libunwind_b.so
+// Chains (the name each prints): main; plain, static (extern and static functions); inline
+// (always_inline + ordinary inline); lambda, lambda_generic; recursion_40, recursion_200_trunc
+// (128 of 200 frames), recursion_400_max512 (max above 256); qsort, bsearch (callbacks from
+// libc); std::function; virtual; big_frame_64k, alloca, alignas64, alignas64_stack_args,
+// alignas128_alloca (GCC: DRAP, CFA as a DWARF expression); stack_args; asm_cfa_expression,
+// asm_cfa_in_r12 (hand-written CFI); tail_call; cold_section (GCC's .cold part); noreturn (return
+// address past the function's end); catch_block, eh_cleanup (a destructor in a landing pad);
+// signal_handler, sigill_at_entry, sigill_mid_frame (exact pcs below a signal frame),
+// sigaltstack; ucontext, ucontext_on_stack (coroutine stacks); std::thread; small_max; call_once;
+// thread_local_dtor; fork_child; static_init, atexit, static_destruction (before and after
+// main); dlopen_callback, dlopen_in_lib, dlopen_constructor, dlclose_destructor (the shared
+// library, the dynamic loader's frames).
+//
+// Usage: corpus /abs/path/libunwind_a.so /abs/path/libunwind_b.so /abs/path/libunwind_host.so
+//        (the host library is a copy of libunwind_a.so: a third module, which unloads the others)
 //        (ORACLE_VERBOSE=1 in the environment: print every stack, symbolized)
 // Exit status 0: every check agreed. 1: at least one did not (each failure prints both stacks).
 //
@@ -160,6 +175,30 @@ ORACLE_NOINLINE int deep_rec(int n) {
         return r;
     }
     int r = deep_rec(n - 1);
+    ORACLE_BARRIER();
+    return r + 1;
+}
+
+// 400 deep with 512 asked for: the whole stack, not a silent cut at some internal limit.
+ORACLE_NOINLINE int check_max512(const char* chain, const char* expect) {
+    constexpr std::size_t kBig = 512;
+    std::uintptr_t a[kBig], b[kBig];
+    std::size_t na = leakscope::current_stack(a, kBig, Unwinder::fast);
+    ORACLE_BARRIER();
+    std::size_t nb = leakscope::current_stack(b, kBig, Unwinder::libgcc);
+    ORACLE_BARRIER();
+    bool ok = oracle::verify(chain, "check_max512(", expect, a, na, b, nb, kBig, t_names, t_print);
+    ++g_checks;
+    if (!ok) ++g_failures;
+    return ok ? 0 : 1;
+}
+ORACLE_NOINLINE int rec400(int n) {
+    if (n == 0) {
+        int r = check_max512("recursion_400_max512", "rec400(*401 main");
+        ORACLE_BARRIER();
+        return r;
+    }
+    int r = rec400(n - 1);
     ORACLE_BARRIER();
     return r + 1;
 }
@@ -513,6 +552,124 @@ ORACLE_NOINLINE int signal_chain() {
     return 0;
 }
 
+// ---- a fault at a function's first instruction: an exact pc, not a return address -------------
+// oracle_trap_at_entry starts right where oracle_before_trap ends, and oracle_before_trap's last
+// byte has a very different frame (CFA = rsp + 4104): looking up pc - 1 for the interrupted frame,
+// as for a return address, would pick that rule. The SIGILL handler checks, then steps over ud2.
+// oracle_trap_after_push faults in the middle of a frame (after a push and a sub).
+extern "C" void oracle_trap_at_entry();
+extern "C" void oracle_trap_after_push();
+asm(R"(
+    .text
+    .p2align 4
+    .type oracle_before_trap, @function
+oracle_before_trap:
+    .cfi_startproc
+    subq $4096, %rsp
+    .cfi_adjust_cfa_offset 4096
+    addq $4096, %rsp
+    .cfi_adjust_cfa_offset -4096
+    subq $4096, %rsp
+    .cfi_adjust_cfa_offset 4096
+    nop
+    .cfi_endproc
+    .size oracle_before_trap, .-oracle_before_trap
+    .globl oracle_trap_at_entry
+    .hidden oracle_trap_at_entry
+    .type oracle_trap_at_entry, @function
+oracle_trap_at_entry:
+    .cfi_startproc
+    ud2
+    ret
+    .cfi_endproc
+    .size oracle_trap_at_entry, .-oracle_trap_at_entry
+
+    .p2align 4
+    .globl oracle_trap_after_push
+    .hidden oracle_trap_after_push
+    .type oracle_trap_after_push, @function
+oracle_trap_after_push:
+    .cfi_startproc
+    pushq %rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset %rbx, -16
+    subq $48, %rsp
+    .cfi_adjust_cfa_offset 48
+    ud2
+    addq $48, %rsp
+    .cfi_adjust_cfa_offset -48
+    popq %rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore %rbx
+    ret
+    .cfi_endproc
+    .size oracle_trap_after_push, .-oracle_trap_after_push
+)");
+namespace {
+const char* volatile g_trap_chain = "";
+const char* volatile g_trap_expect = "";
+}  // namespace
+ORACLE_NOINLINE void trap_leaf() {
+    check(g_trap_chain, g_trap_expect);
+    ORACLE_BARRIER();
+}
+static ORACLE_NOINLINE void on_sigill(int, siginfo_t*, void* context) {
+    trap_leaf();
+    ORACLE_BARRIER();
+    static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RIP] += 2;  // over the ud2
+}
+ORACLE_NOINLINE int trap_chain() {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigill;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old {};
+    if (sigaction(SIGILL, &sa, &old) != 0) return 1;
+    // (the interrupted frame is symbolized from pc - 1, so it is not among the expected names)
+    g_trap_chain = "sigill_at_entry";
+    g_trap_expect = "trap_leaf( on_sigill( trap_chain( main";
+    oracle_trap_at_entry();
+    ORACLE_BARRIER();
+    g_trap_chain = "sigill_mid_frame";
+    g_trap_expect = "trap_leaf( on_sigill( oracle_trap_after_push trap_chain( main";
+    oracle_trap_after_push();
+    ORACLE_BARRIER();
+    sigaction(SIGILL, &old, nullptr);
+    return 0;
+}
+
+// ---- a signal handler on an alternate signal stack (sigaltstack) ------------------------------
+ORACLE_NOINLINE void altstack_leaf() {
+    check("sigaltstack", "altstack_leaf( on_altstack_signal( altstack_chain( main");
+    ORACLE_BARRIER();
+}
+static ORACLE_NOINLINE void on_altstack_signal(int) {
+    altstack_leaf();
+    ORACLE_BARRIER();
+}
+ORACLE_NOINLINE int altstack_chain() {
+    constexpr std::size_t kSize = 256 * 1024;
+    void* mem = std::malloc(kSize);
+    if (!mem) return 1;
+    stack_t ss {}, old_ss {};
+    ss.ss_sp = mem;
+    ss.ss_size = kSize;
+    if (sigaltstack(&ss, &old_ss) != 0) return 1;
+    struct sigaction sa {};
+    sa.sa_handler = on_altstack_signal;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old {};
+    if (sigaction(SIGUSR2, &sa, &old) != 0) return 1;
+    raise(SIGUSR2);
+    ORACLE_BARRIER();
+    sigaction(SIGUSR2, &old, nullptr);
+    ss.ss_flags = SS_DISABLE;
+    sigaltstack(&ss, nullptr);
+    std::free(mem);
+    return 0;
+}
+
 // ---- a makecontext stack (coroutines): not the thread's stack, ends at __start_context --------
 namespace {
 ucontext_t g_uc_main, g_uc_co;
@@ -535,6 +692,31 @@ ORACLE_NOINLINE int ucontext_chain() {
     makecontext(&g_uc_co, ucontext_entry, 0);
     if (swapcontext(&g_uc_main, &g_uc_co) != 0) return 1;
     std::free(stack);
+    return 0;
+}
+
+// The same with the coroutine's stack inside the thread's own stack (a local array of a caller).
+namespace {
+ucontext_t g_uc_main2, g_uc_co2;
+}
+ORACLE_NOINLINE void ucontext_local_leaf() {
+    check("ucontext_on_stack", "ucontext_local_leaf( ucontext_local_entry(");
+    ORACLE_BARRIER();
+}
+ORACLE_NOINLINE void ucontext_local_entry() {
+    ucontext_local_leaf();
+    ORACLE_BARRIER();
+}
+ORACLE_NOINLINE int ucontext_local_chain() {
+    alignas(64) char stack[128 * 1024];
+    asm volatile("" : : "r"(stack) : "memory");
+    if (getcontext(&g_uc_co2) != 0) return 1;
+    g_uc_co2.uc_stack.ss_sp = stack;
+    g_uc_co2.uc_stack.ss_size = sizeof stack;
+    g_uc_co2.uc_link = &g_uc_main2;
+    makecontext(&g_uc_co2, ucontext_local_entry, 0);
+    if (swapcontext(&g_uc_main2, &g_uc_co2) != 0) return 1;
+    ORACLE_BARRIER();
     return 0;
 }
 
@@ -713,9 +895,10 @@ bool load(Lib& lib, const char* path) {
     return true;
 }
 
-// dlclose, and require that the library really left (no STB_GNU_UNIQUE, no NODELETE).
-bool unload(Lib& lib, const char* path) {
-    if (dlclose(lib.handle) != 0) {
+// dlclose (by the executable, or by `host_dlclose`), and require that the library really left
+// (no STB_GNU_UNIQUE, no NODELETE).
+bool unload(Lib& lib, const char* path, int (*host_dlclose)(void*) = nullptr) {
+    if ((host_dlclose ? host_dlclose(lib.handle) : dlclose(lib.handle)) != 0) {
         std::printf("FAIL dlclose(%s): %s\n", path, dlerror());
         return false;
     }
@@ -740,6 +923,37 @@ ORACLE_NOINLINE int exe_callback(int x) {
     return r + x * 0;
 }
 
+// Called by the library's constructor and destructor (through ORACLE_LIB_HOOK), i.e. from
+// inside dlopen and dlclose, below the dynamic loader's frames.
+ORACLE_NOINLINE int exe_lib_hook(const char* what) {
+    int r = what[0] == 'c'
+                ? check("dlopen_constructor", "exe_lib_hook( lib_constructor( dlopen ctor_dtor_chain( main")
+                : check("dlclose_destructor", "exe_lib_hook( lib_destructor( dlclose ctor_dtor_chain( main");
+    ORACLE_BARRIER();
+    return r;
+}
+ORACLE_NOINLINE int ctor_dtor_chain(const char* path) {
+    char hook[32];
+    std::snprintf(hook, sizeof hook, "%lx",
+                  static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(&exe_lib_hook)));
+    setenv("ORACLE_LIB_HOOK", hook, 1);
+    int before = g_checks.load();
+    Lib lib;
+    int bad = 0;
+    if (!load(lib, path)) bad = 1;
+    ORACLE_BARRIER();
+    if (!bad && !unload(lib, path)) bad = 1;
+    ORACLE_BARRIER();
+    unsetenv("ORACLE_LIB_HOOK");
+    if (g_checks.load() != before + 2) {
+        std::printf("FAIL %-20s the library's constructor/destructor did not call back\n",
+                    "dlopen_constructor");
+        bad = 1;
+    }
+    if (bad) ++g_failures;
+    return bad;
+}
+
 // Both library chains, called from `caller` (named in expect strings).
 ORACLE_NOINLINE int lib_chains(Lib& lib, const char* tag, const char* caller) {
     char chain_cb[64], chain_in[64], expect_cb[256];
@@ -760,9 +974,11 @@ ORACLE_NOINLINE int lib_chains(Lib& lib, const char* tag, const char* caller) {
     return bad + bad_in;
 }
 
-// Libraries A and B (different layouts) loaded in turn: each unload frees the address range the
-// next load will most likely reuse. Deterministic: one thread.
-ORACLE_NOINLINE int reload_alternating(const char* const paths[2]) {
+// Libraries A and B (same code, different frames) loaded in turn: each unload frees the address
+// range the next load will most likely reuse. Deterministic: one thread. With a host library,
+// the host's code calls dlclose (a plugin host in a library), not the executable's.
+ORACLE_NOINLINE int reload_alternating(const char* name, const char* const paths[2],
+                                       int (*host_dlclose)(void*)) {
     constexpr int kRounds = 40;
     int reused = 0, bad = 0;
     std::uintptr_t last_base = 0;
@@ -778,11 +994,11 @@ ORACLE_NOINLINE int reload_alternating(const char* const paths[2]) {
         }
         if (lib.base == last_base && lib.variant != last_variant) ++reused;
         t_names = i < 4;
-        bad |= lib_chains(lib, "reload", "reload_alternating(");
+        bad |= lib_chains(lib, name, "reload_alternating(");
         ORACLE_BARRIER();
         last_base = lib.base;
         last_variant = lib.variant;
-        if (!unload(lib, path)) {
+        if (!unload(lib, path, host_dlclose)) {
             ++g_failures;
             bad = 1;
         }
@@ -790,11 +1006,11 @@ ORACLE_NOINLINE int reload_alternating(const char* const paths[2]) {
     t_print = true;
     t_names = true;
     if (bad) {
-        std::printf("FAIL %-20s (see above)\n", "reload_alternating");
+        std::printf("FAIL %-20s (see above)\n", name);
     } else {
-        std::printf("ok   %-20s %d loads of A/B in turn; the other library's address reused %d "
-                    "times\n",
-                    "reload_alternating", kRounds, reused);
+        std::printf("ok   %-20s %d loads of A/B in turn, unloaded by the %s; the other "
+                    "library's address reused %d times\n",
+                    name, kRounds, host_dlclose ? "host library" : "executable", reused);
     }
     std::fflush(stdout);
     return bad;
@@ -852,12 +1068,15 @@ ORACLE_NOINLINE int concurrent_dlopen(const char* const paths[2]) {
 
 // -----------------------------------------------------------------------------------------------
 int main(int argc, char** argv) {
-    if (argc != 3 || argv[1][0] != '/' || argv[2][0] != '/') {
-        std::fprintf(stderr, "usage: %s /abs/path/libunwind_a.so /abs/path/libunwind_b.so\n",
+    if (argc != 4 || argv[1][0] != '/' || argv[2][0] != '/' || argv[3][0] != '/') {
+        std::fprintf(stderr,
+                     "usage: %s /abs/path/libunwind_a.so /abs/path/libunwind_b.so "
+                     "/abs/path/libunwind_host.so\n",
                      argv[0]);
         return 2;
     }
     const char* const libs[2] = {argv[1], argv[2]};
+    const char* const host_path = argv[3];
     std::atexit(on_exit_handler);
 
     check("main", "main");
@@ -868,6 +1087,7 @@ int main(int argc, char** argv) {
     lambda_generic_chain(5);
     rec40(40);
     deep_rec(200);
+    rec400(400);
     if (qsort_chain(6) != 0) {
         std::printf("FAIL qsort did not sort\n");
         ++g_failures;
@@ -905,8 +1125,17 @@ int main(int argc, char** argv) {
         ++g_failures;
     }
     signal_chain();
+    trap_chain();
+    if (altstack_chain() != 0) {
+        std::printf("FAIL sigaltstack chain could not run\n");
+        ++g_failures;
+    }
     if (ucontext_chain() != 0) {
         std::printf("FAIL ucontext chain could not run\n");
+        ++g_failures;
+    }
+    if (ucontext_local_chain() != 0) {
+        std::printf("FAIL ucontext_on_stack chain could not run\n");
         ++g_failures;
     }
     {
@@ -934,7 +1163,20 @@ int main(int argc, char** argv) {
             ++g_failures;
         }
     }
-    reload_alternating(libs);
+    ctor_dtor_chain(libs[1]);
+    reload_alternating("reload_alternating", libs, nullptr);
+    {
+        void* host = dlopen(host_path, RTLD_NOW | RTLD_LOCAL);
+        auto host_dlclose =
+            host ? reinterpret_cast<int (*)(void*)>(dlsym(host, "oracle_lib_dlclose")) : nullptr;
+        if (!host_dlclose) {
+            std::printf("FAIL host library %s: %s\n", host_path, dlerror());
+            ++g_failures;
+        } else {
+            reload_alternating("reload_by_library", libs, host_dlclose);
+        }
+        if (host) dlclose(host);
+    }
     concurrent_dlopen(libs);
 
     int failures = g_failures.load();

@@ -44,6 +44,30 @@ ORACLE_NOINLINE int lib_inner(const char* chain, const char* expect, bool names,
     return r + pad[0] - 1;
 }
 
+// If the executable asked for it (ORACLE_LIB_HOOK: the address of a function of the executable,
+// in hex; set only while one thread runs), the constructor and the destructor call back into it:
+// stacks through the dynamic loader's dlopen and dlclose.
+using LibHook = int (*)(const char* what);
+LibHook lib_hook() {
+    const char* s = std::getenv("ORACLE_LIB_HOOK");
+    if (!s || !*s) return nullptr;
+    return reinterpret_cast<LibHook>(static_cast<std::uintptr_t>(std::strtoull(s, nullptr, 16)));
+}
+__attribute__((constructor)) ORACLE_NOINLINE void lib_constructor() {
+    volatile char pad[kPad];
+    pad[0] = 1;
+    if (LibHook hook = lib_hook()) hook("constructor");
+    ORACLE_BARRIER();
+    asm volatile("" : : "r"(pad[0]));
+}
+__attribute__((destructor)) ORACLE_NOINLINE void lib_destructor() {
+    volatile char pad[kPad + 16];
+    pad[0] = 1;
+    if (LibHook hook = lib_hook()) hook("destructor");
+    ORACLE_BARRIER();
+    asm volatile("" : : "r"(pad[0]));
+}
+
 ORACLE_NOINLINE int lib_cb_helper(int (*cb)(int), int x) {
     volatile char pad[kPad + 64];
     pad[0] = static_cast<char>(x);
@@ -78,6 +102,14 @@ __attribute__((visibility("default"))) ORACLE_NOINLINE int oracle_lib_internal(
     char expect[kPad];
     std::snprintf(expect, sizeof expect, "lib_inner( oracle_lib_internal %s", caller_expect);
     int r = lib_inner(chain, expect, names != 0, print != 0);
+    ORACLE_BARRIER();
+    return r;
+}
+
+// dlclose called from a library, not from the executable (as a plugin host library would):
+// leakscope's dlclose hook must see it too.
+__attribute__((visibility("default"))) ORACLE_NOINLINE int oracle_lib_dlclose(void* handle) {
+    int r = dlclose(handle);
     ORACLE_BARRIER();
     return r;
 }

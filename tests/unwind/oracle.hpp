@@ -200,21 +200,36 @@ inline std::size_t expected_frames(const char* expect) {
 inline void print_stacks(const std::uintptr_t* a, std::size_t na, const std::uintptr_t* b,
                          std::size_t nb) {
     std::size_t n = na > nb ? na : nb;
-    std::printf("     #   fast                libgcc\n");
+    std::printf("     #   fast                libgcc              (function of address - 1: for a "
+                "frame a signal interrupted, the exact pc, it may name the function before)\n");
+    std::size_t repeats = 0;  // rows identical to the previous one, not printed
     for (std::size_t i = 0; i < n; ++i) {
+        std::uintptr_t xa = i < na ? a[i] : 0, xb = i < nb ? b[i] : 0;
+        bool has_a = i < na, has_b = i < nb;
+        if (i > 1 && has_a == (i - 1 < na) && has_b == (i - 1 < nb) &&
+            xa == (i - 1 < na ? a[i - 1] : 0) && xb == (i - 1 < nb ? b[i - 1] : 0)) {
+            ++repeats;  // deep recursion: one row stands for the run
+            if (i + 1 < n) continue;
+        }
+        if (repeats) {
+            std::printf("   ...  %zu more row%s like the one above\n", repeats, repeats == 1 ? "" : "s");
+            repeats = 0;
+            if (i + 1 == n && xa == (i - 1 < na ? a[i - 1] : 0) && xb == (i - 1 < nb ? b[i - 1] : 0))
+                break;
+        }
         char sa[512] = "", sb[512] = "";
-        if (i < na) symbolize(a[i], sa, sizeof sa);
-        if (i < nb) symbolize(b[i], sb, sizeof sb);
-        bool same = i < na && i < nb && a[i] == b[i];
+        if (has_a) symbolize(xa, sa, sizeof sa);
+        if (has_b) symbolize(xb, sb, sizeof sb);
+        bool same = has_a && has_b && xa == xb;
         const char* mark = i == 0 ? "  " : (same ? "  " : "!=");
-        char xa[24] = "-", xb[24] = "-";
-        if (i < na) std::snprintf(xa, sizeof xa, "0x%lx", static_cast<unsigned long>(a[i]));
-        if (i < nb) std::snprintf(xb, sizeof xb, "0x%lx", static_cast<unsigned long>(b[i]));
+        char ha[24] = "-", hb[24] = "-";
+        if (has_a) std::snprintf(ha, sizeof ha, "0x%lx", static_cast<unsigned long>(xa));
+        if (has_b) std::snprintf(hb, sizeof hb, "0x%lx", static_cast<unsigned long>(xb));
         if (same) {
-            std::printf("   %s%3zu  %-18s  (same)              %s\n", mark, i, xa, sb);
+            std::printf("   %s%3zu  %-18s  (same)              %s\n", mark, i, ha, sb);
         } else {
-            std::printf("   %s%3zu  %-18s  %-18s  fast: %s\n", mark, i, xa, xb, i < na ? sa : "-");
-            std::printf("   %s     %-18s  %-18s  libgcc: %s\n", "  ", "", "", i < nb ? sb : "-");
+            std::printf("   %s%3zu  %-18s  %-18s  fast: %s\n", mark, i, ha, hb, has_a ? sa : "-");
+            std::printf("   %s     %-18s  %-18s  libgcc: %s\n", "  ", "", "", has_b ? sb : "-");
         }
     }
 }
