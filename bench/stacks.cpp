@@ -10,6 +10,10 @@
 //    the chain without. Clang has no per-function switch: both chains follow the command line
 //    (x86-64 -O2 omits frame pointers; add -fno-omit-frame-pointer to see fp walk them). Counters:
 //    `frames` = frames captured, `agree` = leading frames equal to libgcc's (the exact reference).
+//    Read a row together with its frames: one with 0 frames times a walk that failed (fp needs
+//    frame pointers in leakscope's own frames too, i.e. in this translation unit).
+//    Every capture row includes the chain's own 24 calls and returns; BM_chain_alone measures them
+//    (current_stack with max=0 returns at once) and the table shows each row net of it as well.
 //    The warm rows repeat one capture (the fast unwinder's per-return-address cache is warm);
 //    two one-off figures, taken before the benchmarks, show the cold cost: the process's first
 //    capture (one-time set-up included) and the first capture through 16 return addresses never
@@ -25,8 +29,8 @@
 //      (e) inside one LeakScope per thread, stacks=on unwinder=fp, stack_depth=32;
 //    at 1 and 2 threads, each ratio to (a) with the same thread count. Every family's Setup
 //    applies all three options explicitly and its Teardown restores the defaults, so a row never
-//    inherits another's configuration. `stack_frames` is the depth of the stack at churn_once's
-//    level (an allocation inside it is ~3-6 frames deeper): what a stack_depth can actually fill.
+//    inherits another's configuration. `stack_frames` is the depth of the stack at the benchmark
+//    function (an allocation in churn is 2-4 frames deeper): what a stack_depth can actually fill.
 //    (b) runs before anything was ever tracked (registration order), as BM_hook_idle_new_delete
 //    in bench/core.cpp does.
 //
@@ -121,6 +125,17 @@ void BM_plain_malloc_free(benchmark::State& state) {
 }
 
 // ---- 1. one capture at depth 16 -------------------------------------------------------------------
+// The chain's own calls and returns with nothing captured (current_stack returns at max == 0):
+// included in every capture row; the table also shows each row net of it.
+void BM_chain_alone(benchmark::State& state) {
+    std::uintptr_t out[kCaptureDepth] = {};
+    for (auto _ : state) {
+        const std::size_t n = kNoFpChain(out, 0, leakscope::Unwinder::fast);
+        benchmark::DoNotOptimize(n);
+        benchmark::ClobberMemory();
+    }
+}
+
 void BM_capture(benchmark::State& state, ChainFn chain, leakscope::Unwinder how) {
     std::uintptr_t out[kCaptureDepth] = {}, ref[kCaptureDepth] = {};
     const std::size_t got = chain(out, kCaptureDepth, how);
@@ -286,6 +301,7 @@ void register_churn(std::index_sequence<I...>) {
 
 void register_benchmarks() {
     with_min(benchmark::RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free));
+    with_min(benchmark::RegisterBenchmark("BM_chain_alone", BM_chain_alone));
     for (const CaptureRow& r : kCaptureRows)
         with_min(benchmark::RegisterBenchmark(r.key, BM_capture, r.chain, r.how)
                      ->Setup(restore_defaults)->Teardown(restore_defaults));
@@ -383,6 +399,10 @@ void print_table(const RecordingReporter& rep, const ColdCaptures& cold, std::si
     std::printf("\n| measure | ns | ratio | target |\n|---|---:|---:|---|\n");
     std::printf("| plain malloc/free pair (%zu B), 1 thread | %s | 1.00x | |\n", kBlock,
                 plain_pair ? fmt("%.1f", pair_ns).c_str() : "n/a");
+    const Measured* alone = rep.find("BM_chain_alone");
+    const double alone_ns = alone ? alone->cpu_ns : 0;
+    std::printf("| the chain alone: %d calls, current_stack(max=0) (inside every capture row) | %s | %s | |\n",
+                kChainFrames, alone ? fmt("%.1f", alone_ns).c_str() : "n/a", ratio(alone, alone_ns, pair_ns).c_str());
     for (const CaptureRow& r : kCaptureRows) {
         const Measured* m = rep.find(r.key);
         const double ns = m ? m->cpu_ns : 0;
@@ -390,6 +410,10 @@ void print_table(const RecordingReporter& rep, const ColdCaptures& cold, std::si
                             fmt("%.0f", counter(m, "agree")) + " as libgcc)";
         std::printf("| %s | %s | %s | %s |\n", label.c_str(), m ? fmt("%.1f", ns).c_str() : "n/a",
                     ratio(m, ns, pair_ns).c_str(), r.target ? verdict(m != nullptr, ns, 250, "<= 250 ns").c_str() : "");
+        if (m && alone)
+            std::printf("| ... the same net of the chain alone | %.1f | %s | %s |\n", ns - alone_ns,
+                        ratio(m, ns - alone_ns, pair_ns).c_str(),
+                        r.target ? verdict(true, ns - alone_ns, 250, "<= 250 ns").c_str() : "");
     }
     std::printf("| fast, first capture of the process (one-time set-up included; %zu frames), one-off | %.1f | %s | |\n",
                 cold.first_frames, cold.first_ns, pair_ns > 0 ? fmt("%.2fx", cold.first_ns / pair_ns).c_str() : "n/a");
@@ -424,7 +448,7 @@ void print_table(const RecordingReporter& rep, const ColdCaptures& cold, std::si
         }
     }
 
-    double depth[2] = {0, 0};
+    double depth[2] = {-1, -1};
     for (int threads : {1, 2})
         for (const Variant& v : kVariants)
             if (const Measured* m = rep.find(v.key + ("/threads:" + std::to_string(threads)))) {
@@ -434,11 +458,11 @@ void print_table(const RecordingReporter& rep, const ColdCaptures& cold, std::si
     std::printf("\nns: CPU time per capture, per malloc/free pair, or per churn iteration (2 threads: both "
                 "threads' CPU time / all iterations). Capture ratios are to the plain malloc/free pair; churn "
                 "ratios to (a) with the same thread count. Minimum over the repetitions.\n");
-    std::printf("Chain of %d frames; %s. Stack depth at churn_once's level: %.0f frames (1 thread), %.0f (2 threads).\n",
+    std::printf("Chain of %d frames; %s. Stack depth at the churn benchmark function: %s frames (1 thread), %s (2 threads); an allocation is 2-4 deeper.\n",
                 kChainFrames,
                 kChainFramePointersForced ? "frame pointers set per function (GCC optimize attribute)"
                                           : "frame pointers as the command line says (no per-function switch in this compiler)",
-                depth[0], depth[1]);
+                depth[0] < 0 ? "n/a" : fmt("%.0f", depth[0]).c_str(), depth[1] < 0 ? "n/a" : fmt("%.0f", depth[1]).c_str());
 }
 
 bool arg_given(int argc, char** argv, const char* prefix, const char* env) {
