@@ -208,7 +208,7 @@ void record_deallocation(const void* block, std::size_t size = 0) noexcept;
 enum class Unwinder { fast, fp, libgcc };
 
 // The calling thread's stack as return addresses, innermost first: out[0] is the return address
-// of this call (an address inside the caller). Writes at most `max`, returns how many. Never
+// of this call (an address inside the caller). Writes at most `max` (and at most 256), returns how many. Never
 // allocates; a corrupt or foreign stack gives a shorter result, never a crash.
 std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how = Unwinder::fast) noexcept;
 
@@ -1578,7 +1578,13 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fp(ThreadSt
         if (next <= fp) break;
         fp = next;
     }
-    return first ? 0 : n;
+    if (first) {
+        // leakscope's own frames have no frame pointers (a build without them): the chain never
+        // showed `first`, and what it did show cannot be placed. Keep the one frame that is known.
+        out[0] = first;
+        return 1;
+    }
+    return n;
 }
 
 #if defined(__x86_64__) && defined(__linux__)
@@ -1611,6 +1617,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(Thread
 
 LEAKSCOPE_NOINLINE std::size_t capture(ThreadState& t, Unwinder how, std::uintptr_t first, std::uintptr_t* out,
                                        std::size_t max) noexcept {
+    max = std::min<std::size_t>(max, kMaxStackDepth);   // the same limit for every unwinder
     switch (how) {
         case Unwinder::fp: return capture_fp(t, first, out, max);
         case Unwinder::libgcc: return capture_libgcc(first, out, max);

@@ -32,6 +32,7 @@ namespace leakscope {
 __attribute__((noinline)) std::size_t current_stack(std::uintptr_t* out, std::size_t max,
                                                     Unwinder how) noexcept {
     if (max == 0) return 0;
+    if (max > 256) max = 256;   // the documented cap of leakscope::current_stack
     Trace t{out, max, 0, 1};
     _Unwind_Backtrace(collect, &t);
 #ifdef ORACLE_BREAK_FAST
