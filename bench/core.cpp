@@ -486,11 +486,11 @@ void print_table(const RecordingReporter& rep, const MemoryResult& mem) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // The foundation's own costs: no call stacks here (bench/stacks.cpp measures what they add).
+    leakscope::configure("stacks=off");
 #if defined(BENCH_HAVE_MEMORY_PROBE)
     if (argc == 2 && std::strcmp(argv[1], kProbeFlag) == 0) return run_memory_probe();
 #endif
-    // The foundation's own costs: no call stacks here (bench/stacks.cpp measures what they add).
-    leakscope::configure("stacks=off");
     register_benchmarks(!min_time_given(argc, argv));
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
