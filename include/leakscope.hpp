@@ -225,6 +225,12 @@ enum class Unwinder { fast, fp, libgcc };
 // allocates; a corrupt or foreign stack gives a shorter result, never a crash.
 std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how = Unwinder::fast) noexcept;
 
+// The source frames of one captured return address, innermost first: where inlining put the
+// call, then the functions it was inlined into (what `addr2line -i -f -C` answers for the call
+// instruction, address - 1). Function names are demangled; file and line need debug info. Read
+// in-process from the ELF and DWARF of the module, cached; never starts a process.
+std::vector<Frame> symbolize(std::uintptr_t return_address);
+
 // Applies options in the LEAKSCOPE_OPTIONS syntax (`key=value`, separated by ':' or white space,
 // values may be quoted). Keys this version knows:
 //   stacks=on|off|demand   capture allocating stacks (demand: for a scope name's runs after it
