@@ -10,6 +10,8 @@
 #   clang20    clang++ C++20  Debug           -Werror
 #   unwind     scripts/test-unwind.sh: the fast unwinder against libgcc on a call-chain corpus,
 #              {g++, clang++} x {-O0, -O2, -O2 -fomit-frame-pointer} x {PIE, non-PIE}
+#   symbolize  scripts/test-symbolize.sh: symbolize() against addr2line -i -f -C on a corpus,
+#              {g++, clang++} x {-O0 -g, -O2 -g} x {PIE, non-PIE}, DWARF 4, no -g, stripped
 #   asan       clang++ C++17  RelWithDebInfo  -fsanitize=address,undefined
 #   tsan       g++     C++17  RelWithDebInfo  -fsanitize=thread
 #              (g++, not clang++: clang 14 links its static TSan runtime with
@@ -39,7 +41,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_STAGES=(gcc17 gcc20 clang17 clang20 unwind asan tsan meson consumers)
+ALL_STAGES=(gcc17 gcc20 clang17 clang20 unwind symbolize asan tsan meson consumers)
 JOBS=2
 export CMAKE_BUILD_PARALLEL_LEVEL=$JOBS
 export CTEST_PARALLEL_LEVEL=$JOBS
@@ -213,6 +215,10 @@ stage_unwind() {
   bash "$ROOT/scripts/test-unwind.sh"
 }
 
+stage_symbolize() {
+  bash "$ROOT/scripts/test-symbolize.sh"
+}
+
 stage_consumers() {
   CXX=g++ bash "$ROOT/scripts/test-consumers.sh"
 }
@@ -227,6 +233,7 @@ run_stage() {
     clang17)   stage_plain clang17 clang++ 17 RelWithDebInfo ;;
     clang20)   stage_plain clang20 clang++ 20 Debug ;;
     unwind)    stage_unwind ;;
+    symbolize) stage_symbolize ;;
     asan)      stage_asan ;;
     tsan)      stage_tsan ;;
     meson)     stage_meson ;;
