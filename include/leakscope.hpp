@@ -253,13 +253,16 @@ namespace detail {
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <exception>
+#include <link.h>
 #include <malloc.h>
 #include <mutex>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <unwind.h>
 
 #if defined(__GNUC__)
 #define LEAKSCOPE_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -456,6 +459,7 @@ struct alignas(64) Slot {
     std::atomic<u32> generation;   // bumped when the slot is freed: stale handles see a mismatch
     u32 parent;                    // enclosing scope slot (holds a reference on it)
     u32 threads_all;
+    u32 stacks;                    // births capture their call stacks
     OsVector<LogChunkRef> log;     // owner births, by seq / kLogChunk
     u32 log_size;                  // next seq for an owner birth
     u32 next_free;
@@ -492,6 +496,7 @@ struct ThreadState {
     u32 slot_cache[8];
     u32 deferred_count;            // entries of g.deferred this thread owns
     i64 pending_bytes;             // live-bytes drift not yet published to the global counter
+    std::uintptr_t stack_low, stack_high;   // this thread's stack (stack_high 1: unknown)
     std::atomic<u64> allocations;  // every hooked allocation
     std::atomic<i64> live_blocks, live_bytes;   // tracked births minus deaths done here
 };
@@ -572,6 +577,7 @@ void flush_at_exit() noexcept;
 void before_fork() noexcept;
 void after_fork_parent() noexcept;
 void after_fork_child() noexcept;
+void apply_environment_options() noexcept;
 
 inline void ensure_init() noexcept {
     if (LEAKSCOPE_LIKELY(g.init_state.load(acquire) == 2)) return;
@@ -580,6 +586,7 @@ inline void ensure_init() noexcept {
         pthread_key_create(&g.exit_key, thread_exit);
         pthread_atfork(before_fork, after_fork_parent, after_fork_child);
         std::atexit(flush_at_exit);
+        apply_environment_options();
         g.init_state.store(2, release);
         return;
     }
@@ -967,6 +974,665 @@ LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t ad
     return true;
 }
 
+// ---- call stacks ------------------------------------------------------------------------------
+// The fast unwinder reads the call-frame information every x86-64 ELF object carries for
+// exceptions (.eh_frame, indexed by .eh_frame_hdr), reduces the row for a return address to a
+// compact rule (where the caller's frame starts, where the return address and rbp were saved) and
+// caches the rule by address. A capture then costs, per frame, one cache probe and one or two loads
+// from the thread's own stack, and every load is bounds-checked against that stack, so a corrupt
+// return address ends the stack instead of the process. What a rule cannot express (DWARF
+// expressions, a frame address in another register, an unusual encoding) sends the whole capture
+// to libgcc's _Unwind_Backtrace, as does a stack the thread does not own (a coroutine, an
+// alternate signal stack).
+enum class StackMode : u32 { on = 0, off = 1, demand = 2 };   // 0 is the default: zero-initialised
+constexpr u32 kDefaultStackDepth = 32, kMaxStackDepth = 256;
+constexpr u32 kRuleCacheBits = 14;
+constexpr u32 kStackChunkBits = 12;                 // interned stacks per chunk: 4096
+constexpr u32 kStackChunks = 1u << 16;              // so up to 2^28 distinct stacks
+constexpr u32 kWantedNames = 1024;                  // scope names that leaked (stacks=demand)
+
+// A cached rule is two words written without a lock: `check` is key ^ rule ^ salt, so a torn
+// pair (one word from each of two writers) or a rule from before the last dlclose fails the check
+// and is simply a miss.
+struct RuleCacheEntry { std::atomic<u64> check, rule; };
+struct StackEntry { const std::uintptr_t* frames; u64 hash; u32 depth, unused; };
+struct StackIndex { u32 log2, unused; std::atomic<u64> slots[1]; };   // slot: tag << 32 | id
+
+struct StackGlobals {
+    std::atomic<u32> mode, unwinder, depth;          // StackMode, Unwinder, 0: default depth
+    std::atomic<u64> loader_generation;              // bumped before and after each dlclose
+    std::atomic<u32> unloading;                      // dlcloses in flight
+    RuleCacheEntry rules[1u << kRuleCacheBits];
+    SpinLock intern_lock;                            // taken only to add a stack never seen
+    std::atomic<StackIndex*> index;
+    u32 count;                                       // stacks interned; ids are 1..count
+    std::atomic<StackEntry*> chunks[kStackChunks];
+    std::uintptr_t* arena;                           // frames of interned stacks
+    std::size_t arena_used, arena_capacity;          // in words
+    std::atomic<u64> wanted[kWantedNames];           // name hashes; 0: empty
+};
+LEAKSCOPE_CONSTINIT static StackGlobals st{};
+
+// -- reading .eh_frame_hdr / .eh_frame ---------------------------------------------------------
+struct CfiReader {
+    const u8* p;
+    const u8* end;
+    bool ok;
+    u8 byte() noexcept {
+        if (p >= end) { ok = false; return 0; }
+        return *p++;
+    }
+    template <class T> T fixed() noexcept {
+        T v{};
+        if (std::size_t(end - p) < sizeof v) { ok = false; p = end; return v; }
+        std::memcpy(&v, p, sizeof v);
+        p += sizeof v;
+        return v;
+    }
+    u64 uleb() noexcept {
+        u64 v = 0;
+        for (unsigned shift = 0;; shift += 7) {
+            u8 b = byte();
+            if (shift < 64) v |= u64(b & 0x7f) << shift;
+            if (!(b & 0x80) || !ok) return v;
+        }
+    }
+    i64 sleb() noexcept {
+        u64 v = 0;
+        unsigned shift = 0;
+        u8 b;
+        do {
+            b = byte();
+            if (shift < 64) v |= u64(b & 0x7f) << shift;
+            shift += 7;
+        } while ((b & 0x80) && ok);
+        if (shift < 64 && (b & 0x40)) v |= ~u64(0) << shift;
+        return i64(v);
+    }
+    // A DW_EH_PE_* encoded pointer. Only the applications x86-64 linkers emit are accepted.
+    bool pointer(u8 encoding, std::uintptr_t& out, std::uintptr_t data_base) noexcept {
+        if (encoding == 0xff) { out = 0; return true; }   // DW_EH_PE_omit
+        std::uintptr_t at = reinterpret_cast<std::uintptr_t>(p);
+        u64 v = 0;
+        switch (encoding & 0x0f) {
+            case 0x00: case 0x04: case 0x0c: v = fixed<u64>(); break;
+            case 0x01: v = uleb(); break;
+            case 0x02: v = fixed<std::uint16_t>(); break;
+            case 0x03: v = fixed<u32>(); break;
+            case 0x09: v = u64(sleb()); break;
+            case 0x0a: v = u64(i64(fixed<std::int16_t>())); break;
+            case 0x0b: v = u64(i64(fixed<std::int32_t>())); break;
+            default: return false;
+        }
+        switch (encoding & 0x70) {
+            case 0x00: break;
+            case 0x10: v += at; break;                            // pcrel
+            case 0x30: if (!data_base) return false; v += data_base; break;   // datarel
+            default: return false;
+        }
+        if (encoding & 0x80) return false;                        // indirect: never for FDE ranges
+        out = std::uintptr_t(v);
+        return ok;
+    }
+};
+
+// The unwinding state of one frame row, for the registers an x86-64 walk needs.
+enum : u8 { kRegRbp = 6, kRegRsp = 7, kRegRa = 16 };
+enum : u8 { kSame = 0, kAtCfa = 1, kUndefined = 2, kUnsupported = 3 };
+struct CfiRow {
+    u8 cfa_reg, fp_how, ra_how, cfa_expression;
+    i64 cfa_offset, fp_offset, ra_offset;
+};
+struct Cie {
+    u64 code_align;
+    i64 data_align;
+    u64 ra_register;
+    u8 fde_encoding;
+    bool has_augmentation_data, signal_frame;
+    const u8* instructions;
+    const u8* end;
+};
+
+inline void set_register_rule(CfiRow& row, u64 reg, u8 how, i64 offset) noexcept {
+    if (reg == kRegRbp) { row.fp_how = how; row.fp_offset = offset; }
+    else if (reg == kRegRa) { row.ra_how = how; row.ra_offset = offset; }
+}
+
+// Runs call-frame instructions until the row for `target` is reached. false: not expressible.
+inline bool run_cfa_program(const u8* p, const u8* end, const Cie& cie, std::uintptr_t loc,
+                            std::uintptr_t target, const CfiRow& initial, CfiRow& row) noexcept {
+    CfiReader r{p, end, true};
+    CfiRow saved[8];
+    unsigned depth = 0;
+    while (r.ok && r.p < r.end) {
+        u8 op = r.byte();
+        u8 low = op & 0x3f;
+        switch (op >> 6) {
+            case 1:   // DW_CFA_advance_loc
+                loc += low * cie.code_align;
+                if (loc > target) return true;
+                continue;
+            case 2: set_register_rule(row, low, kAtCfa, i64(r.uleb()) * cie.data_align); continue;   // offset
+            case 3:   // DW_CFA_restore
+                if (low == kRegRbp) { row.fp_how = initial.fp_how; row.fp_offset = initial.fp_offset; }
+                if (low == kRegRa) { row.ra_how = initial.ra_how; row.ra_offset = initial.ra_offset; }
+                continue;
+            default: break;
+        }
+        switch (op) {
+            case 0x00: break;                                              // nop
+            case 0x01: {                                                   // set_loc
+                std::uintptr_t to = 0;
+                if (!r.pointer(cie.fde_encoding, to, 0)) return false;
+                loc = to;
+                if (loc > target) return true;
+                break;
+            }
+            case 0x02: loc += r.byte() * cie.code_align; if (loc > target) return true; break;
+            case 0x03: loc += r.fixed<std::uint16_t>() * cie.code_align; if (loc > target) return true; break;
+            case 0x04: loc += r.fixed<u32>() * cie.code_align; if (loc > target) return true; break;
+            case 0x05: { u64 reg = r.uleb(); set_register_rule(row, reg, kAtCfa, i64(r.uleb()) * cie.data_align); break; }
+            case 0x06: {                                                   // restore_extended
+                u64 reg = r.uleb();
+                if (reg == kRegRbp) { row.fp_how = initial.fp_how; row.fp_offset = initial.fp_offset; }
+                if (reg == kRegRa) { row.ra_how = initial.ra_how; row.ra_offset = initial.ra_offset; }
+                break;
+            }
+            case 0x07: set_register_rule(row, r.uleb(), kUndefined, 0); break;
+            case 0x08: set_register_rule(row, r.uleb(), kSame, 0); break;
+            case 0x09: { u64 reg = r.uleb(); r.uleb(); set_register_rule(row, reg, kUnsupported, 0); break; }
+            case 0x0a: if (depth == 8) return false; saved[depth++] = row; break;
+            case 0x0b:   // restore_state: the CFA rule too, as libgcc does and compilers expect
+                if (depth == 0) return false;
+                row = saved[--depth];
+                break;
+            case 0x0c: row.cfa_reg = u8(r.uleb()); row.cfa_offset = i64(r.uleb()); row.cfa_expression = 0; break;
+            case 0x0d: row.cfa_reg = u8(r.uleb()); row.cfa_expression = 0; break;
+            case 0x0e: row.cfa_offset = i64(r.uleb()); break;
+            case 0x0f: { u64 n = r.uleb(); r.p += std::min<u64>(n, u64(r.end - r.p)); row.cfa_expression = 1; break; }
+            case 0x10: case 0x16: {                                        // (val_)expression
+                u64 reg = r.uleb();
+                u64 n = r.uleb();
+                r.p += std::min<u64>(n, u64(r.end - r.p));
+                set_register_rule(row, reg, kUnsupported, 0);
+                break;
+            }
+            case 0x11: { u64 reg = r.uleb(); set_register_rule(row, reg, kAtCfa, r.sleb() * cie.data_align); break; }
+            case 0x12: row.cfa_reg = u8(r.uleb()); row.cfa_offset = r.sleb() * cie.data_align; row.cfa_expression = 0; break;
+            case 0x13: row.cfa_offset = r.sleb() * cie.data_align; break;
+            case 0x14: { u64 reg = r.uleb(); r.uleb(); set_register_rule(row, reg, kUnsupported, 0); break; }
+            case 0x15: { u64 reg = r.uleb(); r.sleb(); set_register_rule(row, reg, kUnsupported, 0); break; }
+            case 0x2e: r.uleb(); break;                                    // GNU_args_size
+            case 0x2f: { u64 reg = r.uleb(); set_register_rule(row, reg, kAtCfa, -i64(r.uleb()) * cie.data_align); break; }
+            default: return false;
+        }
+    }
+    return r.ok;
+}
+
+inline bool parse_cie(const u8* at, Cie& cie) noexcept {
+    CfiReader r{at, at + 16, true};
+    u64 length = r.fixed<u32>();
+    if (length == 0xffffffffu) return false;   // 64-bit DWARF: never in .eh_frame on Linux
+    r.end = at + 4 + length;
+    if (r.fixed<u32>() != 0) return false;     // CIE id
+    u8 version = r.byte();
+    if (version != 1 && version != 3) return false;
+    const char* augmentation = reinterpret_cast<const char*>(r.p);
+    while (r.ok && r.byte() != 0) {
+    }
+    cie.code_align = r.uleb();
+    cie.data_align = r.sleb();
+    cie.ra_register = version == 1 ? r.byte() : r.uleb();
+    cie.fde_encoding = 0;
+    cie.signal_frame = false;
+    cie.has_augmentation_data = augmentation[0] == 'z';
+    const u8* data_end = nullptr;
+    for (const char* a = augmentation; *a && r.ok; ++a) {
+        switch (*a) {
+            case 'z': { u64 n = r.uleb(); data_end = r.p + n; break; }
+            case 'R': cie.fde_encoding = r.byte(); break;
+            case 'L': r.byte(); break;
+            case 'P': {
+                u8 enc = r.byte();
+                std::uintptr_t ignored;
+                if (!r.pointer(u8(enc & 0x7f), ignored, 0)) return false;
+                break;
+            }
+            case 'S': cie.signal_frame = true; break;
+            case 'B': break;
+            default:
+                if (!data_end) return false;   // unknown augmentation without a length: give up
+                r.p = data_end;                // skip the rest of the augmentation data
+                a = " ";                       // (ends the loop after this round)
+                break;
+        }
+    }
+    if (data_end) r.p = data_end;
+    if (cie.ra_register != kRegRa) return false;
+    cie.instructions = r.p;
+    cie.end = r.end;
+    return r.ok && r.p <= r.end;
+}
+
+// Rules, packed in one word: bits 0-2 kind, 3 CFA is rbp-based (else rsp), 4 rbp saved,
+// 8-19 return-address offset from the CFA, 20-31 rbp offset, 32-63 CFA offset.
+enum RuleKind : u32 { kRuleNone = 0, kRuleStep = 1, kRuleStop = 2, kRuleSignal = 3, kRuleFallback = 4 };
+inline u64 make_rule(RuleKind kind, bool cfa_fp = false, bool fp_saved = false, i64 ra_off = 0,
+                     i64 fp_off = 0, i64 cfa_off = 0) noexcept {
+    return u64(kind) | (u64(cfa_fp) << 3) | (u64(fp_saved) << 4) | ((u64(ra_off) & 0xfff) << 8) |
+           ((u64(fp_off) & 0xfff) << 20) | (u64(cfa_off) << 32);
+}
+inline RuleKind rule_kind(u64 rule) noexcept { return RuleKind(rule & 7); }
+inline i64 rule_ra_offset(u64 rule) noexcept { return i64(rule << 44) >> 52; }
+inline i64 rule_fp_offset(u64 rule) noexcept { return i64(rule << 32) >> 52; }
+inline i64 rule_cfa_offset(u64 rule) noexcept { return i64(rule) >> 32; }
+inline bool fits12(i64 v) noexcept { return v >= -2048 && v < 2048; }
+
+// x86-64 Linux's signal return trampoline: mov $15, %rax; syscall.
+inline bool is_sigreturn(std::uintptr_t pc) noexcept {
+    static const u8 code[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+    return std::memcmp(reinterpret_cast<const void*>(pc), code, sizeof code) == 0;
+}
+
+// Where the unwind tables of the object containing `pc` are. glibc >= 2.35 answers without a lock.
+inline const u8* eh_frame_hdr_of(std::uintptr_t pc) noexcept {
+#if defined(DLFO_STRUCT_HAS_EH_DBASE)
+    dl_find_object found;
+    if (_dl_find_object(reinterpret_cast<void*>(pc), &found) != 0) return nullptr;
+    return static_cast<const u8*>(found.dlfo_eh_frame);
+#else
+    struct Search { std::uintptr_t pc; const u8* hdr; } search{pc, nullptr};
+    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
+        auto& s = *static_cast<Search*>(arg);
+        const ElfW(Phdr)* eh = nullptr;
+        bool inside = false;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+            const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+            std::uintptr_t start = info->dlpi_addr + ph.p_vaddr;
+            if (ph.p_type == PT_LOAD && s.pc >= start && s.pc < start + ph.p_memsz) inside = true;
+            if (ph.p_type == PT_GNU_EH_FRAME) eh = &ph;
+        }
+        if (!inside) return 0;
+        if (eh) s.hdr = reinterpret_cast<const u8*>(info->dlpi_addr + eh->p_vaddr);
+        return 1;
+    }, &search);
+    return search.hdr;
+#endif
+}
+
+// Computes the rule for the frame whose code address is `lookup` (a return address minus one, or
+// an exact pc). `pc` is the address itself, for the signal-trampoline check.
+inline u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) noexcept {
+    const u8* hdr = eh_frame_hdr_of(lookup);
+    if (!hdr) return make_rule(kRuleStop);   // no unwind tables (JIT code, garbage): stack ends
+    if (hdr[0] != 1) return make_rule(kRuleFallback);
+    CfiReader r{hdr + 4, hdr + 64, true};
+    std::uintptr_t eh_frame = 0, count = 0, base = reinterpret_cast<std::uintptr_t>(hdr);
+    if (!r.pointer(hdr[1], eh_frame, base) || !r.pointer(hdr[2], count, base)) return make_rule(kRuleFallback);
+    if (hdr[3] != 0x3b || count == 0) return make_rule(kRuleFallback);   // datarel sdata4: what linkers write
+    const u8* table = r.p;
+    auto entry = [&](std::size_t i, unsigned half) {
+        std::int32_t v;
+        std::memcpy(&v, table + i * 8 + half * 4, 4);
+        return base + std::uintptr_t(std::intptr_t(v));
+    };
+    std::size_t lo = 0, hi = count;   // first entry whose start is above `lookup`
+    while (lo < hi) {
+        std::size_t mid = lo + (hi - lo) / 2;
+        if (entry(mid, 0) <= lookup) lo = mid + 1; else hi = mid;
+    }
+    if (lo == 0) return make_rule(kRuleStop);
+    const u8* fde = reinterpret_cast<const u8*>(entry(lo - 1, 1));
+    CfiReader f{fde, fde + 8, true};
+    u32 length = f.fixed<u32>();
+    if (length == 0 || length == 0xffffffffu) return make_rule(kRuleFallback);
+    f.end = fde + 4 + length;
+    const u8* cie_pointer_at = f.p;
+    u32 cie_offset = f.fixed<u32>();
+    Cie cie;
+    if (cie_offset == 0 || !parse_cie(cie_pointer_at - cie_offset, cie)) return make_rule(kRuleFallback);
+    std::uintptr_t start = 0, range = 0;
+    if (!f.pointer(cie.fde_encoding, start, 0) || !f.pointer(u8(cie.fde_encoding & 0x0f), range, 0))
+        return make_rule(kRuleFallback);
+    if (lookup < start || lookup >= start + range) return make_rule(kRuleStop);   // in no function
+    if (cie.has_augmentation_data) {
+        u64 n = f.uleb();
+        f.p += std::min<u64>(n, u64(f.end - f.p));
+    }
+    CfiRow row{kRegRsp, kSame, kSame, 0, 0, 0, 0};
+    if (!run_cfa_program(cie.instructions, cie.end, cie, start, ~std::uintptr_t(0), row, row))
+        return make_rule(kRuleFallback);
+    CfiRow initial = row;
+    if (!run_cfa_program(f.p, f.end, cie, start, lookup, initial, row)) return make_rule(kRuleFallback);
+    if (cie.signal_frame) return is_sigreturn(pc) ? make_rule(kRuleSignal) : make_rule(kRuleFallback);
+    if (row.ra_how == kUndefined) return make_rule(kRuleStop);   // the outermost frame (_start, clone)
+    if (row.cfa_expression || (row.cfa_reg != kRegRsp && row.cfa_reg != kRegRbp) || row.ra_how != kAtCfa ||
+        row.fp_how == kUnsupported || !fits12(row.ra_offset) || !fits12(row.fp_offset) ||
+        row.cfa_offset != i64(std::int32_t(row.cfa_offset)))
+        return make_rule(kRuleFallback);
+    return make_rule(kRuleStep, row.cfa_reg == kRegRbp, row.fp_how == kAtCfa, row.ra_offset, row.fp_offset,
+                     row.cfa_offset);
+}
+
+inline u64 rule_salt(u64 generation) noexcept { return (generation + 1) * 0x9E3779B97F4A7C15ull; }
+
+inline u64 rule_for(std::uintptr_t lookup, std::uintptr_t pc, u64 salt) noexcept {
+    RuleCacheEntry& e = st.rules[(u64(lookup) * 0xD6E8FEB86659FD93ull) >> (64 - kRuleCacheBits)];
+    u64 rule = e.rule.load(relaxed);
+    if (LEAKSCOPE_LIKELY((e.check.load(relaxed) ^ rule ^ salt) == lookup && rule != 0)) return rule;
+    rule = compute_rule(lookup, pc);
+    // A frame outside every object is not cached: a module loaded there later must be seen.
+    if (rule_kind(rule) != kRuleStop || eh_frame_hdr_of(lookup)) {
+        e.rule.store(rule, relaxed);
+        e.check.store(lookup ^ rule ^ salt, relaxed);
+    }
+    return rule;
+}
+
+#if defined(__clang__) || defined(__GNUC__)
+#define LEAKSCOPE_NO_SANITIZE_ADDRESS __attribute__((no_sanitize_address))
+#else
+#define LEAKSCOPE_NO_SANITIZE_ADDRESS
+#endif
+
+inline std::uintptr_t load_word(std::uintptr_t at) noexcept {
+    std::uintptr_t v;
+    std::memcpy(&v, reinterpret_cast<const void*>(at), sizeof v);
+    return v;
+}
+
+// The walk itself. Frames are emitted once `first` has been seen (0: from the start); reads stay
+// inside [lo, hi). Returns the count; sets `fallback` if a frame needs libgcc.
+LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_cfi(std::uintptr_t pc, std::uintptr_t sp, std::uintptr_t fp,
+                                                          std::uintptr_t lo, std::uintptr_t hi, bool exact,
+                                                          std::uintptr_t first, std::uintptr_t* out,
+                                                          std::size_t max, u64 salt, bool& fallback) noexcept {
+    std::size_t n = 0;
+    unsigned skipped = 0;
+    bool skipping = first != 0;
+    for (unsigned frames = 0; pc != 0 && frames < kMaxStackDepth + 64; ++frames) {
+        if (skipping && pc == first) skipping = false;
+        if (!skipping) {
+            out[n++] = pc;
+            if (n >= max) break;
+        } else if (++skipped > 64) {
+            return 0;   // never reached the caller asked for
+        }
+        if (sp < lo || sp >= hi) break;
+        u64 rule = rule_for(exact ? pc : pc - 1, pc, salt);
+        switch (rule_kind(rule)) {
+            case kRuleStep: break;
+            case kRuleSignal: {
+                // sp is the kernel's ucontext_t: its mcontext gregs start at byte 40; rbp, rsp and
+                // rip are gregs 10, 15 and 16. The interrupted pc is exact, not a return address.
+                if (sp + 176 > hi) return n;
+                std::uintptr_t next_sp = load_word(sp + 160);
+                pc = load_word(sp + 168);
+                fp = load_word(sp + 120);
+                if (next_sp <= sp) return n;
+                sp = next_sp;
+                exact = true;
+                continue;
+            }
+            case kRuleFallback: fallback = true; return n;
+            default: return n;   // the outermost frame, or no unwind information
+        }
+        std::uintptr_t cfa = ((rule & 8) ? fp : sp) + std::uintptr_t(rule_cfa_offset(rule));
+        if (cfa <= sp || cfa > hi) break;
+        std::uintptr_t ra_at = cfa + std::uintptr_t(rule_ra_offset(rule));
+        if (ra_at < lo || ra_at + 8 > hi) break;
+        if (rule & 16) {
+            std::uintptr_t fp_at = cfa + std::uintptr_t(rule_fp_offset(rule));
+            if (fp_at < lo || fp_at + 8 > hi) break;
+            fp = load_word(fp_at);
+        }
+        pc = load_word(ra_at);
+        sp = cfa;
+        exact = false;
+    }
+    return n;
+}
+
+// This thread's stack, once per thread (pthread_getattr_np may allocate: the caller's re-entry
+// guard keeps that untracked).
+inline bool thread_stack(ThreadState& t, std::uintptr_t& lo, std::uintptr_t& hi) noexcept {
+    if (LEAKSCOPE_UNLIKELY(t.stack_high == 0)) {
+        t.stack_high = 1;   // "unknown" unless found below
+        pthread_attr_t attr;
+        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+            void* addr = nullptr;
+            std::size_t size = 0;
+            if (pthread_attr_getstack(&attr, &addr, &size) == 0 && addr) {
+                t.stack_low = reinterpret_cast<std::uintptr_t>(addr);
+                t.stack_high = t.stack_low + size;
+            }
+            pthread_attr_destroy(&attr);
+        }
+    }
+    lo = t.stack_low;
+    hi = t.stack_high;
+    return hi > 1;
+}
+
+struct LibgccWalk {
+    std::uintptr_t* out;
+    std::size_t max, n;
+    std::uintptr_t first;
+    unsigned skipped;
+};
+inline _Unwind_Reason_Code libgcc_step(_Unwind_Context* context, void* arg) {
+    auto& w = *static_cast<LibgccWalk*>(arg);
+    std::uintptr_t ip = _Unwind_GetIP(context);
+    if (ip == 0) return _URC_END_OF_STACK;
+    if (w.first) {
+        if (ip != w.first) return ++w.skipped > 64 ? _URC_END_OF_STACK : _URC_NO_REASON;
+        w.first = 0;
+    }
+    w.out[w.n++] = ip;
+    return w.n >= w.max ? _URC_END_OF_STACK : _URC_NO_REASON;
+}
+LEAKSCOPE_NOINLINE std::size_t capture_libgcc(std::uintptr_t first, std::uintptr_t* out, std::size_t max) noexcept {
+    if (max == 0) return 0;
+    LibgccWalk w{out, max, 0, first, 0};
+    _Unwind_Backtrace(libgcc_step, &w);
+    return w.first ? 0 : w.n;
+}
+
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fp(ThreadState& t, std::uintptr_t first,
+                                                                        std::uintptr_t* out,
+                                                                        std::size_t max) noexcept {
+    std::uintptr_t lo, hi;
+    auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+    if (max == 0 || !thread_stack(t, lo, hi) || fp < lo || fp >= hi) return 0;
+    lo = fp;
+    std::size_t n = 0;
+    unsigned skipped = 0;
+    while (fp >= lo && fp + 16 <= hi && (fp & 7) == 0) {
+        std::uintptr_t ra = load_word(fp + 8), next = load_word(fp);
+        if (ra == 0) break;
+        if (first) {
+            if (ra == first) first = 0;
+            else if (++skipped > 64) return 0;
+        }
+        if (!first) {
+            out[n++] = ra;
+            if (n >= max) break;
+        }
+        if (next <= fp) break;
+        fp = next;
+    }
+    return first ? 0 : n;
+}
+
+#if defined(__x86_64__) && defined(__linux__)
+#define LEAKSCOPE_FAST_UNWINDER 1
+#else
+#define LEAKSCOPE_FAST_UNWINDER 0   // elsewhere `fast` means libgcc
+#endif
+
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(ThreadState& t, std::uintptr_t first,
+                                                                          std::uintptr_t* out,
+                                                                          std::size_t max) noexcept {
+#if LEAKSCOPE_FAST_UNWINDER
+    std::uintptr_t pc, sp, fp, lo, hi;
+    // One asm block: the three values describe the same instruction's frame row.
+    asm volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(pc), "=r"(sp), "=r"(fp));
+    if (max == 0) return 0;
+    u64 generation = st.loader_generation.load(acquire);
+    if (thread_stack(t, lo, hi) && sp >= lo && sp < hi && st.unloading.load(acquire) == 0) {
+        bool fallback = false;
+        std::size_t n = walk_cfi(pc, sp, fp, sp, hi, true, first, out, max, rule_salt(generation), fallback);
+        // A dlclose meanwhile may have turned cached rules stale: trust nothing from this walk.
+        if (!fallback && st.loader_generation.load(acquire) == generation) return n;
+    }
+#else
+    (void)t;
+#endif
+    return capture_libgcc(first, out, max);
+}
+
+LEAKSCOPE_NOINLINE std::size_t capture(ThreadState& t, Unwinder how, std::uintptr_t first, std::uintptr_t* out,
+                                       std::size_t max) noexcept {
+    switch (how) {
+        case Unwinder::fp: return capture_fp(t, first, out, max);
+        case Unwinder::libgcc: return capture_libgcc(first, out, max);
+        default: return capture_fast(t, first, out, max);
+    }
+}
+
+// For tests that feed the walk fake register states: out[0] = pc, then the callers.
+std::size_t unwind_fast(std::uintptr_t pc, std::uintptr_t sp, std::uintptr_t fp, std::uintptr_t stack_lo,
+                        std::uintptr_t stack_hi, std::uintptr_t* out, std::size_t max) noexcept {
+    if (max == 0 || stack_lo >= stack_hi) return 0;
+    bool fallback = false;
+    return walk_cfi(pc, sp, fp, stack_lo, stack_hi, false, 0, out, std::min<std::size_t>(max, kMaxStackDepth),
+                    rule_salt(st.loader_generation.load(acquire)), fallback);
+}
+
+// -- interning: each distinct stack is stored once and named by a 32-bit id (0: none) -----------
+inline u64 hash_frames(const std::uintptr_t* frames, std::size_t n) noexcept {
+    u64 h = 0x9E3779B97F4A7C15ull ^ n;
+    for (std::size_t i = 0; i < n; ++i) {
+        h = (h ^ frames[i]) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    return h;
+}
+inline const StackEntry* stack_entry(u32 id) noexcept {
+    if (id == 0) return nullptr;
+    StackEntry* chunk = st.chunks[id >> kStackChunkBits].load(acquire);
+    return chunk ? &chunk[id & ((1u << kStackChunkBits) - 1)] : nullptr;
+}
+inline u32 find_stack(const StackIndex* index, u64 h, const std::uintptr_t* frames, std::size_t n) noexcept {
+    if (!index) return 0;
+    std::size_t mask = (std::size_t(1) << index->log2) - 1;
+    u32 tag = u32(h >> 32) | 1u;
+    for (std::size_t i = std::size_t(h) & mask;; i = (i + 1) & mask) {
+        u64 slot = index->slots[i].load(acquire);
+        if (slot == 0) return 0;
+        if (u32(slot >> 32) != tag) continue;
+        const StackEntry* e = stack_entry(u32(slot));
+        if (e && e->depth == n && std::memcmp(e->frames, frames, n * sizeof *frames) == 0) return u32(slot);
+    }
+}
+inline StackIndex* new_stack_index(u32 log2) noexcept {
+    std::size_t bytes = sizeof(StackIndex) + ((std::size_t(1) << log2) - 1) * sizeof(std::atomic<u64>);
+    auto* index = static_cast<StackIndex*>(os_alloc(bytes));
+    if (index) index->log2 = log2;
+    return index;
+}
+inline void index_insert(StackIndex* index, u64 h, u32 id) noexcept {
+    std::size_t mask = (std::size_t(1) << index->log2) - 1;
+    std::size_t i = std::size_t(h) & mask;
+    while (index->slots[i].load(relaxed) != 0) i = (i + 1) & mask;
+    index->slots[i].store((u64(u32(h >> 32) | 1u) << 32) | id, release);
+}
+LEAKSCOPE_NOINLINE u32 add_stack(u64 h, const std::uintptr_t* frames, std::size_t n) noexcept {
+    SpinGuard guard(st.intern_lock);
+    StackIndex* index = st.index.load(relaxed);
+    if (u32 id = find_stack(index, h, frames, n)) return id;
+    u32 id = st.count + 1;
+    if ((id >> kStackChunkBits) >= kStackChunks) return 0;   // 2^28 distinct stacks: stop interning
+    StackEntry* chunk = st.chunks[id >> kStackChunkBits].load(relaxed);
+    if (!chunk) {
+        chunk = static_cast<StackEntry*>(os_alloc(sizeof(StackEntry) << kStackChunkBits));
+        if (!chunk) return 0;
+        st.chunks[id >> kStackChunkBits].store(chunk, release);
+    }
+    if (st.arena_capacity - st.arena_used < n) {
+        std::size_t words = std::max<std::size_t>(std::size_t(1) << 17, n);
+        auto* arena = static_cast<std::uintptr_t*>(os_alloc(words * sizeof(std::uintptr_t)));
+        if (!arena) return 0;
+        st.arena = arena;   // the old arena stays: its stacks live forever
+        st.arena_used = 0;
+        st.arena_capacity = words;
+    }
+    std::uintptr_t* stored = st.arena + st.arena_used;
+    std::memcpy(stored, frames, n * sizeof *frames);
+    st.arena_used += n;
+    chunk[id & ((1u << kStackChunkBits) - 1)] = StackEntry{stored, h, u32(n), 0};
+    if (!index || u64(id) * 2 > (u64(1) << index->log2)) {
+        // Grow: readers still probing the old index find nothing new there and come here.
+        StackIndex* bigger = new_stack_index(index ? index->log2 + 1 : 12);
+        if (!bigger) return 0;
+        for (u32 old = 1; old < id; ++old) index_insert(bigger, stack_entry(old)->hash, old);
+        st.index.store(bigger, release);
+        index = bigger;
+    }
+    st.count = id;
+    index_insert(index, h, id);
+    return id;
+}
+inline u32 intern_stack(const std::uintptr_t* frames, std::size_t n) noexcept {
+    if (n == 0) return 0;
+    u64 h = hash_frames(frames, n);
+    if (u32 id = find_stack(st.index.load(acquire), h, frames, n)) return id;
+    return add_stack(h, frames, n);
+}
+
+inline std::size_t stack_depth_setting() noexcept {
+    u32 d = st.depth.load(relaxed);
+    return d ? d : kDefaultStackDepth;
+}
+// The hook's capture: the stack above the hooked call, `first` being its return address.
+LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first) noexcept {
+    std::uintptr_t frames[kMaxStackDepth];
+    std::size_t n = capture(t, Unwinder(st.unwinder.load(relaxed)), first, frames, stack_depth_setting());
+    return intern_stack(frames, n);
+}
+
+// -- stacks on demand: names of scopes that leaked --------------------------------------------------
+inline u64 name_hash(const char* name) noexcept {
+    u64 h = 0xcbf29ce484222325ull;
+    for (; *name; ++name) h = (h ^ u8(*name)) * 0x100000001b3ull;
+    return h | 1;
+}
+inline bool name_wanted(u64 h) noexcept {
+    for (u32 i = u32(h) & (kWantedNames - 1), probes = 0; probes < kWantedNames; i = (i + 1) & (kWantedNames - 1), ++probes) {
+        u64 v = st.wanted[i].load(acquire);
+        if (v == h) return true;
+        if (v == 0) return false;
+    }
+    return false;
+}
+inline void want_name(u64 h) noexcept {
+    for (u32 i = u32(h) & (kWantedNames - 1), probes = 0; probes < kWantedNames; i = (i + 1) & (kWantedNames - 1), ++probes) {
+        u64 v = st.wanted[i].load(acquire);
+        if (v == h) return;
+        if (v == 0 && st.wanted[i].compare_exchange_strong(v, h, acq_rel)) return;
+        if (v == h) return;
+    }
+}
+// Whether a scope opening now with this name captures stacks for its births.
+inline bool scope_wants_stacks(const char* name) noexcept {
+    switch (StackMode(st.mode.load(relaxed))) {
+        case StackMode::on: return true;
+        case StackMode::off: return false;
+        default: return name_wanted(name_hash(name));
+    }
+}
+
 // ---- the hook's slow paths ------------------------------------------------------------------
 // The scope this thread's births count for: its own (or adopted) one, else an open all-scope.
 inline u64 counting_scope(const ThreadState& t) noexcept {
@@ -977,7 +1643,8 @@ inline u64 counting_scope(const ThreadState& t) noexcept {
 LEAKSCOPE_HOT_INLINE void insert_record(ThreadState& t, const Record& rec) noexcept;
 
 // Only called from after_allocation, which has registered the thread.
-LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size) noexcept {
+// `caller`: the return address of the hooked call, where the block's stack starts.
+LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size, std::uintptr_t caller) noexcept {
     auto addr = reinterpret_cast<std::uintptr_t>(block);
     Record rec{addr, size, 0, 0, 0, 0};
     if (t.internal || t.ignore_depth) {
@@ -989,6 +1656,11 @@ LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size) 
     u64 handle = counting_scope(t);
     if (handle == 0 || !take_ref(t, handle, addr, rec.seq)) return;
     rec.scope = slot_of(handle);
+    if (slot_ref(rec.scope).stacks) {
+        ++t.internal;   // whatever the unwinder's first use allocates is leakscope's own
+        rec.stack = capture_for_block(t, caller);
+        --t.internal;
+    }
     insert_record(t, rec);
 }
 
@@ -1056,13 +1728,13 @@ LEAKSCOPE_NOINLINE void count_allocation_slow(ThreadState& t) noexcept {
         g.retired_allocations.fetch_add(1, relaxed);
 }
 
-inline void after_allocation(void* block, std::size_t size) noexcept {
+inline void after_allocation(void* block, std::size_t size, std::uintptr_t caller) noexcept {
     ThreadState& t = tls;
     if (LEAKSCOPE_LIKELY(counts_locally(t)))
         t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
     else
         count_allocation_slow(t);
-    if (LEAKSCOPE_UNLIKELY((t.current | (g.mode.load(relaxed) & kAllScopeOpen)) != 0)) on_birth(t, block, size);
+    if (LEAKSCOPE_UNLIKELY((t.current | (g.mode.load(relaxed) & kAllScopeOpen)) != 0)) on_birth(t, block, size, caller);
 }
 inline void before_deallocation(void* block, std::size_t size) noexcept {
     ThreadState& t = tls;
@@ -1192,6 +1864,7 @@ LeakScope::LeakScope(std::string_view name, Threads threads, const char* file, u
     s.remote_released_bytes.store(0, relaxed);
     s.owner.store(t.serial, relaxed);
     s.threads_all = threads == Threads::all;
+    s.stacks = scope_wants_stacks(name_);
     s.log_size = 0;
     s.holds.store(0, relaxed);
     s.refs.store(kOpenBias, relaxed);
@@ -1232,6 +1905,24 @@ bool LeakScope::clean() const noexcept {
 }
 
 namespace detail {
+// A site's frames from its interned stack: addresses, and what the dynamic loader can name.
+void fill_frames(u32 stack, Site& site) {
+    const StackEntry* e = stack_entry(stack);
+    if (!e) return;
+    site.frames.reserve(e->depth);
+    for (u32 i = 0; i < e->depth; ++i) {
+        Frame f;
+        f.address = e->frames[i];
+        Dl_info info;
+        // A return address may be one past its function's end: look up the call instruction.
+        if (::dladdr(reinterpret_cast<void*>(f.address - 1), &info)) {
+            if (info.dli_fname) f.module = info.dli_fname;
+            if (info.dli_sname) f.function = info.dli_sname;
+        }
+        site.frames.push_back(std::move(f));
+    }
+}
+
 // Builds the report of a scope's current leftovers (leakscope's own allocations inside) and,
 // with `handoff`, collects their log entries for the enclosing scope in the same pass.
 void build_leftovers(u32 index, Report& out, OsVector<SharedEntry>* handoff) {
@@ -1252,6 +1943,7 @@ void build_leftovers(u32 index, Report& out, OsVector<SharedEntry>* handoff) {
         }
         out.blocks += site.blocks;
         out.bytes += site.bytes;
+        fill_frames(items[i].stack, site);
         out.sites.push_back(std::move(site));
         i = j;
     }
@@ -1304,6 +1996,8 @@ void LeakScope::close(bool report) noexcept {
         live = live_count(s);
     }
     if (live > 0) {
+        // stacks=demand: this name leaked, so its next runs capture stacks.
+        if (StackMode(st.mode.load(relaxed)) == StackMode::demand) want_name(name_hash(name_));
         bool by_exception = std::uncaught_exceptions() > uncaught_at_open_;
         bool deferred = false;
         if (report && by_exception) {
@@ -1393,11 +2087,112 @@ void ignore(const void* block) noexcept {
     if (before.scope) release_ref(tls, before.scope, before.seq);
 }
 
-void record_allocation(const void* block, std::size_t size) noexcept {
-    if (block) after_allocation(const_cast<void*>(block), size);
+LEAKSCOPE_NOINLINE void record_allocation(const void* block, std::size_t size) noexcept {
+    if (block)
+        after_allocation(const_cast<void*>(block), size, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
 }
 void record_deallocation(const void* block, std::size_t size) noexcept {
     if (block) before_deallocation(const_cast<void*>(block), size);
+}
+
+// ---- call stacks and options ------------------------------------------------------------------
+LEAKSCOPE_NOINLINE std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how) noexcept {
+    if (!out || max == 0) return 0;
+    ThreadState& t = tls;
+    ++t.internal;   // the first capture on a thread may allocate (pthread_getattr_np)
+    std::size_t n = capture(t, how, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)), out, max);
+    --t.internal;
+    return n;
+}
+
+namespace detail {
+inline bool option_separator(char c) noexcept { return c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+inline void option_error(const char* source, const char* what, std::string_view entry) noexcept {
+    char line[256];
+    std::snprintf(line, sizeof line, "%s: %s '%.*s'; ignored", source, what, int(std::min<std::size_t>(entry.size(), 80)),
+                  entry.data());
+    diagnostic(line);
+}
+
+// Applies one key=value entry; `entry` is the whole text, for messages.
+inline void apply_option(std::string_view key, std::string_view value, std::string_view entry, const char* source) noexcept {
+    auto pick = [&](std::initializer_list<std::string_view> names, std::atomic<u32>& into) {
+        u32 i = 0;
+        for (std::string_view name : names) {
+            if (value == name) {
+                into.store(i, relaxed);
+                return;
+            }
+            ++i;
+        }
+        option_error(source, "bad value in", entry);
+    };
+    if (key == "stacks") {
+        pick({"on", "off", "demand"}, st.mode);   // the order of StackMode
+    } else if (key == "unwinder") {
+        pick({"fast", "fp", "libgcc"}, st.unwinder);   // the order of Unwinder
+    } else if (key == "stack_depth") {
+        u32 depth = 0;
+        bool digits = !value.empty() && value.size() <= 3;
+        for (char c : value) {
+            digits = digits && c >= '0' && c <= '9';
+            depth = depth * 10 + u32(c - '0');
+        }
+        if (digits && depth >= 1 && depth <= kMaxStackDepth)
+            st.depth.store(depth, relaxed);
+        else
+            option_error(source, "stack_depth must be 1..256 in", entry);
+    } else if (key == "report" || key == "suppressions" || key == "track" || key == "sample_bytes" ||
+               key == "settle_ms" || key == "exit_report" || key == "signal" || key == "monitor") {
+        option_error(source, "option not available in this version of leakscope:", entry);
+    } else {
+        option_error(source, "unknown option", entry);
+    }
+}
+
+// The LEAKSCOPE_OPTIONS syntax: key=value entries separated by ':' or white space; a value in
+// '...' or "..." may hold either. Never allocates: usable before main and inside the hook.
+inline void apply_options(std::string_view text, const char* source) noexcept {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        while (i < text.size() && option_separator(text[i])) ++i;
+        if (i == text.size()) break;
+        std::size_t start = i;
+        while (i < text.size() && text[i] != '=' && !option_separator(text[i])) ++i;
+        std::string_view key = text.substr(start, i - start);
+        if (i == text.size() || text[i] != '=') {
+            option_error(source, "expected key=value, got", key);
+            continue;
+        }
+        ++i;   // '='
+        std::string_view value;
+        if (i < text.size() && (text[i] == '\'' || text[i] == '"')) {
+            char quote = text[i++];
+            std::size_t close = text.find(quote, i);
+            if (close == std::string_view::npos) {
+                option_error(source, "unterminated quote in", text.substr(start));
+                return;
+            }
+            value = text.substr(i, close - i);
+            i = close + 1;
+        } else {
+            std::size_t value_start = i;
+            while (i < text.size() && !option_separator(text[i])) ++i;
+            value = text.substr(value_start, i - value_start);
+        }
+        apply_option(key, value, text.substr(start, i - start), source);
+    }
+}
+
+void apply_environment_options() noexcept {
+    if (const char* env = std::getenv("LEAKSCOPE_OPTIONS")) apply_options(env, "LEAKSCOPE_OPTIONS");
+}
+}  // namespace detail
+
+void configure(std::string_view options) noexcept {
+    ensure_init();   // LEAKSCOPE_OPTIONS first, so that what code sets wins
+    apply_options(options, "configure()");
 }
 
 Stats stats() noexcept {
@@ -1531,10 +2326,12 @@ void before_fork() noexcept {
     g.log_lock.lock();
     g.all_lock.lock();
     g.writer_lock.lock();
+    st.intern_lock.lock();
     for (Shard& sh : g.shards) sh.lock.lock();
 }
 void after_fork_parent() noexcept {
     for (Shard& sh : g.shards) sh.lock.unlock();
+    st.intern_lock.unlock();
     g.writer_lock.unlock();
     g.all_lock.unlock();
     g.log_lock.unlock();
@@ -1559,22 +2356,25 @@ void after_fork_child() noexcept {
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #define LEAKSCOPE_MISMATCH_PRAGMA_PUSHED
 #endif
-LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow);
+LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow,
+                                       std::uintptr_t caller);
 
-// The common case inline: default alignment, malloc succeeds.
-inline void* allocate(std::size_t size, std::size_t alignment, bool nothrow) {
+// The common case inline: default alignment, malloc succeeds. `caller` is the return address of
+// the replaced operator: the allocating stack starts there.
+inline void* allocate(std::size_t size, std::size_t alignment, bool nothrow, void* caller) {
     if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {
         void* p = std::malloc(size ? size : 1);
         if (LEAKSCOPE_LIKELY(p != nullptr)) {
-            after_allocation(p, size);
+            after_allocation(p, size, reinterpret_cast<std::uintptr_t>(caller));
             return p;
         }
     }
-    return allocate_slow(size, alignment, nothrow);
+    return allocate_slow(size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
 }
 
 // Extended alignment, and the failure path: the new-handler loop, bad_alloc or null.
-LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow) {
+LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow,
+                                       std::uintptr_t caller) {
     if (alignment & (alignment - 1)) {   // not a power of two: no allocation can satisfy it
         if (nothrow) return nullptr;
         throw std::bad_alloc();
@@ -1588,7 +2388,7 @@ LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, 
             p = nullptr;
         }
         if (LEAKSCOPE_LIKELY(p != nullptr)) {
-            after_allocation(p, size);
+            after_allocation(p, size, caller);
             return p;
         }
         std::new_handler handler = std::get_new_handler();
@@ -1616,27 +2416,33 @@ inline void deallocate(void* p, std::size_t size) noexcept {
 }  // namespace leakscope
 
 #if !defined(LEAKSCOPE_NO_NEW_DELETE)
+#define LEAKSCOPE_CALLER __builtin_return_address(0)
 // The 20 replaceable global allocation functions ([new.delete]); the standard requires them to
-// be non-inline, which is why they live in exactly one translation unit.
-void* operator new(std::size_t n) { return leakscope::detail::allocate(n, 0, false); }
-void* operator new[](std::size_t n) { return leakscope::detail::allocate(n, 0, false); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    return leakscope::detail::allocate(n, 0, true);
+// be non-inline, which is why they live in exactly one translation unit. The allocating forms are
+// never inlined even there: their return address is where a block's call stack starts.
+LEAKSCOPE_NOINLINE void* operator new(std::size_t n) {
+    return leakscope::detail::allocate(n, 0, false, LEAKSCOPE_CALLER);
 }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-    return leakscope::detail::allocate(n, 0, true);
+LEAKSCOPE_NOINLINE void* operator new[](std::size_t n) {
+    return leakscope::detail::allocate(n, 0, false, LEAKSCOPE_CALLER);
 }
-void* operator new(std::size_t n, std::align_val_t a) {
-    return leakscope::detail::allocate(n, static_cast<std::size_t>(a), false);
+LEAKSCOPE_NOINLINE void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+    return leakscope::detail::allocate(n, 0, true, LEAKSCOPE_CALLER);
 }
-void* operator new[](std::size_t n, std::align_val_t a) {
-    return leakscope::detail::allocate(n, static_cast<std::size_t>(a), false);
+LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+    return leakscope::detail::allocate(n, 0, true, LEAKSCOPE_CALLER);
 }
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-    return leakscope::detail::allocate(n, static_cast<std::size_t>(a), true);
+LEAKSCOPE_NOINLINE void* operator new(std::size_t n, std::align_val_t a) {
+    return leakscope::detail::allocate(n, static_cast<std::size_t>(a), false, LEAKSCOPE_CALLER);
 }
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-    return leakscope::detail::allocate(n, static_cast<std::size_t>(a), true);
+LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, std::align_val_t a) {
+    return leakscope::detail::allocate(n, static_cast<std::size_t>(a), false, LEAKSCOPE_CALLER);
+}
+LEAKSCOPE_NOINLINE void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    return leakscope::detail::allocate(n, static_cast<std::size_t>(a), true, LEAKSCOPE_CALLER);
+}
+LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    return leakscope::detail::allocate(n, static_cast<std::size_t>(a), true, LEAKSCOPE_CALLER);
 }
 void operator delete(void* p) noexcept { leakscope::detail::deallocate(p, 0); }
 void operator delete[](void* p) noexcept { leakscope::detail::deallocate(p, 0); }
@@ -1655,6 +2461,30 @@ void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcep
     leakscope::detail::deallocate(p, 0);
 }
 #endif  // LEAKSCOPE_NO_NEW_DELETE
+
+#if LEAKSCOPE_FAST_UNWINDER && !defined(LEAKSCOPE_NO_DLCLOSE_HOOK)
+// dlclose, wrapped: the fast unwinder's cached rules for an unloaded object must never apply to
+// whatever the loader maps at its addresses next. The generation changes before and after the
+// real call, which invalidates every cached rule and any capture that overlapped it.
+extern "C" int dlclose(void* handle) noexcept {
+    using namespace leakscope::detail;
+    using Real = int (*)(void*);
+    static std::atomic<Real> real;   // constant-initialised
+    Real call = real.load(acquire);
+    if (!call) {
+        void* symbol = ::dlsym(RTLD_NEXT, "dlclose");
+        std::memcpy(&call, &symbol, sizeof call);
+        if (!call) return -1;
+        real.store(call, release);
+    }
+    st.unloading.fetch_add(1, acq_rel);
+    st.loader_generation.fetch_add(1, acq_rel);
+    int result = call(handle);
+    st.loader_generation.fetch_add(1, acq_rel);
+    st.unloading.fetch_sub(1, acq_rel);
+    return result;
+}
+#endif
 #if defined(LEAKSCOPE_MISMATCH_PRAGMA_PUSHED)
 #pragma GCC diagnostic pop
 #undef LEAKSCOPE_MISMATCH_PRAGMA_PUSHED

@@ -39,8 +39,13 @@ TEST_CASE("a scope reports what it allocated and did not free, with the place it
     CHECK(r.blocks == 2);
     CHECK(r.bytes == sizeof(int) + 29);
     CHECK(r.released_blocks == 0);
-    REQUIRE(r.sites.size() == 1);
-    CHECK(r.sites[0].blocks == 2);
+    // Two allocating lines, two sites, largest first, each with its call stack.
+    REQUIRE(r.sites.size() == 2);
+    CHECK(r.sites[0].bytes == 29);
+    CHECK(r.sites[1].bytes == sizeof(int));
+    CHECK(r.sites[0].blocks == 1);
+    CHECK_FALSE(r.sites[0].frames.empty());
+    CHECK_FALSE(r.sites[1].frames.empty());
     delete keep;
     delete[] keep2;
 }
