@@ -20,8 +20,11 @@
 #include <cstdio>
 #include <cstring>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace {
@@ -47,6 +50,16 @@ uptr load(const uptr* p) {
     return v;
 }
 void store(uptr* p, uptr v) { asm volatile("movq %1, (%0)" : : "r"(p), "r"(v) : "memory"); }
+
+// What is running, for a crash report: a crash is a failure, but it should say which case.
+char current_case[160] = "set-up";
+extern "C" void on_crash(int sig) {
+    char line[256];
+    int n = std::snprintf(line, sizeof line, "FAILED: crashed (signal %d) in: %s\n", sig, current_case);
+    ssize_t w = write(2, line, n > 0 ? std::size_t(n) : 0);
+    (void)w;
+    // SA_RESETHAND: returning re-runs the faulting instruction under the default action.
+}
 
 // ---- (a) corrupted return-address slot ---------------------------------------------------------
 struct Result {
@@ -95,9 +108,68 @@ __attribute__((noinline)) void corrupt_and_capture(uptr bad_ra, int fp_mode, Res
     asm volatile("" : : : "memory");
 }
 
-__attribute__((noinline)) void corrupt_caller(uptr bad_ra, int fp_mode, Result& r) {
+// Its frame, right above the corrupted slot, is full of `plant`: what an unwinder that takes the
+// garbage return address for a signal trampoline reads as the interrupted registers.
+__attribute__((noinline)) void corrupt_caller(uptr bad_ra, int fp_mode, uptr plant, Result& r) {
+    volatile uptr fill[48];
+    for (volatile uptr& w : fill) w = plant;
     corrupt_and_capture(bad_ra, fp_mode, r);
-    asm volatile("" : : : "memory");   // keeps this frame (no tail call)
+    asm volatile("" : : "r"(&fill[0]) : "memory");   // keeps this frame (no tail call)
+}
+
+// glibc's signal return trampoline (__restore_rt), as the kernel has it for a handler installed
+// through glibc (rt_sigaction read back raw: sanitizers' wrappers do not hide it), checked to be
+// `mov $15,%rax; syscall`; else 0.
+extern "C" void ignore_signal(int) {}
+uptr signal_restorer() {
+    struct KernelSigaction {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)();
+        unsigned long mask;
+    } now{};
+    struct sigaction sa {}, old{};
+    sa.sa_handler = ignore_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, &old);
+    const long rc = syscall(SYS_rt_sigaction, SIGUSR2, nullptr, &now, sizeof now.mask);
+    sigaction(SIGUSR2, &old, nullptr);
+    static const unsigned char sigreturn[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+    const uptr at = reinterpret_cast<uptr>(now.restorer);
+    Dl_info info{};
+    if (rc != 0 || !at || !dladdr(reinterpret_cast<void*>(at), &info)) return 0;   // code of a module only
+    return std::memcmp(reinterpret_cast<const void*>(at), sigreturn, sizeof sigreturn) == 0 ? at : 0;
+}
+
+// An address inside one of this executable's PLT entries (whose CFI is a DWARF expression), from
+// its section headers; 0 if there is no .plt.
+int first_module(dl_phdr_info* info, std::size_t, void* bias) {
+    *static_cast<uptr*>(bias) = info->dlpi_addr;
+    return 1;
+}
+uptr plt_entry_address() {
+    uptr bias = 0, found = 0;
+    dl_iterate_phdr(first_module, &bias);
+    const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ElfW(Ehdr) eh;
+    if (pread(fd, &eh, sizeof eh, 0) == ssize_t(sizeof eh) && eh.e_shentsize == sizeof(ElfW(Shdr)) &&
+        eh.e_shnum > 0 && eh.e_shnum < 1000 && eh.e_shstrndx < eh.e_shnum) {
+        static ElfW(Shdr) sh[1000];
+        static char names[65536];
+        const std::size_t bytes = eh.e_shnum * sizeof(ElfW(Shdr));
+        if (pread(fd, sh, bytes, off_t(eh.e_shoff)) == ssize_t(bytes)) {
+            const ElfW(Shdr)& strtab = sh[eh.e_shstrndx];
+            const std::size_t n = strtab.sh_size < sizeof names - 1 ? strtab.sh_size : sizeof names - 1;
+            if (pread(fd, names, n, off_t(strtab.sh_offset)) == ssize_t(n)) {
+                for (unsigned i = 0; i < eh.e_shnum && !found; ++i)
+                    if (sh[i].sh_name < n && std::strcmp(names + sh[i].sh_name, ".plt") == 0 && sh[i].sh_size >= 48)
+                        found = bias + sh[i].sh_addr + 16 + 6;   // the second entry, after its jmp
+            }
+        }
+    }
+    close(fd);
+    return found;
 }
 
 void part_a() {
@@ -115,6 +187,13 @@ void part_a() {
     }
     munmap(gone_page, page);
     std::memset(data_page, 0x90, page);
+    const uptr plt = plt_entry_address();
+    if (!plt) std::printf("note: no .plt found; its case uses 0xdeadbeef instead\n");
+    uptr restorer = signal_restorer();
+    if (!restorer) {
+        std::printf("note: signal trampoline not found; its cases use 0xdeadbeef instead\n");
+        restorer = 0xdeadbeefUL;
+    }
     const uptr bad[] = {
         0,
         1,
@@ -129,28 +208,55 @@ void part_a() {
         ~uptr(1),   // replaced by the slot's own address
         reinterpret_cast<uptr>(&marker_function_body) + 1,   // code, but not after a call
         reinterpret_cast<uptr>(&::write) + 3,                 // another module's code
+        restorer,          // the signal trampoline: the "ucontext" above it is the planted garbage
+        restorer + 1,      // inside the trampoline's signal-frame FDE, but not its start
+        restorer + 5,
+        plt ? plt : 0xdeadbeefUL,   // a PLT entry: CFI that is a DWARF expression
     };
-    static Result r;
+    const uptr plants[] = {reinterpret_cast<uptr>(gone_page) + 16, 0xdeadbeefUL, 0};
+    // Each case in a child process, so that a crash names its case and the others still run.
+    int crashed = 0;
     for (uptr b : bad) {
         for (int fp_mode = 0; fp_mode < 5; ++fp_mode) {
-            r = Result{};
-            corrupt_caller(b, fp_mode, r);
-            if (!r.slot_found) {
-                std::fprintf(stderr, "note: return-address slot not found; case skipped\n");
-                continue;
+            const uptr plant = plants[fp_mode % 3];
+            std::snprintf(current_case, sizeof current_case,
+                          "(a) return address %#lx, saved-fp mode %d, caller frame filled with %#lx",
+                          static_cast<unsigned long>(b), fp_mode, static_cast<unsigned long>(plant));
+            std::fflush(nullptr);
+            const pid_t pid = fork();
+            if (pid == 0) {
+                static Result r;
+                corrupt_caller(b, fp_mode, plant, r);
+                if (!r.slot_found) {
+                    std::fprintf(stderr, "note: return-address slot not found; case skipped\n");
+                    _exit(0);
+                }
+                const bool ok = r.nf >= 1 && r.nf <= kMax && r.np <= kMax &&
+                                r.fast[0] > r.fast0_expected_lo && r.fast[0] < r.fast0_expected_lo + 4096 &&
+                                (r.np == 0 || (r.fp[0] > r.fast0_expected_lo &&
+                                               r.fp[0] < r.fast0_expected_lo + 4096));
+                if (!ok) {
+                    std::fprintf(stderr, "FAILED: %s: fast %zu frames, fp %zu frames\n", current_case, r.nf, r.np);
+                    for (std::size_t i = 0; i < r.nf && i < kMax; ++i) describe(r.fast[i]);
+                }
+                std::fflush(nullptr);
+                _exit(ok ? 0 : 1);
             }
-            const bool ok = r.nf >= 1 && r.nf <= kMax && r.np <= kMax &&
-                            r.fast[0] > r.fast0_expected_lo && r.fast[0] < r.fast0_expected_lo + 4096 &&
-                            (r.np == 0 || (r.fp[0] > r.fast0_expected_lo &&
-                                           r.fp[0] < r.fast0_expected_lo + 4096));
-            if (!ok) {
+            int status = 0;
+            if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+                std::perror("fork/waitpid");
                 ++failures;
-                std::fprintf(stderr, "FAILED: corrupt return address %#lx, fp mode %d: fast %zu, fp %zu\n",
-                             static_cast<unsigned long>(b), fp_mode, r.nf, r.np);
-                for (std::size_t i = 0; i < r.nf && i < kMax; ++i) describe(r.fast[i]);
+            } else if (WIFSIGNALED(status)) {
+                ++failures;
+                ++crashed;   // the child's SIGSEGV handler named the case
+            } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                ++failures;
             }
         }
     }
+    if (crashed)
+        std::fprintf(stderr, "FAILED: (a) %d cases crashed (signal trampoline at %#lx, PLT entry at %#lx)\n",
+                     crashed, static_cast<unsigned long>(restorer), static_cast<unsigned long>(plt));
     munmap(data_page, page);
     munmap(none_page, page);
 }
@@ -240,11 +346,8 @@ void part_b() {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, &old);
     nested_capture(5);
-    struct sigaction now {};
-    sigaction(SIGUSR1, &old, &now);
-#ifdef SA_RESTORER
-    if (now.sa_flags & SA_RESTORER) restorer = reinterpret_cast<uptr>(now.sa_restorer);
-#endif
+    sigaction(SIGUSR1, &old, nullptr);
+    restorer = signal_restorer();
     if (n_segments == 0 || n_real < 4) {
         std::fprintf(stderr, "FAILED: fuzz set-up: %zu code segments, %zu real return addresses\n", n_segments,
                      n_real);
@@ -268,6 +371,8 @@ void part_b() {
     uptr out[kMax + 8];
     int reported = 0;
     constexpr long kIterations = 200000;
+    std::size_t deepest = 0;
+    long walks_2 = 0, walks_5 = 0;   // how far the fake stacks led it (for the log)
     for (long it = 0; it < kIterations; ++it) {
         if (it % 4096 == 0)
             for (std::size_t i = 0; i < kWords; ++i) buf[i] = random_word(rng, buf, kWords);
@@ -304,7 +409,12 @@ void part_b() {
         }
         const std::size_t max = rng.below(8) == 0 ? rng.below(3) : 1 + rng.below(kMax);
         for (uptr& o : out) o = 0x5e5e5e5e5e5e5e5eULL;
+        if (it % 1024 == 0)
+            std::snprintf(current_case, sizeof current_case, "(b) fuzz iterations %ld..%ld", it, it + 1023);
         const std::size_t n = leakscope::detail::unwind_fast(pc, sp, fp, lo, hi, out, max);
+        deepest = n > deepest ? n : deepest;
+        walks_2 += n >= 2;
+        walks_5 += n >= 5;
         bool ok = n <= max;
         for (std::size_t i = max; ok && i < kMax + 8; ++i) ok = out[i] == 0x5e5e5e5e5e5e5e5eULL;
         if (ok && n > 0) ok = out[0] == pc;
@@ -331,10 +441,18 @@ void part_b() {
         }
     }
     munmap(map, kBytes + 2 * page);
+    std::printf("(b) %ld walks: %ld reached 2+ frames, %ld reached 5+, the deepest %zu\n", kIterations, walks_2,
+                walks_5, deepest);
 }
 }  // namespace
 
 int main() {
+    struct sigaction sa {};
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, nullptr);
+    sigaction(SIGBUS, &sa, nullptr);
     part_a();
     part_b();
     if (failures == 0) std::printf("unwind_corrupt: all checks passed\n");

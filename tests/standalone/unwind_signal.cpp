@@ -4,12 +4,15 @@
 //  (b) pthread_kill(SIGUSR2) from another thread interrupting a busy loop in noinline functions
 //      at arbitrary instructions (prologues, epilogues, between calls), many times;
 //  (c) a handler running on a sigaltstack.
-// (a)/(b): Unwinder::fast == Unwinder::libgcc for frames [1..] and count, and the frames past the
+// (a)/(b): Unwinder::fast == Unwinder::libgcc for frames [1..] and count (and so does the CFI walk
+// alone: detail::unwind_fast from the handler's registers), and the frames past the
 // signal frame are there: the interrupted pc (the ucontext's rip), the chain's return addresses
 // and main's. (c): bounded and no crash (see the comment there for what it returns).
 // Then: threads allocating inside LeakScopes (stacks captured by the hook) and threads calling
 // current_stack in a loop, while signals whose handlers capture stacks hit them: nothing
 // deadlocks (a watchdog fails the test after 120 s instead of letting it hang).
+// Last, (e): a thread's very first capture happens in a handler that interrupted malloc/free:
+// current_stack never allocates, so it must not deadlock there either.
 // Exit status 0 = pass.
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
@@ -67,14 +70,36 @@ void dump(const char* label, const uptr* s, std::size_t n) {
 
 // Filled by a handler (no allocation, no stdio there); checked afterwards.
 struct Capture {
-    uptr fast[kMax], gcc[kMax];
-    std::size_t nf = 0, ng = 0;
+    uptr fast[kMax], gcc[kMax], cfi[kMax + 1];
+    std::size_t nf = 0, ng = 0, nc = 0;
     uptr rip = 0;   // the interrupted pc, from the ucontext
 };
+uptr main_stack_hi = 0;   // for the CFI walk alone, in handlers running on main's stack
+
+// The CFI walk alone: detail::unwind_fast from this function's own registers, bounded by
+// [sp, stack_hi), without current_stack's libgcc fallback. out[0] = a pc inside cfi_only,
+// out[1] = its return address in the caller, out[2..] = the caller's callers.
+__attribute__((noinline)) std::size_t cfi_only(uptr* out, std::size_t max, uptr stack_hi) {
+    uptr pc, sp, fp;
+    asm volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(pc), "=r"(sp), "=r"(fp));
+    return leakscope::detail::unwind_fast(pc, sp, fp, sp, stack_hi, out, max);
+}
+
+// The top of this thread's stack (pthread_getattr_np may allocate: never call it in a handler).
+uptr this_stack_hi() {
+    pthread_attr_t attr;
+    void* addr = nullptr;
+    std::size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    return reinterpret_cast<uptr>(addr) + size;
+}
 
 __attribute__((noinline)) void capture_both(Capture& c, void* uc) {
     c.nf = leakscope::current_stack(c.fast, kMax, leakscope::Unwinder::fast);
     c.ng = leakscope::current_stack(c.gcc, kMax, leakscope::Unwinder::libgcc);
+    c.nc = main_stack_hi ? cfi_only(c.cfi, kMax + 1, main_stack_hi) : 0;
     c.rip = uc ? static_cast<uptr>(static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RIP]) : 0;
     asm volatile("" : : : "memory");
 }
@@ -91,13 +116,18 @@ bool compare(const char* what, const Capture& c, const uptr* must, std::size_t n
     for (std::size_t i = 1; ok && i < c.nf; ++i) ok = c.fast[i] == c.gcc[i];
     bool found = true;
     for (std::size_t i = 0; i < n_must; ++i) found &= contains(c.fast, c.nf, must[i]);
-    if (ok && found) return true;
+    // The CFI walk by itself (no libgcc fallback) goes through the signal frame just the same.
+    bool cfi_ok = !main_stack_hi || c.nc == c.ng + 1;
+    for (std::size_t i = 1; main_stack_hi && cfi_ok && i < c.ng; ++i) cfi_ok = c.cfi[i + 1] == c.gcc[i];
+    if (ok && found && cfi_ok) return true;
     ++failures;
     if (!quiet) {
-        std::fprintf(stderr, "FAILED: %s:%s%s\n", what, ok ? "" : " fast != libgcc",
-                     found ? "" : " expected frames missing from fast");
+        std::fprintf(stderr, "FAILED: %s:%s%s%s\n", what, ok ? "" : " fast != libgcc",
+                     found ? "" : " expected frames missing from fast",
+                     cfi_ok ? "" : " the CFI walk alone (detail::unwind_fast) != libgcc");
         dump("fast", c.fast, c.nf);
         dump("libgcc", c.gcc, c.ng);
+        dump("CFI walk alone ([2..] should be libgcc's [1..])", c.cfi, c.nc);
         std::fprintf(stderr, "  expected among them:\n");
         for (std::size_t i = 0; i < n_must; ++i) describe(must[i]);
     }
@@ -244,6 +274,9 @@ __attribute__((noinline)) void raise_alt() {
 }
 
 void part_c() {
+    // The handler's sp is on the alternate stack, outside [sp, main_stack_hi): no CFI-alone walk.
+    const uptr saved_hi = main_stack_hi;
+    main_stack_hi = 0;
     const std::size_t size = 256 * 1024;
     void* alt = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (alt == MAP_FAILED) {
@@ -294,6 +327,7 @@ void part_c() {
     ss.ss_flags = SS_DISABLE;
     sigaltstack(&ss, nullptr);
     munmap(alt, size);
+    main_stack_hi = saved_hi;
 }
 
 // ---- no deadlock: hook captures and handler captures, concurrently -----------------------------
@@ -377,6 +411,58 @@ void part_d() {
                 handler_captures.load(), allocator_rounds.load());
 }
 
+// ---- (e) the first capture of a fresh thread, in a handler that interrupted malloc ------------
+// A thread that never captured a stack calls malloc/free in a loop (sizes past glibc's tcache, so
+// they take the arena lock); one signal; its handler is the thread's first current_stack().
+// current_stack promises never to allocate, so it must not need malloc's lock here. If the
+// handler has not finished after 10 s, it is deadlocked: the test fails (the stuck thread cannot
+// be joined, so it exits at once).
+std::atomic<int> first_capture_done{0};
+extern "C" void on_first_capture(int) {
+    const int saved = errno;
+    uptr s[32];
+    leakscope::current_stack(s, 32, leakscope::Unwinder::fast);
+    first_capture_done.store(1);
+    errno = saved;
+}
+
+void part_e() {
+    struct sigaction sa {};
+    sa.sa_handler = on_first_capture;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, nullptr);
+    for (int round = 0; round < 20; ++round) {
+        first_capture_done.store(0);
+        std::atomic<bool> started{false};
+        std::thread t([&] {
+            started.store(true);
+            for (unsigned k = 0; !first_capture_done.load(std::memory_order_relaxed); ++k) {
+                void* p = std::malloc(2000 + (k * 97) % 4000);
+                escape(p);
+                std::free(p);
+            }
+        });
+        while (!started.load()) std::this_thread::yield();
+        for (int spin = 0; spin < 1000; ++spin) std::this_thread::yield();   // let it reach malloc
+        pthread_kill(t.native_handle(), SIGUSR1);
+        for (int waited_ms = 0; !first_capture_done.load(); ++waited_ms) {
+            if (waited_ms == 10000) {
+                std::fprintf(stderr,
+                             "FAILED: (e) round %d: a thread's first current_stack(), in a signal handler that "
+                             "interrupted malloc/free, has not returned after 10 s: deadlocked (it needs "
+                             "malloc's lock)\n", round);
+                std::fflush(stdout);
+                std::fflush(stderr);
+                _exit(1);
+            }
+            usleep(1000);
+        }
+        t.join();
+    }
+    signal(SIGUSR1, SIG_DFL);
+    std::printf("(e) 20 first captures in handlers that interrupted malloc/free: no deadlock\n");
+}
+
 void* watchdog(void*) {
     sleep(120);
     static const char msg[] = "FAILED: unwind_signal still running after 120 s: deadlock or hang\n";
@@ -390,10 +476,12 @@ int main() {
     pthread_t dog;
     pthread_create(&dog, nullptr, watchdog, nullptr);
     pthread_detach(dog);
+    main_stack_hi = this_stack_hi();
     part_a();
     part_b();
     part_c();
     part_d();
+    part_e();
     if (failures == 0) std::printf("unwind_signal: all checks passed\n");
     return failures == 0 ? 0 : 1;
 }

@@ -3,7 +3,9 @@
 // guard pages (pthread_attr_setstack) and pre-filled with plausible garbage (pointers into itself,
 // code addresses), the stack ends cleanly where the thread starts: never a crash, never a read past
 // the stack's top, never a truncated or over-long result, and the same frames [1..] and count as
-// _Unwind_Backtrace (Unwinder::libgcc). The allocation hook's stacks there are bounded too.
+// _Unwind_Backtrace (Unwinder::libgcc) — also for the CFI walk alone (detail::unwind_fast from a
+// real register state, which has no libgcc fallback). The allocation hook's stacks there are
+// bounded too.
 // Exit status 0 = pass.
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
@@ -56,14 +58,36 @@ void describe(uptr a) {
 }
 
 struct Capture {
-    uptr fast[kMax], gcc[kMax];
-    std::size_t nf = 0, ng = 0;
+    uptr fast[kMax], gcc[kMax], cfi[kMax + 1];
+    std::size_t nf = 0, ng = 0, nc = 0;
 };
+thread_local uptr stack_hi = 0;
+
+// The CFI walk alone: detail::unwind_fast from this function's own registers, bounded by
+// [sp, stack_hi), without current_stack's libgcc fallback. out[0] = a pc inside cfi_only,
+// out[1] = its return address in the caller, out[2..] = the caller's callers.
+__attribute__((noinline)) std::size_t cfi_only(uptr* out, std::size_t max, uptr stack_hi) {
+    uptr pc, sp, fp;
+    asm volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(pc), "=r"(sp), "=r"(fp));
+    return leakscope::detail::unwind_fast(pc, sp, fp, sp, stack_hi, out, max);
+}
+
+// The top of this thread's stack (pthread_getattr_np may allocate: never call it in a handler).
+uptr this_stack_hi() {
+    pthread_attr_t attr;
+    void* addr = nullptr;
+    std::size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    return reinterpret_cast<uptr>(addr) + size;
+}
 
 // Both captures from the same function: frames [1..] (the callers) must be identical.
 __attribute__((noinline)) void capture_both(Capture& c) {
     c.nf = leakscope::current_stack(c.fast, kMax, leakscope::Unwinder::fast);
     c.ng = leakscope::current_stack(c.gcc, kMax, leakscope::Unwinder::libgcc);
+    c.nc = stack_hi ? cfi_only(c.cfi, kMax + 1, stack_hi) : 0;
     asm volatile("" : : : "memory");
 }
 
@@ -80,12 +104,17 @@ void check(const char* where, int depth, const Capture& c) {
     for (std::size_t i = 1; ok && i < c.nf; ++i) ok = c.fast[i] == c.gcc[i];
     // frames[0] of each lies inside capture_both (both calls are there).
     if (ok) ok = c.fast[0] != 0 && c.gcc[0] != 0;
-    if (ok) return;
+    // The CFI walk by itself (no libgcc fallback) sees the same callers, one frame deeper.
+    bool cfi_ok = c.nc == c.ng + 1;
+    for (std::size_t i = 1; cfi_ok && i < c.ng; ++i) cfi_ok = c.cfi[i + 1] == c.gcc[i];
+    if (ok && cfi_ok) return;
     ++failures;
-    std::fprintf(stderr, "FAILED: %s depth %d: fast %zu frames, libgcc %zu frames\n", where, depth, c.nf,
-                 c.ng);
+    std::fprintf(stderr, "FAILED: %s depth %d: fast %zu frames%s, libgcc %zu frames, CFI walk alone %zu frames%s\n",
+                 where, depth, c.nf, ok ? "" : " (differs)", c.ng, c.nc, cfi_ok ? "" : " (differs)");
     std::fprintf(stderr, "  fast:\n");
     for (std::size_t i = 0; i < c.nf; ++i) describe(c.fast[i]);
+    std::fprintf(stderr, "  CFI walk alone (detail::unwind_fast; [2..] should be libgcc's [1..]):\n");
+    for (std::size_t i = 0; i < c.nc; ++i) describe(c.cfi[i]);
     std::fprintf(stderr, "  libgcc:\n");
     for (std::size_t i = 0; i < c.ng; ++i) describe(c.gcc[i]);
 }
@@ -93,6 +122,7 @@ void check(const char* where, int depth, const Capture& c) {
 const int kDepths[] = {0, 1, 3, 17, 40};
 
 void run_depths(const char* where) {
+    stack_hi = this_stack_hi();
     static thread_local Capture c;   // not on the (small) stack
     for (int d : kDepths) {
         c = Capture{};
