@@ -208,7 +208,7 @@ void record_deallocation(const void* block, std::size_t size = 0) noexcept;
 enum class Unwinder { fast, fp, libgcc };
 
 // The calling thread's stack as return addresses, innermost first: out[0] is the return address
-// of this call (an address inside the caller). Writes at most `max`, returns how many. Never
+// of this call (an address inside the caller). Writes at most `max` (and at most 256), returns how many. Never
 // allocates; a corrupt or foreign stack gives a shorter result, never a crash.
 std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how = Unwinder::fast) noexcept;
 
@@ -480,6 +480,20 @@ struct alignas(64) Slot {
 constexpr u32 kSlotsPerChunk = 256;
 constexpr u32 kSlotChunks = 1u << 16;
 
+// The last complete stack walk of a thread (see walk_remembered): outermost frame first.
+struct WalkFrame {
+    std::uintptr_t pc, sp, fp;
+    std::uintptr_t ra_at, fp_at;   // the slots read to step to the caller (fp_at 0: none)
+    u32 cfa_uses_fp;               // that step computed the caller's sp from fp
+    u32 fp_matters;                // the rest of the walk depends on this frame's fp
+};
+constexpr u32 kWalkMemory = 96;
+struct WalkMemory {
+    WalkFrame frames[kWalkMemory];
+    u32 count;
+    u64 salt;   // the rule-cache salt it was walked with: a dlclose since makes it stale
+};
+
 // ---- threads ----------------------------------------------------------------------------------
 // Per-thread state: constant-initialised, trivially destructible, so it is valid before main,
 // during thread exit and after static destruction. Counters other threads read are atomics with
@@ -499,6 +513,7 @@ struct ThreadState {
     std::uintptr_t stack_low, stack_high;   // this thread's stack (stack_high 1: unknown)
     std::atomic<u64> allocations;  // every hooked allocation
     std::atomic<i64> live_blocks, live_bytes;   // tracked births minus deaths done here
+    WalkMemory walk;               // last, so that the hot fields above share cache lines
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -1263,7 +1278,7 @@ inline const u8* eh_frame_hdr_of(std::uintptr_t pc) noexcept {
 
 // Computes the rule for the frame whose code address is `lookup` (a return address minus one, or
 // an exact pc). `pc` is the address itself, for the signal-trampoline check.
-inline u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) noexcept {
+LEAKSCOPE_NOINLINE u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) noexcept {
     const u8* hdr = eh_frame_hdr_of(lookup);
     if (!hdr) return make_rule(kRuleStop);   // no unwind tables (JIT code, garbage): stack ends
     if (hdr[0] != 1) return make_rule(kRuleFallback);
@@ -1317,7 +1332,7 @@ inline u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) noexcept {
 
 inline u64 rule_salt(u64 generation) noexcept { return (generation + 1) * 0x9E3779B97F4A7C15ull; }
 
-inline u64 rule_for(std::uintptr_t lookup, std::uintptr_t pc, u64 salt) noexcept {
+LEAKSCOPE_HOT_INLINE u64 rule_for(std::uintptr_t lookup, std::uintptr_t pc, u64 salt) noexcept {
     RuleCacheEntry& e = st.rules[(u64(lookup) * 0xD6E8FEB86659FD93ull) >> (64 - kRuleCacheBits)];
     u64 rule = e.rule.load(relaxed);
     if (LEAKSCOPE_LIKELY((e.check.load(relaxed) ^ rule ^ salt) == lookup && rule != 0)) return rule;
@@ -1342,55 +1357,156 @@ inline std::uintptr_t load_word(std::uintptr_t at) noexcept {
     return v;
 }
 
-// The walk itself. Frames are emitted once `first` has been seen (0: from the start); reads stay
-// inside [lo, hi). Returns the count; sets `fallback` if a frame needs libgcc.
-LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_cfi(std::uintptr_t pc, std::uintptr_t sp, std::uintptr_t fp,
-                                                          std::uintptr_t lo, std::uintptr_t hi, bool exact,
-                                                          std::uintptr_t first, std::uintptr_t* out,
-                                                          std::size_t max, u64 salt, bool& fallback) noexcept {
-    std::size_t n = 0;
-    unsigned skipped = 0;
-    bool skipping = first != 0;
-    for (unsigned frames = 0; pc != 0 && frames < kMaxStackDepth + 64; ++frames) {
-        if (skipping && pc == first) skipping = false;
-        if (!skipping) {
-            out[n++] = pc;
-            if (n >= max) break;
-        } else if (++skipped > 64) {
-            return 0;   // never reached the caller asked for
-        }
-        if (sp < lo || sp >= hi) break;
-        u64 rule = rule_for(exact ? pc : pc - 1, pc, salt);
-        switch (rule_kind(rule)) {
-            case kRuleStep: break;
-            case kRuleSignal: {
-                // sp is the kernel's ucontext_t: its mcontext gregs start at byte 40; rbp, rsp and
-                // rip are gregs 10, 15 and 16. The interrupted pc is exact, not a return address.
-                if (sp + 176 > hi) return n;
-                std::uintptr_t next_sp = load_word(sp + 160);
-                pc = load_word(sp + 168);
-                fp = load_word(sp + 120);
-                if (next_sp <= sp) return n;
-                sp = next_sp;
-                exact = true;
-                continue;
-            }
-            case kRuleFallback: fallback = true; return n;
-            default: return n;   // the outermost frame, or no unwind information
-        }
-        std::uintptr_t cfa = ((rule & 8) ? fp : sp) + std::uintptr_t(rule_cfa_offset(rule));
-        if (cfa <= sp || cfa > hi) break;
-        std::uintptr_t ra_at = cfa + std::uintptr_t(rule_ra_offset(rule));
-        if (ra_at < lo || ra_at + 8 > hi) break;
-        if (rule & 16) {
-            std::uintptr_t fp_at = cfa + std::uintptr_t(rule_fp_offset(rule));
-            if (fp_at < lo || fp_at + 8 > hi) break;
-            fp = load_word(fp_at);
-        }
-        pc = load_word(ra_at);
-        sp = cfa;
-        exact = false;
+// One step of the walk: from a frame's registers to its caller's. `ra_at`/`fp_at` name the stack
+// slots it read (0: none), so that a later walk can check they still hold the same values.
+enum StepResult { kStepped, kEnded, kNeedLibgcc };
+struct WalkRegs { std::uintptr_t pc, sp, fp; bool exact; };
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE StepResult step_frame(WalkRegs& r, std::uintptr_t lo, std::uintptr_t hi, u64 salt,
+                                                           std::uintptr_t& ra_at, std::uintptr_t& fp_at,
+                                                           bool& uses_fp, bool& signal) noexcept {
+    if (r.sp < lo || r.sp >= hi) return kEnded;
+    u64 rule = rule_for(r.exact ? r.pc : r.pc - 1, r.pc, salt);
+    RuleKind kind = rule_kind(rule);
+    if (LEAKSCOPE_UNLIKELY(kind != kRuleStep)) {
+        if (kind == kRuleFallback) return kNeedLibgcc;
+        if (kind != kRuleSignal || r.sp + 176 > hi) return kEnded;
+        // sp is the kernel's ucontext_t: its mcontext gregs start at byte 40; rbp, rsp and rip are
+        // gregs 10, 15 and 16. The interrupted pc is exact, not a return address.
+        std::uintptr_t next_sp = load_word(r.sp + 160);
+        if (next_sp <= r.sp) return kEnded;
+        r.pc = load_word(r.sp + 168);
+        r.fp = load_word(r.sp + 120);
+        r.sp = next_sp;
+        r.exact = true;
+        signal = true;
+        return kStepped;
     }
+    uses_fp = (rule & 8) != 0;
+    std::uintptr_t cfa = (uses_fp ? r.fp : r.sp) + std::uintptr_t(rule_cfa_offset(rule));
+    if (cfa <= r.sp || cfa > hi) return kEnded;
+    ra_at = cfa + std::uintptr_t(rule_ra_offset(rule));
+    if (ra_at < lo || ra_at + 8 > hi) return kEnded;
+    if (rule & 16) {
+        fp_at = cfa + std::uintptr_t(rule_fp_offset(rule));
+        if (fp_at < lo || fp_at + 8 > hi) return kEnded;
+        r.fp = load_word(fp_at);
+    }
+    r.pc = load_word(ra_at);
+    r.sp = cfa;
+    r.exact = false;
+    return r.pc ? kStepped : kEnded;
+}
+
+// A plain walk from a register state: out[0] = pc, then each caller's return address.
+inline std::size_t walk_cfi(WalkRegs r, std::uintptr_t lo, std::uintptr_t hi, std::uintptr_t* out, std::size_t max,
+                            u64 salt, bool& fallback) noexcept {
+    std::size_t n = 0;
+    while (r.pc && n < max) {
+        out[n++] = r.pc;
+        std::uintptr_t ra_at = 0, fp_at = 0;
+        bool uses_fp = false, signal = false;
+        StepResult s = step_frame(r, lo, hi, salt, ra_at, fp_at, uses_fp, signal);
+        if (s == kNeedLibgcc) fallback = true;
+        if (s != kStepped) break;
+    }
+    return n;
+}
+
+// The walk the hook uses. Successive allocations on a thread mostly share their outer frames
+// (main, the server loop, the handler), so each thread keeps its last complete walk: every frame's
+// registers and the stack slots read to leave it. When the new walk reaches a frame with the same
+// registers as a remembered one, the rest is the same stack if those slots still hold the same
+// values; checking them is a run of independent loads instead of a chain of rule lookups.
+constexpr u32 kRawFrames = kMaxStackDepth + 64;   // frames walked at most: depth plus skipped ones
+LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t, WalkRegs r, std::uintptr_t lo,
+                                                                 std::uintptr_t hi, u64 salt, std::uintptr_t first,
+                                                                 std::uintptr_t* out, std::size_t max,
+                                                                 bool& fallback) noexcept {
+    WalkMemory& memory = t.walk;
+    WalkFrame fresh[kWalkMemory];            // this walk's frames, innermost first
+    std::uintptr_t raw[kRawFrames];          // every pc walked, innermost first
+    std::size_t walked = 0;                  // frames in raw
+    std::size_t first_at = first ? kRawFrames : 0;   // raw index of `first`
+    bool remember = true, ended = false;
+    u32 cursor = memory.salt == salt ? memory.count : 0;   // remembered frames are outermost first
+    std::size_t spliced_at = 0;                            // remembered frames reused: [0, spliced_at]
+    bool spliced = false;
+    for (;;) {
+        // A frame the last walk passed through? Its sp orders it among the remembered frames.
+        while (cursor > 0 && memory.frames[cursor - 1].sp < r.sp) --cursor;
+        if (cursor > 0) {
+            const WalkFrame& m = memory.frames[cursor - 1];
+            // fp is compared only where the rest of the walk reads it: in code without frame
+            // pointers rbp is an ordinary register whose value changes from call to call.
+            if (m.sp == r.sp && m.pc == r.pc && (!m.fp_matters || m.fp == r.fp)) {
+                bool same = true;
+                for (u32 k = cursor - 1; k > 0 && same; --k) {
+                    const WalkFrame& f = memory.frames[k];
+                    const WalkFrame& caller = memory.frames[k - 1];
+                    same = f.ra_at >= lo && load_word(f.ra_at) == caller.pc &&
+                           (f.fp_at == 0 || !caller.fp_matters || (f.fp_at >= lo && load_word(f.fp_at) == caller.fp));
+                }
+                if (same) {
+                    for (u32 k = cursor; k-- > 0 && walked < kRawFrames; ++walked) {
+                        raw[walked] = memory.frames[k].pc;
+                        if (raw[walked] == first && first_at == kRawFrames) first_at = walked;
+                    }
+                    spliced = true;
+                    spliced_at = cursor - 1;
+                    ended = true;
+                    break;
+                }
+                cursor = 0;   // the stack changed below this frame: nothing further is reusable
+            }
+        }
+        if (walked == kRawFrames) break;
+        if (r.pc == first && first_at == kRawFrames) first_at = walked;
+        raw[walked] = r.pc;
+        if (walked < kWalkMemory) fresh[walked] = WalkFrame{r.pc, r.sp, r.fp, 0, 0, 0, 1};
+        else remember = false;
+        ++walked;
+        // Not remembering any more: stop as soon as the caller's frames are complete.
+        if (!remember && (first_at == kRawFrames ? walked > 64 : walked - first_at >= max)) break;
+        std::uintptr_t ra_at = 0, fp_at = 0;
+        bool uses_fp = false, signal = false;
+        StepResult s = step_frame(r, lo, hi, salt, ra_at, fp_at, uses_fp, signal);
+        if (s == kNeedLibgcc) {
+            fallback = true;
+            return 0;
+        }
+        if (s == kEnded) {
+            ended = true;
+            break;
+        }
+        if (signal) remember = false;   // its slots are not the ones recorded: never reuse it
+        if (walked - 1 < kWalkMemory) {
+            fresh[walked - 1].ra_at = ra_at;
+            fresh[walked - 1].fp_at = fp_at;
+            fresh[walked - 1].cfa_uses_fp = uses_fp;
+        }
+    }
+    // Remember this walk (outermost first) if it reached the end of the stack.
+    std::size_t inner = spliced ? walked - (spliced_at + 1) : walked;
+    if (remember && ended && inner <= kWalkMemory) {
+        std::size_t base = spliced ? spliced_at + 1 : 0;
+        if (base + inner <= kWalkMemory) {
+            // A frame's fp matters if its own step uses it, or passes it on unsaved to a caller
+            // whose fp matters. The outermost frame's end may have depended on it: assume so.
+            for (std::size_t i = 0; i < inner; ++i) {
+                WalkFrame& f = memory.frames[base + i];
+                f = fresh[inner - 1 - i];
+                bool caller_matters = base + i == 0 || memory.frames[base + i - 1].fp_matters;
+                f.fp_matters = f.cfa_uses_fp || (f.fp_at == 0 && caller_matters);
+            }
+            memory.count = u32(base + inner);
+            memory.salt = salt;
+        } else {
+            memory.count = 0;
+        }
+    }
+    if (first_at == kRawFrames) return 0;   // never reached the caller asked for
+    std::size_t n = std::min(max, walked - first_at);
+    std::memcpy(out, raw + first_at, n * sizeof *out);
     return n;
 }
 
@@ -1462,7 +1578,13 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fp(ThreadSt
         if (next <= fp) break;
         fp = next;
     }
-    return first ? 0 : n;
+    if (first) {
+        // leakscope's own frames have no frame pointers (a build without them): the chain never
+        // showed `first`, and what it did show cannot be placed. Keep the one frame that is known.
+        out[0] = first;
+        return 1;
+    }
+    return n;
 }
 
 #if defined(__x86_64__) && defined(__linux__)
@@ -1482,7 +1604,8 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(Thread
     u64 generation = st.loader_generation.load(acquire);
     if (thread_stack(t, lo, hi) && sp >= lo && sp < hi && st.unloading.load(acquire) == 0) {
         bool fallback = false;
-        std::size_t n = walk_cfi(pc, sp, fp, sp, hi, true, first, out, max, rule_salt(generation), fallback);
+        std::size_t n = walk_remembered(t, WalkRegs{pc, sp, fp, true}, sp, hi, rule_salt(generation), first, out,
+                                        std::min<std::size_t>(max, kMaxStackDepth), fallback);
         // A dlclose meanwhile may have turned cached rules stale: trust nothing from this walk.
         if (!fallback && st.loader_generation.load(acquire) == generation) return n;
     }
@@ -1494,6 +1617,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(Thread
 
 LEAKSCOPE_NOINLINE std::size_t capture(ThreadState& t, Unwinder how, std::uintptr_t first, std::uintptr_t* out,
                                        std::size_t max) noexcept {
+    max = std::min<std::size_t>(max, kMaxStackDepth);   // the same limit for every unwinder
     switch (how) {
         case Unwinder::fp: return capture_fp(t, first, out, max);
         case Unwinder::libgcc: return capture_libgcc(first, out, max);
@@ -1506,7 +1630,7 @@ std::size_t unwind_fast(std::uintptr_t pc, std::uintptr_t sp, std::uintptr_t fp,
                         std::uintptr_t stack_hi, std::uintptr_t* out, std::size_t max) noexcept {
     if (max == 0 || stack_lo >= stack_hi) return 0;
     bool fallback = false;
-    return walk_cfi(pc, sp, fp, stack_lo, stack_hi, false, 0, out, std::min<std::size_t>(max, kMaxStackDepth),
+    return walk_cfi(WalkRegs{pc, sp, fp, false}, stack_lo, stack_hi, out, std::min<std::size_t>(max, kMaxStackDepth),
                     rule_salt(st.loader_generation.load(acquire)), fallback);
 }
 

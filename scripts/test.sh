@@ -8,6 +8,8 @@
 #   gcc20      g++     C++20  RelWithDebInfo  -Werror
 #   clang17    clang++ C++17  RelWithDebInfo  -Werror
 #   clang20    clang++ C++20  Debug           -Werror
+#   unwind     scripts/test-unwind.sh: the fast unwinder against libgcc on a call-chain corpus,
+#              {g++, clang++} x {-O0, -O2, -O2 -fomit-frame-pointer} x {PIE, non-PIE}
 #   asan       clang++ C++17  RelWithDebInfo  -fsanitize=address,undefined
 #   tsan       g++     C++17  RelWithDebInfo  -fsanitize=thread
 #              (g++, not clang++: clang 14 links its static TSan runtime with
@@ -37,7 +39,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_STAGES=(gcc17 gcc20 clang17 clang20 asan tsan meson consumers)
+ALL_STAGES=(gcc17 gcc20 clang17 clang20 unwind asan tsan meson consumers)
 JOBS=2
 export CMAKE_BUILD_PARALLEL_LEVEL=$JOBS
 export CTEST_PARALLEL_LEVEL=$JOBS
@@ -207,6 +209,10 @@ stage_meson() {
   meson test -C "$dir" --print-errorlogs --num-processes $JOBS
 }
 
+stage_unwind() {
+  bash "$ROOT/scripts/test-unwind.sh"
+}
+
 stage_consumers() {
   CXX=g++ bash "$ROOT/scripts/test-consumers.sh"
 }
@@ -220,6 +226,7 @@ run_stage() {
     gcc20)     stage_plain gcc20   g++     20 RelWithDebInfo ;;
     clang17)   stage_plain clang17 clang++ 17 RelWithDebInfo ;;
     clang20)   stage_plain clang20 clang++ 20 Debug ;;
+    unwind)    stage_unwind ;;
     asan)      stage_asan ;;
     tsan)      stage_tsan ;;
     meson)     stage_meson ;;

@@ -1,0 +1,499 @@
+// Cost of allocating call stacks in leakscope: one capture with each unwinder, and a realistic
+// allocation churn with stacks off and on, against the same churn with no leakscope at all.
+//
+// 1. Capture: current_stack(out, 16, how) at the bottom of a chain of kChainFrames real frames
+//    (noipa/noinline, each does work after its call, so none is inlined or tail-called). Under
+//    GCC the chain is built twice, with __attribute__((optimize("omit-frame-pointer"))) and with
+//    optimize("no-omit-frame-pointer"), whatever the command line says: `fast` (DWARF CFI) and
+//    `libgcc` are measured on the chain WITHOUT frame pointers (the point of `fast` is that it
+//    needs none), `fp` on the chain WITH them (its honest cost) and, for its frame count only, on
+//    the chain without. Clang has no per-function switch: both chains follow the command line
+//    (x86-64 -O2 omits frame pointers; add -fno-omit-frame-pointer to see fp walk them). Counters:
+//    `frames` = frames captured, `agree` = leading frames equal to libgcc's (the exact reference).
+//    Read a row together with its frames: one with 0 frames times a walk that failed (fp needs
+//    frame pointers in leakscope's own frames too, i.e. in this translation unit).
+//    Every capture row includes the chain's own 24 calls and returns; BM_chain_alone measures them
+//    (current_stack with max=0 returns at once) and the table shows each row net of it as well.
+//    The warm rows repeat one capture (the fast unwinder's per-return-address cache is warm);
+//    two one-off figures, taken before the benchmarks, show the cold cost: the process's first
+//    capture (one-time set-up included) and the first capture through 16 return addresses never
+//    seen before (kColdChains distinct chains, each warmed once with max=0 so its code is paged
+//    in; the minimum and median are shown).
+//
+// 2. Churn: strings, a vector, a map and allocate_shared (as churn_once in bench/core.cpp),
+//    templated on the allocator so the SAME code runs
+//      (a) plain:   MallocAlloc, calls malloc/free directly — leakscope never sees a block;
+//      (b) hooked:  std::allocator through the replaced operator new/delete, no scope open;
+//      (c) inside one LeakScope per thread, stacks=off;
+//      (d) inside one LeakScope per thread, stacks=on unwinder=fast, stack_depth=32 and =16;
+//      (e) inside one LeakScope per thread, stacks=on unwinder=fp, stack_depth=32;
+//    at 1 and 2 threads, each ratio to (a) with the same thread count. Every family's Setup
+//    applies all three options explicitly and its Teardown restores the defaults, so a row never
+//    inherits another's configuration. `stack_frames` is the depth of the stack at the benchmark
+//    function (an allocation in churn is 2-4 frames deeper): what a stack_depth can actually fill.
+//    (b) runs before anything was ever tracked (registration order), as BM_hook_idle_new_delete
+//    in bench/core.cpp does.
+//
+// After the Google Benchmark output a Markdown table gives every row's minimum over the
+// repetitions (a noisy neighbour only ever adds time). Without --benchmark_repetitions (or
+// BENCHMARK_REPETITIONS) the run uses 5.
+//
+//   bench_stacks                              full run (about a minute on 2 cores)
+//   bench_stacks --benchmark_min_time=0.01    smoke test (a few seconds; what ctest runs)
+//
+// Results go through the const overload of benchmark::DoNotOptimize on purpose (see
+// bench/core.cpp: GCC 12 with -fsanitize=address,undefined miscompiles the read-write one).
+// Every block is freed and the scopes are dismissed (Google Benchmark's own allocations inside
+// a timed run would otherwise be reported), so the smoke run leaks nothing.
+
+#define LEAKSCOPE_IMPLEMENTATION
+#include <leakscope.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+constexpr std::size_t kBlock = 32;          // the plain malloc/free pair, as in bench/core.cpp
+constexpr std::size_t kCaptureDepth = 16;
+constexpr int kChainFrames = 24;            // frames between the benchmark and current_stack
+constexpr int kColdChains = 16;
+constexpr const char* kDefaults = "stacks=on unwinder=fast stack_depth=32";
+
+// ---- the chain of frames --------------------------------------------------------------------------
+#if defined(__GNUC__) && !defined(__clang__)
+#define BENCH_CHAIN_NOFP __attribute__((noipa, optimize("omit-frame-pointer")))
+#define BENCH_CHAIN_FP __attribute__((noipa, optimize("no-omit-frame-pointer")))
+constexpr bool kChainFramePointersForced = true;
+#else
+#define BENCH_CHAIN_NOFP __attribute__((noinline))
+#define BENCH_CHAIN_FP __attribute__((noinline))
+constexpr bool kChainFramePointersForced = false;
+#endif
+
+// Each level: a constant of its own (no two instantiations fold into one), the call, then work
+// on the result after the call (no tail call).
+#define BENCH_DEFINE_CHAIN(NAME, ATTR)                                                                \
+    template <int Tag, int N>                                                                        \
+    ATTR std::size_t NAME(std::uintptr_t* out, std::size_t max, leakscope::Unwinder how) {           \
+        asm volatile("" : : "i"(Tag * 1000 + N));                                                    \
+        std::size_t n;                                                                               \
+        if constexpr (N == 0)                                                                        \
+            n = leakscope::current_stack(out, max, how);                                             \
+        else                                                                                         \
+            n = NAME<Tag, N - 1>(out, max, how);                                                     \
+        asm volatile("" : "+r"(n));                                                                  \
+        return n;                                                                                    \
+    }
+BENCH_DEFINE_CHAIN(chain_nofp, BENCH_CHAIN_NOFP)
+BENCH_DEFINE_CHAIN(chain_fp, BENCH_CHAIN_FP)
+#undef BENCH_DEFINE_CHAIN
+
+using ChainFn = std::size_t (*)(std::uintptr_t*, std::size_t, leakscope::Unwinder);
+constexpr ChainFn kNoFpChain = &chain_nofp<0, kChainFrames - 1>;
+constexpr ChainFn kFpChain = &chain_fp<0, kChainFrames - 1>;
+constexpr ChainFn kFirstChain = &chain_nofp<1, kChainFrames - 1>;   // the process's first capture
+
+template <std::size_t... I>
+constexpr std::array<ChainFn, sizeof...(I)> cold_chains(std::index_sequence<I...>) {
+    return {&chain_nofp<int(I) + 2, kChainFrames - 1>...};
+}
+constexpr auto kCold = cold_chains(std::make_index_sequence<kColdChains>{});
+
+// ---- 0. one plain malloc/free pair ----------------------------------------------------------------
+void BM_plain_malloc_free(benchmark::State& state) {
+    for (auto _ : state) {
+        void* const p = std::malloc(kBlock);
+        benchmark::DoNotOptimize(p);
+        std::free(p);
+    }
+}
+
+// ---- 1. one capture at depth 16 -------------------------------------------------------------------
+// The chain's own calls and returns with nothing captured (current_stack returns at max == 0):
+// included in every capture row; the table also shows each row net of it.
+void BM_chain_alone(benchmark::State& state) {
+    std::uintptr_t out[kCaptureDepth] = {};
+    for (auto _ : state) {
+        const std::size_t n = kNoFpChain(out, 0, leakscope::Unwinder::fast);
+        benchmark::DoNotOptimize(n);
+        benchmark::ClobberMemory();
+    }
+}
+
+void BM_capture(benchmark::State& state, ChainFn chain, leakscope::Unwinder how) {
+    std::uintptr_t out[kCaptureDepth] = {}, ref[kCaptureDepth] = {};
+    const std::size_t got = chain(out, kCaptureDepth, how);
+    const std::size_t ref_n = chain(ref, kCaptureDepth, leakscope::Unwinder::libgcc);
+    // Same chain, same call site: both arrays should be the same addresses.
+    std::size_t agree = 0;
+    while (agree < std::min(got, ref_n) && out[agree] == ref[agree]) ++agree;
+    for (auto _ : state) {
+        const std::size_t n = chain(out, kCaptureDepth, how);
+        benchmark::DoNotOptimize(n);
+        benchmark::ClobberMemory();
+    }
+    state.counters["frames"] = double(got);
+    state.counters["agree"] = double(agree);
+}
+
+// ---- 2. the churn, on any allocator ---------------------------------------------------------------
+template <class T>
+struct MallocAlloc {
+    using value_type = T;
+    MallocAlloc() noexcept = default;
+    template <class U>
+    MallocAlloc(const MallocAlloc<U>&) noexcept {}
+    T* allocate(std::size_t n) {
+        if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
+        if (void* p = std::malloc(n * sizeof(T))) return static_cast<T*>(p);
+        throw std::bad_alloc();
+    }
+    void deallocate(T* p, std::size_t) noexcept { std::free(p); }
+    template <class U>
+    bool operator==(const MallocAlloc<U>&) const noexcept { return true; }
+    template <class U>
+    bool operator!=(const MallocAlloc<U>&) const noexcept { return false; }
+};
+
+// Counts the churn's allocations once, untimed (the per-allocation cost of stacks in the table).
+std::size_t g_counted_allocations = 0;
+template <class T>
+struct CountingAlloc : MallocAlloc<T> {
+    CountingAlloc() noexcept = default;
+    template <class U>
+    CountingAlloc(const CountingAlloc<U>&) noexcept {}
+    template <class U>
+    struct rebind {
+        using other = CountingAlloc<U>;
+    };
+    T* allocate(std::size_t n) {
+        ++g_counted_allocations;
+        return MallocAlloc<T>::allocate(n);
+    }
+};
+
+template <template <class> class Alloc>
+struct Churn {
+    using String = std::basic_string<char, std::char_traits<char>, Alloc<char>>;
+    struct Vehicle {
+        double lat = 0, lon = 0;
+        String id;
+    };
+
+    // What a request handler does: ~16 allocations of 16-100 bytes, all freed before returning.
+    // Not inlined: one frame of its own, the same stack shape for every allocator.
+    __attribute__((noinline)) static std::size_t once(int i) {
+        char digits[16];
+        const auto end = std::to_chars(digits, digits + sizeof digits, i).ptr;
+        String name("vehicle-");
+        name.append(digits, end);
+        name.append("-with-a-name-longer-than-sso");
+        std::vector<int, Alloc<int>> v;
+        for (int k = 0; k < 16; ++k) v.push_back(k * i);
+        std::map<int, String, std::less<int>, Alloc<std::pair<const int, String>>> m;
+        for (int k = 0; k < 4; ++k) m.emplace(k, name);
+        auto shared = std::allocate_shared<Vehicle>(Alloc<Vehicle>());
+        shared->id = name;
+        std::size_t sum = name.size() + m.size() + shared->id.size();
+        for (int x : v) sum += std::size_t(x);
+        return sum;
+    }
+};
+#undef BENCH_CHAIN_NOFP
+#undef BENCH_CHAIN_FP
+
+struct Variant {
+    const char* key;       // benchmark name
+    const char* label;     // table row
+    const char* options;   // applied by the family's Setup (all three keys, every time)
+    bool plain;            // MallocAlloc instead of std::allocator
+    bool scope;            // one LeakScope per thread around the timed loop
+    bool stacks;           // a row the "<= 2.0x plain" target applies to
+};
+constexpr Variant kVariants[] = {
+    {"BM_churn_plain", "(a) plain: MallocAlloc, no leakscope", kDefaults, true, false, false},
+    {"BM_churn_hooked", "(b) std::allocator, hooked new, no scope", kDefaults, false, false, false},
+    {"BM_churn_scope_nostacks", "(c) in scope, stacks=off", "stacks=off unwinder=fast stack_depth=32", false, true, false},
+    {"BM_churn_scope_fast32", "(d) in scope, stacks=on fast, depth 32", "stacks=on unwinder=fast stack_depth=32", false, true, true},
+    {"BM_churn_scope_fast16", "(d) in scope, stacks=on fast, depth 16", "stacks=on unwinder=fast stack_depth=16", false, true, true},
+    {"BM_churn_scope_fp32", "(e) in scope, stacks=on fp, depth 32", "stacks=on unwinder=fp stack_depth=32", false, true, true},
+};
+constexpr int kNumVariants = int(sizeof kVariants / sizeof kVariants[0]);
+
+template <int V>
+void setup_variant(const benchmark::State&) { leakscope::configure(kVariants[V].options); }
+void restore_defaults(const benchmark::State&) { leakscope::configure(kDefaults); }
+
+template <int V>
+void BM_churn(benchmark::State& state) {
+    constexpr Variant v = kVariants[V];
+    {
+        std::uintptr_t frames[256];
+        state.counters["stack_frames"] = benchmark::Counter(
+            double(leakscope::current_stack(frames, 256, leakscope::Unwinder::libgcc)), benchmark::Counter::kAvgThreads);
+    }
+    int i = 0;
+    if constexpr (v.plain) {
+        for (auto _ : state) benchmark::DoNotOptimize(Churn<MallocAlloc>::once(i++));
+    } else if constexpr (!v.scope) {
+        for (auto _ : state) benchmark::DoNotOptimize(Churn<std::allocator>::once(i++));
+    } else {
+        leakscope::LeakScope scope("churn");
+        for (auto _ : state) benchmark::DoNotOptimize(Churn<std::allocator>::once(i++));
+        scope.dismiss();
+    }
+}
+
+// ---- registration ---------------------------------------------------------------------------------
+benchmark::internal::Benchmark* with_min(benchmark::internal::Benchmark* b) {
+    return b->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
+}
+
+struct CaptureRow {
+    const char* key;
+    const char* label;
+    ChainFn chain;
+    leakscope::Unwinder how;
+    bool target;   // the "<= 250 ns" target applies
+};
+#if defined(__GNUC__) && !defined(__clang__)
+#define BENCH_NOFP_LABEL "chain without frame pointers"
+#define BENCH_FP_LABEL "chain with frame pointers"
+#else
+#define BENCH_NOFP_LABEL "chain A (frame pointers as the command line says)"
+#define BENCH_FP_LABEL "chain B (frame pointers as the command line says)"
+#endif
+const CaptureRow kCaptureRows[] = {
+    {"BM_capture/fast/chain_without_fp", "capture depth 16, fast (warm cache), " BENCH_NOFP_LABEL,
+     kNoFpChain, leakscope::Unwinder::fast, true},
+    {"BM_capture/fast/chain_with_fp", "capture depth 16, fast (warm cache), " BENCH_FP_LABEL, kFpChain,
+     leakscope::Unwinder::fast, false},
+    {"BM_capture/fp/chain_with_fp", "capture depth 16, fp, " BENCH_FP_LABEL, kFpChain,
+     leakscope::Unwinder::fp, false},
+    {"BM_capture/fp/chain_without_fp", "capture depth 16, fp, " BENCH_NOFP_LABEL, kNoFpChain,
+     leakscope::Unwinder::fp, false},
+    {"BM_capture/libgcc/chain_without_fp", "capture depth 16, libgcc, " BENCH_NOFP_LABEL, kNoFpChain,
+     leakscope::Unwinder::libgcc, false},
+};
+
+template <std::size_t... I>
+void register_churn(std::index_sequence<I...>) {
+    (with_min(benchmark::RegisterBenchmark(kVariants[I].key, BM_churn<int(I)>)
+                  ->Threads(1)->Threads(2)->Setup(setup_variant<int(I)>)->Teardown(restore_defaults)),
+     ...);
+}
+
+void register_benchmarks() {
+    with_min(benchmark::RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free));
+    with_min(benchmark::RegisterBenchmark("BM_chain_alone", BM_chain_alone));
+    for (const CaptureRow& r : kCaptureRows)
+        with_min(benchmark::RegisterBenchmark(r.key, BM_capture, r.chain, r.how)
+                     ->Setup(restore_defaults)->Teardown(restore_defaults));
+    register_churn(std::make_index_sequence<kNumVariants>{});
+}
+
+// ---- one-off cold captures (before any benchmark) -------------------------------------------------
+struct ColdCaptures {
+    double first_ns = 0;                 // the process's first fast capture
+    std::size_t first_frames = 0;
+    double min_ns = 0, median_ns = 0;    // first capture through 16 never-seen return addresses
+};
+
+double time_one(ChainFn chain, std::uintptr_t* out, std::size_t* frames) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::size_t n = chain(out, kCaptureDepth, leakscope::Unwinder::fast);
+    const auto t1 = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(n);
+    if (frames) *frames = n;
+    return std::chrono::duration<double, std::nano>(t1 - t0).count();
+}
+
+ColdCaptures measure_cold() {
+    ColdCaptures c;
+    std::uintptr_t out[kCaptureDepth];
+    kFirstChain(out, 0, leakscope::Unwinder::fast);   // pages the chain's code in, walks nothing
+    c.first_ns = time_one(kFirstChain, out, &c.first_frames);
+    std::array<double, kColdChains> ns{};
+    for (int k = 0; k < kColdChains; ++k) {
+        kCold[std::size_t(k)](out, 0, leakscope::Unwinder::fast);
+        ns[std::size_t(k)] = time_one(kCold[std::size_t(k)], out, nullptr);
+    }
+    std::sort(ns.begin(), ns.end());
+    c.min_ns = ns.front();
+    c.median_ns = (ns[kColdChains / 2 - 1] + ns[kColdChains / 2]) / 2;
+    return c;
+}
+
+// ---- the run's numbers ----------------------------------------------------------------------------
+struct Measured {
+    double cpu_ns = 0;
+    std::map<std::string, double> counters;
+    bool is_min = false;
+};
+
+class RecordingReporter : public benchmark::ConsoleReporter {
+   public:
+    void ReportRuns(const std::vector<Run>& runs) override {
+        for (const Run& run : runs) {
+            if (run.error_occurred) continue;
+            const bool min = run.run_type == Run::RT_Aggregate;
+            if (min && run.aggregate_name != "min") continue;
+            Measured& m = results_[run.run_name.str()];
+            if (m.is_min && !min) continue;   // with repetitions: keep the minimum
+            const double to_ns = 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
+            m.cpu_ns = run.GetAdjustedCPUTime() * to_ns;
+            for (const auto& c : run.counters) m.counters[c.first] = c.second.value;
+            m.is_min = min;
+        }
+        ConsoleReporter::ReportRuns(runs);
+    }
+    const Measured* find(const std::string& name) const {
+        auto it = results_.find(name);
+        return it == results_.end() ? nullptr : &it->second;
+    }
+    bool empty() const { return results_.empty(); }
+
+   private:
+    std::map<std::string, Measured> results_;
+};
+
+std::string fmt(const char* format, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, format, v);
+    return buf;
+}
+
+double counter(const Measured* m, const char* name) {
+    if (!m) return 0;
+    auto it = m->counters.find(name);
+    return it == m->counters.end() ? 0 : it->second;
+}
+
+void print_table(const RecordingReporter& rep, const ColdCaptures& cold, std::size_t allocations) {
+    const Measured* plain_pair = rep.find("BM_plain_malloc_free");
+    const double pair_ns = plain_pair ? plain_pair->cpu_ns : 0;
+    auto ratio = [](const Measured* m, double ns, double base) {
+        return (m && base > 0) ? fmt("%.2fx", ns / base) : std::string("n/a");
+    };
+    auto verdict = [](bool have, double value, double limit, const char* what) {
+        if (!have) return std::string(what) + ": n/a";
+        return std::string(what) + (value <= limit ? ": met" : ": **missed**");
+    };
+
+    std::printf("\n| measure | ns | ratio | target |\n|---|---:|---:|---|\n");
+    std::printf("| plain malloc/free pair (%zu B), 1 thread | %s | 1.00x | |\n", kBlock,
+                plain_pair ? fmt("%.1f", pair_ns).c_str() : "n/a");
+    const Measured* alone = rep.find("BM_chain_alone");
+    const double alone_ns = alone ? alone->cpu_ns : 0;
+    std::printf("| the chain alone: %d calls, current_stack(max=0) (inside every capture row) | %s | %s | |\n",
+                kChainFrames, alone ? fmt("%.1f", alone_ns).c_str() : "n/a", ratio(alone, alone_ns, pair_ns).c_str());
+    for (const CaptureRow& r : kCaptureRows) {
+        const Measured* m = rep.find(r.key);
+        const double ns = m ? m->cpu_ns : 0;
+        std::string label = std::string(r.label) + " (" + fmt("%.0f", counter(m, "frames")) + " frames, " +
+                            fmt("%.0f", counter(m, "agree")) + " as libgcc)";
+        std::printf("| %s | %s | %s | %s |\n", label.c_str(), m ? fmt("%.1f", ns).c_str() : "n/a",
+                    ratio(m, ns, pair_ns).c_str(), r.target ? verdict(m != nullptr, ns, 250, "<= 250 ns").c_str() : "");
+        if (m && alone)
+            std::printf("| ... the same net of the chain alone | %.1f | %s | %s |\n", ns - alone_ns,
+                        ratio(m, ns - alone_ns, pair_ns).c_str(),
+                        r.target ? verdict(true, ns - alone_ns, 250, "<= 250 ns").c_str() : "");
+    }
+    std::printf("| fast, first capture of the process (one-time set-up included; %zu frames), one-off | %.1f | %s | |\n",
+                cold.first_frames, cold.first_ns, pair_ns > 0 ? fmt("%.2fx", cold.first_ns / pair_ns).c_str() : "n/a");
+    std::printf("| fast, first capture through 16 new return addresses (cold cache), min of %d chains, one-off | %.1f | %s | |\n",
+                kColdChains, cold.min_ns, pair_ns > 0 ? fmt("%.2fx", cold.min_ns / pair_ns).c_str() : "n/a");
+    std::printf("| fast, first capture through 16 new return addresses (cold cache), median of %d chains, one-off | %.1f | %s | |\n",
+                kColdChains, cold.median_ns, pair_ns > 0 ? fmt("%.2fx", cold.median_ns / pair_ns).c_str() : "n/a");
+
+    for (int threads : {1, 2}) {
+        const std::string suffix = "/threads:" + std::to_string(threads);
+        const std::string t = std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+        const Measured* base = rep.find(std::string(kVariants[0].key) + suffix);
+        const double base_ns = base ? base->cpu_ns : 0;
+        for (const Variant& v : kVariants) {
+            const Measured* m = rep.find(v.key + suffix);
+            const double ns = m ? m->cpu_ns : 0;
+            std::printf("| churn %s, %s | %s | %s | %s |\n", v.label, t.c_str(), m ? fmt("%.1f", ns).c_str() : "n/a",
+                        ratio(m, ns, base_ns).c_str(), v.stacks ? verdict(m && base_ns > 0, base_ns > 0 ? ns / base_ns : 0, 2.0, "<= 2.0x plain").c_str() : "");
+        }
+    }
+
+    // Per allocation: what stacks add to the same scope without them.
+    for (int threads : {1, 2}) {
+        const std::string suffix = "/threads:" + std::to_string(threads);
+        const Measured* off = rep.find(std::string(kVariants[2].key) + suffix);
+        for (int k = 3; k < kNumVariants; ++k) {
+            const Measured* on = rep.find(kVariants[k].key + suffix);
+            if (!off || !on || allocations == 0) continue;
+            std::printf("%s %s, %d thread%s: +%.1f ns per allocation over stacks=off (%zu allocations per churn iteration)\n",
+                        k == 3 ? "\nstacks cost:" : "            ", kVariants[k].label + 4, threads, threads == 1 ? "" : "s",
+                        (on->cpu_ns - off->cpu_ns) / double(allocations), allocations);
+        }
+    }
+
+    double depth[2] = {-1, -1};
+    for (int threads : {1, 2})
+        for (const Variant& v : kVariants)
+            if (const Measured* m = rep.find(v.key + ("/threads:" + std::to_string(threads)))) {
+                depth[threads - 1] = counter(m, "stack_frames");
+                break;
+            }
+    std::printf("\nns: CPU time per capture, per malloc/free pair, or per churn iteration (2 threads: both "
+                "threads' CPU time / all iterations). Capture ratios are to the plain malloc/free pair; churn "
+                "ratios to (a) with the same thread count. Minimum over the repetitions.\n");
+    std::printf("Chain of %d frames; %s. Stack depth at the churn benchmark function: %s frames (1 thread), %s (2 threads); an allocation is 2-4 deeper.\n",
+                kChainFrames,
+                kChainFramePointersForced ? "frame pointers set per function (GCC optimize attribute)"
+                                          : "frame pointers as the command line says (no per-function switch in this compiler)",
+                depth[0] < 0 ? "n/a" : fmt("%.0f", depth[0]).c_str(), depth[1] < 0 ? "n/a" : fmt("%.0f", depth[1]).c_str());
+}
+
+bool arg_given(int argc, char** argv, const char* prefix, const char* env) {
+    if (std::getenv(env)) return true;
+    const std::size_t len = std::strlen(prefix);
+    for (int i = 1; i < argc; ++i)
+        if (std::strncmp(argv[i], prefix, len) == 0) return true;
+    return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // The default repetitions: argv plus one entry (argv[argc] stays the terminating null).
+    std::vector<char*> args(argv, argv + argc);
+    char repetitions[] = "--benchmark_repetitions=5";
+    if (!arg_given(argc, argv, "--benchmark_repetitions", "BENCHMARK_REPETITIONS")) args.push_back(repetitions);
+    int args_n = int(args.size());
+    args.push_back(nullptr);
+
+    leakscope::configure(kDefaults);
+    const ColdCaptures cold = measure_cold();
+    register_benchmarks();
+    benchmark::Initialize(&args_n, args.data());
+    if (benchmark::ReportUnrecognizedArguments(args_n, args.data())) return 1;
+    RecordingReporter reporter;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    benchmark::Shutdown();
+    leakscope::configure(kDefaults);
+    if (reporter.empty()) return 0;   // --benchmark_list_tests, or a filter that matched nothing
+    benchmark::DoNotOptimize(Churn<CountingAlloc>::once(7));
+    print_table(reporter, cold, g_counted_allocations);
+    return 0;
+}
