@@ -331,11 +331,35 @@ void part_c() {
 }
 
 // ---- no deadlock: hook captures and handler captures, concurrently -----------------------------
+// Every capture here is also checked against libgcc: a walk interrupted by a handler that walks
+// too (the per-thread memory of the last walk, the rule cache) must not come out wrong either.
 std::atomic<long> handler_captures{0};
+std::atomic<long> mismatches{0};
+std::atomic<int> mismatch_recorded{0};
+Capture first_mismatch;   // written once, by whoever mismatched first; printed at the end
+
+__attribute__((noinline)) void capture_and_compare() {
+    uptr f[64], g[64];
+    const std::size_t nf = leakscope::current_stack(f, 64, leakscope::Unwinder::fast);
+    const std::size_t ng = leakscope::current_stack(g, 64, leakscope::Unwinder::libgcc);
+    bool same = nf == ng && nf >= 2;
+    for (std::size_t i = 1; same && i < nf; ++i) same = f[i] == g[i];
+    if (!same) {
+        mismatches.fetch_add(1);
+        if (mismatch_recorded.exchange(1) == 0) {
+            std::memcpy(first_mismatch.fast, f, sizeof f);
+            std::memcpy(first_mismatch.gcc, g, sizeof g);
+            first_mismatch.nf = nf;
+            first_mismatch.ng = ng;
+            mismatch_recorded.store(2);
+        }
+    }
+    asm volatile("" : : : "memory");
+}
+
 extern "C" void on_capture(int) {
     const int saved = errno;
-    uptr s[64];
-    leakscope::current_stack(s, 64, leakscope::Unwinder::fast);
+    capture_and_compare();
     handler_captures.fetch_add(1, std::memory_order_relaxed);
     errno = saved;
 }
@@ -379,10 +403,10 @@ void part_d() {
     // Signalled: captures in a loop itself (a signal may land inside its own capture), and
     // allocates inside scopes too.
     std::thread target([&] {
+        capture_and_compare();   // this thread's first capture, before any signal
         ready.fetch_add(1);
-        uptr s[64];
         while (!stop.load()) {
-            leakscope::current_stack(s, 64, leakscope::Unwinder::fast);
+            capture_and_compare();
             leakscope::LeakScope scope("signalled");
             int* p = make_block(1);
             delete p;
@@ -402,6 +426,15 @@ void part_d() {
     allocator.join();
     target.join();
     signal(SIGUSR1, SIG_IGN);
+    if (mismatches.load()) {
+        ++failures;
+        std::fprintf(stderr, "FAILED: (d) %ld captures (handler or interrupted loop) differ from libgcc\n",
+                     mismatches.load());
+        if (mismatch_recorded.load() == 2) {
+            dump("fast (first mismatch)", first_mismatch.fast, first_mismatch.nf);
+            dump("libgcc", first_mismatch.gcc, first_mismatch.ng);
+        }
+    }
     if (allocator_failures) {
         ++failures;
         std::fprintf(stderr, "FAILED: (d) %d allocator rounds had wrong leftovers or no stack\n",
@@ -477,6 +510,9 @@ int main() {
     pthread_create(&dog, nullptr, watchdog, nullptr);
     pthread_detach(dog);
     main_stack_hi = this_stack_hi();
+    // A first capture outside any handler: a thread's first one is (e)'s subject, not (a)-(d)'s.
+    uptr warm[8];
+    leakscope::current_stack(warm, 8);
     part_a();
     part_b();
     part_c();
