@@ -480,18 +480,27 @@ struct alignas(64) Slot {
 constexpr u32 kSlotsPerChunk = 256;
 constexpr u32 kSlotChunks = 1u << 16;
 
-// The last complete stack walk of a thread (see walk_remembered): outermost frame first.
+// A thread's last few complete stack walks (see walk_remembered), each outermost frame first.
 struct WalkFrame {
     std::uintptr_t pc, sp, fp;
     std::uintptr_t ra_at, fp_at;   // the slots read to step to the caller (fp_at 0: none)
     u32 cfa_uses_fp;               // that step computed the caller's sp from fp
     u32 fp_matters;                // the rest of the walk depends on this frame's fp
 };
-constexpr u32 kWalkMemory = 96;
+constexpr u32 kWalkMemory = 64;       // frames a remembered walk holds
+constexpr u32 kWalkMemories = 16;     // walks a thread remembers
 struct WalkMemory {
     WalkFrame frames[kWalkMemory];
     u32 count;
-    u64 salt;   // the rule-cache salt it was walked with: a dlclose since makes it stale
+    u32 stack_id;                     // what the walk interned as, for (id_first, id_max); 0: none
+    std::uintptr_t id_first;
+    u32 id_max;
+    u32 last_use;
+    u64 salt;                         // the rule-cache salt it was walked with (a dlclose: stale)
+};
+struct WalkMemories {
+    WalkMemory entry[kWalkMemories];
+    u32 clock;
 };
 
 // ---- threads ----------------------------------------------------------------------------------
@@ -513,7 +522,7 @@ struct ThreadState {
     std::uintptr_t stack_low, stack_high;   // this thread's stack (stack_high 1: unknown)
     std::atomic<u64> allocations;  // every hooked allocation
     std::atomic<i64> live_blocks, live_bytes;   // tracked births minus deaths done here
-    WalkMemory walk;               // last, so that the hot fields above share cache lines
+    WalkMemories* walks;           // mmap'd on a registered thread's first capture
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -1413,52 +1422,104 @@ inline std::size_t walk_cfi(WalkRegs r, std::uintptr_t lo, std::uintptr_t hi, st
 }
 
 // The walk the hook uses. Successive allocations on a thread mostly share their outer frames
-// (main, the server loop, the handler), so each thread keeps its last complete walk: every frame's
-// registers and the stack slots read to leave it. When the new walk reaches a frame with the same
-// registers as a remembered one, the rest is the same stack if those slots still hold the same
-// values; checking them is a run of independent loads instead of a chain of rule lookups.
+// (main, the server loop, the handler), and a few allocation sites repeat, so each thread keeps
+// its last few complete walks: every frame's registers and the stack slots read to leave it.
+// When the new walk reaches a frame with the same registers as a remembered one, the rest is the
+// same stack if those slots still hold the same values; checking them is a run of independent
+// loads instead of a chain of rule lookups. A walk identical from its first frame is the stack
+// interned last time: its id is reused without hashing.
 constexpr u32 kRawFrames = kMaxStackDepth + 64;   // frames walked at most: depth plus skipped ones
+struct WalkResult {
+    u32 known_id;            // the whole stack was remembered with this interned id
+    WalkMemory* stored;      // where this walk is remembered (to record its id), or null
+};
+inline WalkMemories* walk_memories(ThreadState& t) noexcept {
+    if (LEAKSCOPE_LIKELY(t.walks != nullptr)) return t.walks;
+    // Only registered threads: their exit hook gives the memory back.
+    if (!counts_locally(t)) return nullptr;
+    t.walks = static_cast<WalkMemories*>(os_alloc(sizeof(WalkMemories)));
+    return t.walks;
+}
+// Whether the frames [0, from] of a remembered walk are still this thread's stack above frame
+// `from`: the slots each step read still hold what they held.
+LEAKSCOPE_NO_SANITIZE_ADDRESS inline u32 first_changed(const WalkMemory& m, u32 from, std::uintptr_t lo) noexcept {
+    for (u32 k = from; k > 0; --k) {
+        const WalkFrame& f = m.frames[k];
+        const WalkFrame& caller = m.frames[k - 1];
+        bool same = f.ra_at >= lo && load_word(f.ra_at) == caller.pc &&
+                    (f.fp_at == 0 || !caller.fp_matters || (f.fp_at >= lo && load_word(f.fp_at) == caller.fp));
+        if (!same) return k;
+    }
+    return 0;   // (frame 0, the outermost, has no step to check)
+}
+// fp is compared only where the rest of the walk reads it: in code without frame pointers rbp is
+// an ordinary register whose value changes from call to call.
+inline bool same_frame(const WalkFrame& m, const WalkRegs& r) noexcept {
+    return m.sp == r.sp && m.pc == r.pc && (!m.fp_matters || m.fp == r.fp);
+}
+
 LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t, WalkRegs r, std::uintptr_t lo,
                                                                  std::uintptr_t hi, u64 salt, std::uintptr_t first,
                                                                  std::uintptr_t* out, std::size_t max,
-                                                                 bool& fallback) noexcept {
-    WalkMemory& memory = t.walk;
-    WalkFrame fresh[kWalkMemory];            // this walk's frames, innermost first
-    std::uintptr_t raw[kRawFrames];          // every pc walked, innermost first
-    std::size_t walked = 0;                  // frames in raw
-    std::size_t first_at = first ? kRawFrames : 0;   // raw index of `first`
-    bool remember = true, ended = false;
-    u32 cursor = memory.salt == salt ? memory.count : 0;   // remembered frames are outermost first
-    std::size_t spliced_at = 0;                            // remembered frames reused: [0, spliced_at]
-    bool spliced = false;
-    for (;;) {
-        // A frame the last walk passed through? Its sp orders it among the remembered frames.
-        while (cursor > 0 && memory.frames[cursor - 1].sp < r.sp) --cursor;
-        if (cursor > 0) {
-            const WalkFrame& m = memory.frames[cursor - 1];
-            // fp is compared only where the rest of the walk reads it: in code without frame
-            // pointers rbp is an ordinary register whose value changes from call to call.
-            if (m.sp == r.sp && m.pc == r.pc && (!m.fp_matters || m.fp == r.fp)) {
-                bool same = true;
-                for (u32 k = cursor - 1; k > 0 && same; --k) {
-                    const WalkFrame& f = memory.frames[k];
-                    const WalkFrame& caller = memory.frames[k - 1];
-                    same = f.ra_at >= lo && load_word(f.ra_at) == caller.pc &&
-                           (f.fp_at == 0 || !caller.fp_matters || (f.fp_at >= lo && load_word(f.fp_at) == caller.fp));
-                }
-                if (same) {
-                    for (u32 k = cursor; k-- > 0 && walked < kRawFrames; ++walked) {
-                        raw[walked] = memory.frames[k].pc;
-                        if (raw[walked] == first && first_at == kRawFrames) first_at = walked;
-                    }
-                    spliced = true;
-                    spliced_at = cursor - 1;
-                    ended = true;
-                    break;
-                }
-                cursor = 0;   // the stack changed below this frame: nothing further is reusable
+                                                                 bool& fallback, WalkResult& result) noexcept {
+    static WalkMemory none;   // zero-initialised, never written: "nothing remembered"
+    WalkMemories* memories = walk_memories(t);
+    // The source to splice from: a walk that began with this very frame and whose stack is
+    // unchanged (the same allocation site again), else the latest walk (outer frames in common).
+    WalkMemory* source = &none;
+    WalkMemory* victim = nullptr;
+    bool whole = false;   // source is this entire stack
+    if (memories) {
+        victim = &memories->entry[0];
+        for (WalkMemory& m : memories->entry) {
+            if (m.salt != salt || m.count == 0) continue;
+            if (same_frame(m.frames[m.count - 1], r) && first_changed(m, m.count - 1, lo) == 0) {
+                source = &m;
+                whole = true;
+                break;
+            }
+            if (source == &none || m.last_use > source->last_use) source = &m;
+        }
+        for (WalkMemory& m : memories->entry)
+            if (m.last_use < victim->last_use) victim = &m;
+        if (whole) {
+            victim = source;
+            source->last_use = ++memories->clock;
+            if (source->stack_id && source->id_first == first && source->id_max == max) {
+                result.known_id = source->stack_id;   // the very stack interned last time
+                return 0;
             }
         }
+        victim->last_use = ++memories->clock;
+        if (source != &none) source->last_use = victim->last_use;
+    }
+    const WalkMemory& memory = *source;
+    WalkFrame fresh[kWalkMemory];            // this walk's own frames, innermost first
+    std::uintptr_t raw[kRawFrames];          // every pc walked, innermost first
+    std::size_t walked = 0;                  // frames in raw
+    std::size_t own = 0;                     // of which this walk stepped itself (not spliced)
+    std::size_t first_at = first ? kRawFrames : 0;   // raw index of `first`
+    bool remember = memories != nullptr, ended = false;
+    u32 cursor = memory.count;               // remembered frames are outermost first
+    std::size_t outer = 0;                   // remembered frames reused: [0, outer)
+    for (;;) {
+        // A frame the remembered walk passed through? Its sp orders it among the frames.
+        while (cursor > 0 && memory.frames[cursor - 1].sp < r.sp) --cursor;
+        if (cursor > 0 && same_frame(memory.frames[cursor - 1], r)) {
+            u32 changed = whole ? 0 : first_changed(memory, cursor - 1, lo);
+            if (changed == 0) {
+                own = walked;
+                for (u32 k = cursor; k-- > 0 && walked < kRawFrames; ++walked) {
+                    raw[walked] = memory.frames[k].pc;
+                    if (raw[walked] == first && first_at == kRawFrames) first_at = walked;
+                }
+                outer = cursor;
+                ended = true;
+                break;
+            }
+            cursor = changed;   // frames inside the change differ; outer ones may match again
+        }
+        own = walked;
         if (walked == kRawFrames) break;
         if (r.pc == first && first_at == kRawFrames) first_at = walked;
         raw[walked] = r.pc;
@@ -1476,6 +1537,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
         }
         if (s == kEnded) {
             ended = true;
+            own = walked;
             break;
         }
         if (signal) remember = false;   // its slots are not the ones recorded: never reuse it
@@ -1485,24 +1547,25 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
             fresh[walked - 1].cfa_uses_fp = uses_fp;
         }
     }
-    // Remember this walk (outermost first) if it reached the end of the stack.
-    std::size_t inner = spliced ? walked - (spliced_at + 1) : walked;
-    if (remember && ended && inner <= kWalkMemory) {
-        std::size_t base = spliced ? spliced_at + 1 : 0;
-        if (base + inner <= kWalkMemory) {
-            // A frame's fp matters if its own step uses it, or passes it on unsaved to a caller
-            // whose fp matters. The outermost frame's end may have depended on it: assume so.
-            for (std::size_t i = 0; i < inner; ++i) {
-                WalkFrame& f = memory.frames[base + i];
-                f = fresh[inner - 1 - i];
-                bool caller_matters = base + i == 0 || memory.frames[base + i - 1].fp_matters;
-                f.fp_matters = f.cfa_uses_fp || (f.fp_at == 0 && caller_matters);
-            }
-            memory.count = u32(base + inner);
-            memory.salt = salt;
-        } else {
-            memory.count = 0;
+    // Remember this walk (outermost first) if it reached the end of the stack: the reused outer
+    // frames, then this walk's own.
+    std::size_t inner = own;
+    if (remember && ended && victim && outer + inner <= kWalkMemory) {
+        if (victim != source && outer) std::memcpy(victim->frames, memory.frames, outer * sizeof(WalkFrame));
+        // A frame's fp matters if its own step uses it, or passes it on unsaved to a caller whose
+        // fp matters. The outermost frame's end may have depended on it: assume so.
+        for (std::size_t i = 0; i < inner; ++i) {
+            WalkFrame& f = victim->frames[outer + i];
+            f = fresh[inner - 1 - i];
+            bool caller_matters = outer + i == 0 || victim->frames[outer + i - 1].fp_matters;
+            f.fp_matters = f.cfa_uses_fp || (f.fp_at == 0 && caller_matters);
         }
+        victim->count = u32(outer + inner);
+        victim->salt = salt;
+        victim->stack_id = 0;
+        victim->id_first = first;
+        victim->id_max = u32(max);
+        result.stored = victim;
     }
     if (first_at == kRawFrames) return 0;   // never reached the caller asked for
     std::size_t n = std::min(max, walked - first_at);
@@ -1594,8 +1657,8 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fp(ThreadSt
 #endif
 
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(ThreadState& t, std::uintptr_t first,
-                                                                          std::uintptr_t* out,
-                                                                          std::size_t max) noexcept {
+                                                                          std::uintptr_t* out, std::size_t max,
+                                                                          WalkResult& result) noexcept {
 #if LEAKSCOPE_FAST_UNWINDER
     std::uintptr_t pc, sp, fp, lo, hi;
     // One asm block: the three values describe the same instruction's frame row.
@@ -1605,23 +1668,26 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(Thread
     if (thread_stack(t, lo, hi) && sp >= lo && sp < hi && st.unloading.load(acquire) == 0) {
         bool fallback = false;
         std::size_t n = walk_remembered(t, WalkRegs{pc, sp, fp, true}, sp, hi, rule_salt(generation), first, out,
-                                        std::min<std::size_t>(max, kMaxStackDepth), fallback);
+                                        max, fallback, result);
         // A dlclose meanwhile may have turned cached rules stale: trust nothing from this walk.
         if (!fallback && st.loader_generation.load(acquire) == generation) return n;
+        result = WalkResult{0, nullptr};
     }
 #else
     (void)t;
+    (void)result;
 #endif
     return capture_libgcc(first, out, max);
 }
 
+// `result` learns whether the fast walk recognised the whole stack (then nothing is written to out).
 LEAKSCOPE_NOINLINE std::size_t capture(ThreadState& t, Unwinder how, std::uintptr_t first, std::uintptr_t* out,
-                                       std::size_t max) noexcept {
+                                       std::size_t max, WalkResult& result) noexcept {
     max = std::min<std::size_t>(max, kMaxStackDepth);   // the same limit for every unwinder
     switch (how) {
         case Unwinder::fp: return capture_fp(t, first, out, max);
         case Unwinder::libgcc: return capture_libgcc(first, out, max);
-        default: return capture_fast(t, first, out, max);
+        default: return capture_fast(t, first, out, max, result);
     }
 }
 
@@ -1722,8 +1788,13 @@ inline std::size_t stack_depth_setting() noexcept {
 // The hook's capture: the stack above the hooked call, `first` being its return address.
 LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first) noexcept {
     std::uintptr_t frames[kMaxStackDepth];
-    std::size_t n = capture(t, Unwinder(st.unwinder.load(relaxed)), first, frames, stack_depth_setting());
-    return intern_stack(frames, n);
+    WalkResult walk{0, nullptr};
+    std::size_t max = stack_depth_setting();
+    std::size_t n = capture(t, Unwinder(st.unwinder.load(relaxed)), first, frames, max, walk);
+    if (walk.known_id) return walk.known_id;
+    u32 id = intern_stack(frames, n);
+    if (walk.stored) walk.stored->stack_id = id;   // the next identical walk reuses it
+    return id;
 }
 
 // -- stacks on demand: names of scopes that leaked --------------------------------------------------
@@ -2223,8 +2294,10 @@ void record_deallocation(const void* block, std::size_t size) noexcept {
 LEAKSCOPE_NOINLINE std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how) noexcept {
     if (!out || max == 0) return 0;
     ThreadState& t = tls;
-    ++t.internal;   // the first capture on a thread may allocate (pthread_getattr_np)
-    std::size_t n = capture(t, how, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)), out, max);
+    ensure_registered(t);   // so that its walk memory is given back at thread exit
+    ++t.internal;           // the first capture on a thread may allocate (pthread_getattr_np)
+    WalkResult ignored{0, nullptr};
+    std::size_t n = capture(t, how, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)), out, max, ignored);
     --t.internal;
     return n;
 }
@@ -2432,6 +2505,8 @@ void thread_exit(void* arg) noexcept {
         g.thread_free_head = index;
     }
     t.registry_index = kMaxThreads;   // from now on this thread counts into the global totals
+    if (t.walks) os_free(t.walks, sizeof(WalkMemories));
+    t.walks = nullptr;                // and walks without memory (walk_memories checks that)
     // Cached scope slots go back to the shared list.
     SpinGuard slots(g.slot_lock);
     while (t.slot_cache_size) {
