@@ -4,7 +4,8 @@
 //    callers' return addresses that _Unwind_Backtrace sees from inside leak_here(), including
 //    the return address into the chain function;
 //  - two call chains to the same leak give two sites; one chain run 1000 times gives ONE site
-//    of 1000 blocks (stacks are interned);
+//    of 1000 blocks (stacks are interned); 20 chains that differ only in depth, round-robin ten
+//    times (more than the 16 walks a thread remembers), give 20 exact sites of 10 blocks;
 //  - stack_depth bounds the frames; stacks=off gives empty frames; stacks=demand captures only
 //    for a scope name's runs after its first leaking run (a name that never leaked, never);
 //  - unwinder=libgcc gives the same exact frames; unwinder=fp too where this file's code has
@@ -74,6 +75,13 @@ __attribute__((noinline)) int* chain_a(Truth* t) {
 __attribute__((noinline)) int* chain_b(Truth* t) {
     int* p = leak_here(t);
     asm volatile("" : : : "memory");
+    return p;
+}
+
+// Chains that differ only in their depth: leak_here under `depth` levels of the same function.
+__attribute__((noinline)) int* recurse(int depth, Truth* t) {
+    int* p = depth > 0 ? recurse(depth - 1, t) : leak_here(t);
+    asm volatile("" : : : "memory");   // not a tail call
     return p;
 }
 
@@ -228,7 +236,7 @@ int main() {
     {
         static int* blocks[1000];
         leakscope::LeakScope scope("interning");
-        for (int*& p : blocks) p = chain_a(nullptr);
+        for (volatile int i = 0; i < 1000; i = i + 1) blocks[i] = chain_a(nullptr);   // (not unrolled)
         leakscope::Report r = scope.leftovers();
         if (r.blocks != 1000 || r.sites.size() != 1 || r.sites[0].blocks != 1000 || r.sites[0].frames.empty()) {
             ++failures;
@@ -236,6 +244,47 @@ int main() {
                          r.sites.size(), r.sites.empty() ? std::size_t(0) : r.sites[0].blocks);
         }
         for (int* p : blocks) delete p;
+        scope.dismiss();
+    }
+
+    // More distinct chains than a thread remembers walks (16), round-robin, ten times each: every
+    // site keeps its own exact stack and its own ten blocks (no stale reuse of a remembered walk).
+    {
+        constexpr int kChains = 20, kRounds = 10;
+        static Truth truths[kChains];
+        static int* blocks[kChains][kRounds];
+        leakscope::LeakScope scope("round-robin");
+        // volatile counters: an unrolled loop would call from a different place each time.
+        for (volatile int round = 0; round < kRounds; round = round + 1)
+            for (volatile int d = 0; d < kChains; d = d + 1)
+                blocks[d][round] = recurse(d, round == 0 ? &truths[d] : nullptr);
+        leakscope::Report r = scope.leftovers();
+        bool ok = r.blocks == std::size_t(kChains * kRounds) && r.sites.size() == std::size_t(kChains);
+        for (const leakscope::Site& site : r.sites) {
+            ok = ok && site.blocks == std::size_t(kRounds) && site.frames.size() >= 3;
+            if (!ok) break;
+            // Which chain: the number of recurse() frames, i.e. the site's frame count.
+            int d = -1;
+            for (int k = 0; k < kChains; ++k)
+                if (truths[k].n_ref == site.frames.size() && truths[k].ref[1] == site.frames[1].address &&
+                    (k == 0 || truths[k].n_ref != truths[k - 1].n_ref))
+                    d = k;
+            if (d < 0) {
+                ok = false;
+                std::fprintf(stderr, "FAILED: round-robin: a site of %zu frames matches no chain\n",
+                             site.frames.size());
+                for (const leakscope::Frame& fr : site.frames) describe(fr.address);
+                break;
+            }
+            ok = exact("round-robin chain", site.frames, truths[d]);
+        }
+        if (!ok) {
+            ++failures;
+            std::fprintf(stderr, "FAILED: round-robin: %zu blocks in %zu sites, expected %d in %d\n", r.blocks,
+                         r.sites.size(), kChains * kRounds, kChains);
+        }
+        for (auto& row : blocks)
+            for (int* p : row) delete p;
         scope.dismiss();
     }
 
