@@ -38,6 +38,7 @@ constexpr std::size_t kMax = 64;
 int failures = 0;
 
 void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
+void opaque(int& v) { asm volatile("" : "+r"(v)); }   // the compiler no longer knows v
 
 void describe(uptr a) {
     Dl_info info{};
@@ -236,7 +237,10 @@ int main() {
     {
         static int* blocks[1000];
         leakscope::LeakScope scope("interning");
-        for (volatile int i = 0; i < 1000; i = i + 1) blocks[i] = chain_a(nullptr);   // (not unrolled)
+        for (int i = 0; i < 1000; ++i) {
+            opaque(i);   // not unrolled: an unrolled loop calls from a different place each time
+            blocks[i] = chain_a(nullptr);
+        }
         leakscope::Report r = scope.leftovers();
         if (r.blocks != 1000 || r.sites.size() != 1 || r.sites[0].blocks != 1000 || r.sites[0].frames.empty()) {
             ++failures;
@@ -254,10 +258,13 @@ int main() {
         static Truth truths[kChains];
         static int* blocks[kChains][kRounds];
         leakscope::LeakScope scope("round-robin");
-        // volatile counters: an unrolled loop would call from a different place each time.
-        for (volatile int round = 0; round < kRounds; round = round + 1)
-            for (volatile int d = 0; d < kChains; d = d + 1)
+        for (int round = 0; round < kRounds; ++round) {
+            for (int d = 0; d < kChains; ++d) {
+                opaque(round);   // not unrolled (see above)
+                opaque(d);
                 blocks[d][round] = recurse(d, round == 0 ? &truths[d] : nullptr);
+            }
+        }
         leakscope::Report r = scope.leftovers();
         bool ok = r.blocks == std::size_t(kChains * kRounds) && r.sites.size() == std::size_t(kChains);
         for (const leakscope::Site& site : r.sites) {
