@@ -486,6 +486,8 @@ void print_table(const RecordingReporter& rep, const MemoryResult& mem) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // The foundation's own costs: no call stacks here (bench/stacks.cpp measures what they add).
+    leakscope::configure("stacks=off");
 #if defined(BENCH_HAVE_MEMORY_PROBE)
     if (argc == 2 && std::strcmp(argv[1], kProbeFlag) == 0) return run_memory_probe();
 #endif

@@ -253,6 +253,7 @@ namespace detail {
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <cxxabi.h>
 #include <dlfcn.h>
 #include <exception>
 #include <link.h>
@@ -2112,7 +2113,12 @@ void fill_frames(u32 stack, Site& site) {
         // A return address may be one past its function's end: look up the call instruction.
         if (::dladdr(reinterpret_cast<void*>(f.address - 1), &info)) {
             if (info.dli_fname) f.module = info.dli_fname;
-            if (info.dli_sname) f.function = info.dli_sname;
+            if (info.dli_sname) {
+                int status = -1;
+                char* readable = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+                f.function = status == 0 && readable ? readable : info.dli_sname;
+                std::free(readable);
+            }
         }
         site.frames.push_back(std::move(f));
     }
@@ -2434,9 +2440,15 @@ void TextWriter::write(const Report& r) {
         std::size_t shown = 0;
         for (const Frame& f : site.frames) {
             if (++shown > 8) break;
-            std::fprintf(out, "leakscope:        at %s (%s:%u)\n", f.function.empty() ? "??" : f.function.c_str(),
-                         f.file.empty() ? "?" : f.file.c_str(), f.line);
+            const char* function = f.function.empty() ? "??" : f.function.c_str();
+            if (!f.file.empty())
+                std::fprintf(out, "leakscope:        at %s (%s:%u)\n", function, f.file.c_str(), f.line);
+            else   // not symbolized to a line: the module and the address are what is known
+                std::fprintf(out, "leakscope:        at %s (%s) [0x%llx]\n", function,
+                             f.module.empty() ? "?" : f.module.c_str(), static_cast<unsigned long long>(f.address));
         }
+        if (site.frames.size() > 8)
+            std::fprintf(out, "leakscope:        ... %zu more frames\n", site.frames.size() - 8);
         if (site.frames.empty()) std::fprintf(out, "leakscope:        (no call stack captured)\n");
     }
     std::fflush(out);
