@@ -492,14 +492,25 @@ constexpr u32 kWalkMemory = 64;       // frames a remembered walk holds
 constexpr u32 kWalkMemories = 16;     // walks a thread remembers
 struct WalkMemory {
     WalkFrame frames[kWalkMemory];
+    // The same slots flat, with the values the walk found there: "is this still that stack?" is
+    // one pass of independent loads.
+    std::uintptr_t check_at[2 * kWalkMemory], check_value[2 * kWalkMemory];
+    u32 checks;
     u32 count;
     u32 stack_id;                     // what the walk interned as, for (id_first, id_max); 0: none
     std::uintptr_t id_first;
     u32 id_max;
-    u32 last_use;
     u64 salt;                         // the rule-cache salt it was walked with (a dlclose: stale)
 };
+// Where each remembered walk started (its innermost frame), kept together so that finding the
+// candidates for a new walk touches a few cache lines, not every entry.
+struct WalkStart {
+    std::uintptr_t pc, sp, fp;
+    u64 salt_and_fp;   // bit 0: fp matters
+    u64 last_use;      // for choosing which walk to forget
+};
 struct WalkMemories {
+    WalkStart start[kWalkMemories];   // sp 0: entry empty
     WalkMemory entry[kWalkMemories];
     u32 clock;
 };
@@ -1453,6 +1464,30 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline u32 first_changed(const WalkMemory& m, u32 
     }
     return 0;   // (frame 0, the outermost, has no step to check)
 }
+LEAKSCOPE_NO_SANITIZE_ADDRESS inline bool unchanged(const WalkMemory& m) noexcept {
+    std::uintptr_t diff = 0;
+    for (u32 i = 0; i < m.checks; ++i) diff |= load_word(m.check_at[i]) ^ m.check_value[i];
+    return diff == 0;
+}
+// Derives a stored walk's flat checks and its start key from its frames.
+inline void remember_checks(WalkMemories& all, WalkMemory& m, u64 salt) noexcept {
+    u32 n = 0;
+    for (u32 k = m.count - 1; k > 0; --k) {
+        const WalkFrame& f = m.frames[k];
+        const WalkFrame& caller = m.frames[k - 1];
+        m.check_at[n] = f.ra_at;
+        m.check_value[n++] = caller.pc;
+        if (f.fp_at && caller.fp_matters) {
+            m.check_at[n] = f.fp_at;
+            m.check_value[n++] = caller.fp;
+        }
+    }
+    m.checks = n;
+    const WalkFrame& start = m.frames[m.count - 1];
+    WalkStart& key = all.start[&m - all.entry];
+    key = WalkStart{start.pc, start.sp, start.fp, (salt & ~u64(1)) | (start.fp_matters ? 1 : 0), key.last_use};
+}
+
 // fp is compared only where the rest of the walk reads it: in code without frame pointers rbp is
 // an ordinary register whose value changes from call to call.
 inline bool same_frame(const WalkFrame& m, const WalkRegs& r) noexcept {
@@ -1471,28 +1506,31 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     WalkMemory* victim = nullptr;
     bool whole = false;   // source is this entire stack
     if (memories) {
-        victim = &memories->entry[0];
-        for (WalkMemory& m : memories->entry) {
-            if (m.salt != salt || m.count == 0) continue;
-            if (same_frame(m.frames[m.count - 1], r) && first_changed(m, m.count - 1, lo) == 0) {
-                source = &m;
+        u64 latest = 0, oldest = ~u64(0);
+        for (u32 i = 0; i < kWalkMemories; ++i) {
+            WalkStart& s = memories->start[i];
+            if (s.last_use < oldest) {
+                oldest = s.last_use;
+                victim = &memories->entry[i];
+            }
+            if (s.sp == 0 || (s.salt_and_fp | 1) != (salt | 1)) continue;
+            if (s.sp == r.sp && s.pc == r.pc && (!(s.salt_and_fp & 1) || s.fp == r.fp) &&
+                unchanged(memories->entry[i])) {
+                source = victim = &memories->entry[i];
                 whole = true;
+                s.last_use = ++memories->clock;
+                if (source->stack_id && source->id_first == first && source->id_max == max) {
+                    result.known_id = source->stack_id;   // the very stack interned last time
+                    return 0;
+                }
                 break;
             }
-            if (source == &none || m.last_use > source->last_use) source = &m;
-        }
-        for (WalkMemory& m : memories->entry)
-            if (m.last_use < victim->last_use) victim = &m;
-        if (whole) {
-            victim = source;
-            source->last_use = ++memories->clock;
-            if (source->stack_id && source->id_first == first && source->id_max == max) {
-                result.known_id = source->stack_id;   // the very stack interned last time
-                return 0;
+            if (s.last_use > latest) {
+                latest = s.last_use;
+                source = &memories->entry[i];
             }
         }
-        victim->last_use = ++memories->clock;
-        if (source != &none) source->last_use = victim->last_use;
+        memories->start[victim - memories->entry].last_use = ++memories->clock;
     }
     const WalkMemory& memory = *source;
     WalkFrame fresh[kWalkMemory];            // this walk's own frames, innermost first
@@ -1563,6 +1601,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
         }
         victim->count = u32(outer + inner);
         victim->salt = salt;
+        remember_checks(*memories, *victim, salt);
         victim->stack_id = 0;
         victim->id_first = first;
         victim->id_max = u32(max);
