@@ -39,9 +39,22 @@
 //                            initial-exec TLS model, the fastest). Define it empty when the
 //                            implementation is in a shared library loaded with dlopen.
 // LEAKSCOPE_HOOK_MALLOC      Reserved for the opt-in malloc-family hook (not yet available).
+// LEAKSCOPE_NO_DLCLOSE_HOOK  With LEAKSCOPE_IMPLEMENTATION: do not wrap dlclose(). The wrapper
+//                            (x86-64 Linux) tells the stack unwinder that cached unwind rules of
+//                            an unloaded library are void; without it, a library unloaded and
+//                            another loaded at its address can give wrong (never unsafe) stacks.
 //
-// Environment: LEAKSCOPE_OPTIONS is reserved for the run-time option string (writers, stacks,
-// suppressions, whole-heap modes); it is read by a later version and ignored by this one.
+// Environment: LEAKSCOPE_OPTIONS, read once when the tracker first runs (usually before main);
+// leakscope::configure() takes the same text at run time and wins over it. Entries are
+// key=value, separated by ':' or white space; a value may be quoted ('...' or "...") to hold
+// either. A malformed entry gets one line on stderr naming it; the others still apply.
+//   stacks=on|off|demand       capture the allocating call stack of every tracked block (on,
+//                              the default); never (off); or only for the runs of a scope whose
+//                              name has leaked before (demand: a healthy server pays nothing)
+//   unwinder=fast|fp|libgcc    how stacks are walked (see leakscope::Unwinder); default fast
+//   stack_depth=1..256         frames kept per stack; default 32
+// Keys of later versions (report, suppressions, track, sample_bytes, settle_ms, exit_report,
+// signal, monitor) are recognised and reported as not available yet.
 //
 // Guarantees the implementation keeps (why it looks the way it does):
 //  * The tracker's own memory comes from mmap, never from the hooked allocator, so it can
@@ -211,6 +224,12 @@ enum class Unwinder { fast, fp, libgcc };
 // of this call (an address inside the caller). Writes at most `max` (and at most 256), returns how many. Never
 // allocates; a corrupt or foreign stack gives a shorter result, never a crash.
 std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how = Unwinder::fast) noexcept;
+
+// The source frames of one captured return address, innermost first: where inlining put the
+// call, then the functions it was inlined into (what `addr2line -i -f -C` answers for the call
+// instruction, address - 1). Function names are demangled; file and line need debug info. Read
+// in-process from the ELF and DWARF of the module, cached; never starts a process.
+std::vector<Frame> symbolize(std::uintptr_t return_address);
 
 // Applies options in the LEAKSCOPE_OPTIONS syntax (`key=value`, separated by ':' or white space,
 // values may be quoted). Keys this version knows:
@@ -1454,6 +1473,7 @@ inline WalkMemories* walk_memories(ThreadState& t) noexcept {
 }
 // Whether the frames [0, from] of a remembered walk are still this thread's stack above frame
 // `from`: the slots each step read still hold what they held.
+constexpr u32 kUnchanged = ~0u;
 LEAKSCOPE_NO_SANITIZE_ADDRESS inline u32 first_changed(const WalkMemory& m, u32 from, std::uintptr_t lo) noexcept {
     for (u32 k = from; k > 0; --k) {
         const WalkFrame& f = m.frames[k];
@@ -1462,7 +1482,10 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline u32 first_changed(const WalkMemory& m, u32 
                     (f.fp_at == 0 || !caller.fp_matters || (f.fp_at >= lo && load_word(f.fp_at) == caller.fp));
         if (!same) return k;
     }
-    return 0;   // (frame 0, the outermost, has no step to check)
+    // The outermost frame ended the walk; if by a zero return address, that slot must still be 0.
+    const WalkFrame& last = m.frames[0];
+    if (last.ra_at && (last.ra_at < lo || load_word(last.ra_at) != 0)) return 0;
+    return kUnchanged;
 }
 LEAKSCOPE_NO_SANITIZE_ADDRESS inline bool unchanged(const WalkMemory& m) noexcept {
     std::uintptr_t diff = 0;
@@ -1481,6 +1504,10 @@ inline void remember_checks(WalkMemories& all, WalkMemory& m, u64 salt) noexcept
             m.check_at[n] = f.fp_at;
             m.check_value[n++] = caller.fp;
         }
+    }
+    if (m.frames[0].ra_at) {   // the walk ended on a zero return address: it must stay zero
+        m.check_at[n] = m.frames[0].ra_at;
+        m.check_value[n++] = 0;
     }
     m.checks = n;
     const WalkFrame& start = m.frames[m.count - 1];
@@ -1545,10 +1572,11 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
         // A frame the remembered walk passed through? Its sp orders it among the frames.
         while (cursor > 0 && memory.frames[cursor - 1].sp < r.sp) --cursor;
         if (cursor > 0 && same_frame(memory.frames[cursor - 1], r)) {
-            u32 changed = whole ? 0 : first_changed(memory, cursor - 1, lo);
-            if (changed == 0) {
+            u32 changed = whole ? kUnchanged : first_changed(memory, cursor - 1, lo);
+            if (changed == kUnchanged) {
                 own = walked;
                 for (u32 k = cursor; k-- > 0 && walked < kRawFrames; ++walked) {
+                    if (first_at != kRawFrames && walked - first_at >= max) break;   // enough
                     raw[walked] = memory.frames[k].pc;
                     if (raw[walked] == first && first_at == kRawFrames) first_at = walked;
                 }
@@ -1574,29 +1602,37 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
             fallback = true;
             return 0;
         }
+        if (walked - 1 < kWalkMemory) {   // (also for the last frame: whether its end read fp)
+            fresh[walked - 1].ra_at = ra_at;
+            fresh[walked - 1].fp_at = fp_at;
+            fresh[walked - 1].cfa_uses_fp = uses_fp;
+        }
         if (s == kEnded) {
+            // The last frame keeps ra_at only if the walk ended on a zero return address there.
+            if (walked - 1 < kWalkMemory && r.pc != 0) fresh[walked - 1].ra_at = 0;
             ended = true;
             own = walked;
             break;
         }
         if (signal) remember = false;   // its slots are not the ones recorded: never reuse it
-        if (walked - 1 < kWalkMemory) {
-            fresh[walked - 1].ra_at = ra_at;
-            fresh[walked - 1].fp_at = fp_at;
-            fresh[walked - 1].cfa_uses_fp = uses_fp;
-        }
     }
     // Remember this walk (outermost first) if it reached the end of the stack: the reused outer
     // frames, then this walk's own.
     std::size_t inner = own;
-    if (remember && ended && victim && outer + inner <= kWalkMemory) {
+    if (whole) {   // remembered exactly as it is: only what it interned as is not known yet
+        victim->stack_id = 0;
+        victim->id_first = first;
+        victim->id_max = u32(max);
+        result.stored = victim;
+    } else if (remember && ended && victim && outer + inner <= kWalkMemory) {
         if (victim != source && outer) std::memcpy(victim->frames, memory.frames, outer * sizeof(WalkFrame));
-        // A frame's fp matters if its own step uses it, or passes it on unsaved to a caller whose
-        // fp matters. The outermost frame's end may have depended on it: assume so.
+        // A frame's fp matters if its own step uses it (the outermost frame's last step too: an
+        // rbp-based frame address out of bounds ended the walk), or passes it on unsaved to a
+        // caller whose fp matters.
         for (std::size_t i = 0; i < inner; ++i) {
             WalkFrame& f = victim->frames[outer + i];
             f = fresh[inner - 1 - i];
-            bool caller_matters = outer + i == 0 || victim->frames[outer + i - 1].fp_matters;
+            bool caller_matters = outer + i != 0 && victim->frames[outer + i - 1].fp_matters;
             f.fp_matters = f.cfa_uses_fp || (f.fp_at == 0 && caller_matters);
         }
         victim->count = u32(outer + inner);

@@ -103,8 +103,10 @@ TEST_CASE("each distinct stack is one site; repeats of a stack share it", "[stac
     DefaultOptionsAfter restore;
     std::vector<int*> blocks;
     Report r = test::leftovers_of([&] {
-        for (int i = 0; i < 1000; ++i) blocks.push_back(via_first_path());
-        for (int i = 0; i < 10; ++i) blocks.push_back(via_second_path());
+        // Opaque bounds: an unrolled loop would be many call sites, each its own stack.
+        int thousand = 1000, ten = 10;
+        for (int i = 0; i < *test::opaque(&thousand); ++i) blocks.push_back(via_first_path());
+        for (int i = 0; i < *test::opaque(&ten); ++i) blocks.push_back(via_second_path());
         blocks.shrink_to_fit();   // the vector's own buffer: a third site
     });
     // Three sites: the 1000 from one path, the 10 from the other, the vector's buffer.
