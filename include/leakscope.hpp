@@ -96,11 +96,14 @@ namespace leakscope {
 //  all:     also every thread that has no scope of its own while it is open.
 enum class Threads { current, all };
 
-// One frame of an allocating call stack (filled once call stacks are captured).
+// One frame of an allocating call stack. One captured return address gives one frame, or several
+// when the compiler inlined calls there: those are marked `inlined` (inlined into the next frame,
+// which has the same address).
 struct Frame {
     std::uintptr_t address = 0;
     std::string function, file, module;
     unsigned line = 0;
+    bool inlined = false;
 };
 
 // Leftovers grouped by allocating stack (and type, where it is known).
@@ -275,13 +278,17 @@ namespace detail {
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <exception>
+#include <fcntl.h>
 #include <link.h>
 #include <malloc.h>
 #include <mutex>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <unordered_map>
 #include <unwind.h>
 
 #if defined(__GNUC__)
@@ -300,6 +307,10 @@ namespace detail {
 #ifndef LEAKSCOPE_TLS_FAST
 #define LEAKSCOPE_TLS_FAST
 #endif
+#endif
+
+#if defined(__GLIBC__)
+extern "C" void* __libc_stack_end;   // glibc: the top of the main thread's stack at start-up
 #endif
 
 namespace leakscope {
@@ -633,6 +644,7 @@ void before_fork() noexcept;
 void after_fork_parent() noexcept;
 void after_fork_child() noexcept;
 void apply_environment_options() noexcept;
+inline void learn_thread_stack(ThreadState& t) noexcept;
 
 inline void ensure_init() noexcept {
     if (LEAKSCOPE_LIKELY(g.init_state.load(acquire) == 2)) return;
@@ -664,6 +676,9 @@ LEAKSCOPE_NOINLINE void register_thread(ThreadState& t) noexcept {
     }
     // A non-null value makes the destructor run at thread exit; no allocation for early keys.
     if (t.registry_index != kMaxThreads) pthread_setspecific(g.exit_key, &t);
+    ++t.internal;   // (it may allocate)
+    learn_thread_stack(t);
+    --t.internal;
 }
 
 inline void ensure_registered(ThreadState& t) noexcept {
@@ -1316,9 +1331,19 @@ inline const u8* eh_frame_hdr_of(std::uintptr_t pc) noexcept {
 #endif
 }
 
-// Computes the rule for the frame whose code address is `lookup` (a return address minus one, or
-// an exact pc). `pc` is the address itself, for the signal-trampoline check.
-LEAKSCOPE_NOINLINE u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) noexcept {
+// Whether the bytes before `pc` end in a call instruction (E8 rel32, or FF /2 in its 2- to 7-byte
+// forms): a genuine return address does, a corrupt one almost never. `from` bounds the look-back
+// to the function's own code.
+inline bool follows_call(std::uintptr_t pc, std::uintptr_t from) noexcept {
+    auto byte = [](std::uintptr_t at) { return *reinterpret_cast<const u8*>(at); };
+    if (pc >= from + 5 && byte(pc - 5) == 0xE8) return true;
+    for (std::uintptr_t k = 2; k <= 7 && pc >= from + k; ++k)
+        if (byte(pc - k) == 0xFF && ((byte(pc - k + 1) >> 3) & 7) == 2) return true;
+    return false;
+}
+
+// The rule from the CFI alone; `begin` learns where the function starts (when its FDE was found).
+inline u64 compute_rule_from_cfi(std::uintptr_t lookup, std::uintptr_t pc, std::uintptr_t& begin) noexcept {
     const u8* hdr = eh_frame_hdr_of(lookup);
     if (!hdr) return make_rule(kRuleStop);   // no unwind tables (JIT code, garbage): stack ends
     if (hdr[0] != 1) return make_rule(kRuleFallback);
@@ -1351,6 +1376,7 @@ LEAKSCOPE_NOINLINE u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) no
     if (!f.pointer(cie.fde_encoding, start, 0) || !f.pointer(u8(cie.fde_encoding & 0x0f), range, 0))
         return make_rule(kRuleFallback);
     if (lookup < start || lookup >= start + range) return make_rule(kRuleStop);   // in no function
+    begin = start;
     if (cie.has_augmentation_data) {
         u64 n = f.uleb();
         f.p += std::min<u64>(n, u64(f.end - f.p));
@@ -1368,6 +1394,18 @@ LEAKSCOPE_NOINLINE u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) no
         return make_rule(kRuleFallback);
     return make_rule(kRuleStep, row.cfa_reg == kRegRbp, row.fp_how == kAtCfa, row.ra_offset, row.fp_offset,
                      row.cfa_offset);
+}
+
+// Computes the rule for the frame whose code address is `lookup` (a return address minus one, or
+// an exact pc). `pc` is the address itself, for the signal-trampoline check.
+LEAKSCOPE_NOINLINE u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) noexcept {
+    std::uintptr_t begin = pc;   // (unknown: no look-back)
+    u64 rule = compute_rule_from_cfi(lookup, pc, begin);
+    // libgcc re-walks the whole stack without bounds checks: hand it only stacks whose frame that
+    // needs it is a genuine return address. A corrupt one ends the stack here instead.
+    if (rule_kind(rule) == kRuleFallback && lookup != pc && !follows_call(pc, begin))
+        return make_rule(kRuleStop);
+    return rule;
 }
 
 inline u64 rule_salt(u64 generation) noexcept { return (generation + 1) * 0x9E3779B97F4A7C15ull; }
@@ -1391,7 +1429,9 @@ LEAKSCOPE_HOT_INLINE u64 rule_for(std::uintptr_t lookup, std::uintptr_t pc, u64 
 #define LEAKSCOPE_NO_SANITIZE_ADDRESS
 #endif
 
-inline std::uintptr_t load_word(std::uintptr_t at) noexcept {
+// Reads a word of the thread's own stack: possibly inside another frame's ASan redzone, which is
+// not a bug here, so never instrumented.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE std::uintptr_t load_word(std::uintptr_t at) noexcept {
     std::uintptr_t v;
     std::memcpy(&v, reinterpret_cast<const void*>(at), sizeof v);
     return v;
@@ -1649,25 +1689,34 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     return n;
 }
 
-// This thread's stack, once per thread (pthread_getattr_np may allocate: the caller's re-entry
-// guard keeps that untracked).
-inline bool thread_stack(ThreadState& t, std::uintptr_t& lo, std::uintptr_t& hi) noexcept {
-    if (LEAKSCOPE_UNLIKELY(t.stack_high == 0)) {
-        t.stack_high = 1;   // "unknown" unless found below
-        pthread_attr_t attr;
-        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-            void* addr = nullptr;
-            std::size_t size = 0;
-            if (pthread_attr_getstack(&attr, &addr, &size) == 0 && addr) {
-                t.stack_low = reinterpret_cast<std::uintptr_t>(addr);
-                t.stack_high = t.stack_low + size;
-            }
-            pthread_attr_destroy(&attr);
-        }
+// This thread's stack: learnt when the thread registers (pthread_getattr_np allocates and is not
+// async-signal-safe, so never during a capture, which may run in a signal handler).
+inline void learn_thread_stack(ThreadState& t) noexcept {
+    pthread_attr_t attr;
+    if (t.stack_high != 0 || pthread_getattr_np(pthread_self(), &attr) != 0) return;
+    void* addr = nullptr;
+    std::size_t size = 0;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0 && addr) {
+        t.stack_low = reinterpret_cast<std::uintptr_t>(addr);
+        t.stack_high = t.stack_low + size;
     }
+    pthread_attr_destroy(&attr);
+}
+// Before that, an async-signal-safe upper bound: glibc puts a thread's descriptor at the top of
+// its stack block, and the main thread's stack ends at __libc_stack_end (argv and the environment
+// lie above it). Only the top matters: a walk never reads below the sp it starts from.
+inline bool thread_stack(const ThreadState& t, std::uintptr_t& lo, std::uintptr_t& hi) noexcept {
     lo = t.stack_low;
     hi = t.stack_high;
-    return hi > 1;
+    if (LEAKSCOPE_LIKELY(hi != 0)) return true;
+#if defined(__GLIBC__)
+    lo = 0;
+    hi = ::getpid() == static_cast<pid_t>(::syscall(SYS_gettid)) ? reinterpret_cast<std::uintptr_t>(__libc_stack_end)
+                                                                : static_cast<std::uintptr_t>(pthread_self());
+    return hi != 0;
+#else
+    return false;
+#endif
 }
 
 struct LibgccWalk {
@@ -1675,11 +1724,18 @@ struct LibgccWalk {
     std::size_t max, n;
     std::uintptr_t first;
     unsigned skipped;
+    std::uintptr_t lo, hi;   // the stack's top, if known, and the last frame's CFA: a frame above the
+                             // top or below its callee ends the walk
 };
 inline _Unwind_Reason_Code libgcc_step(_Unwind_Context* context, void* arg) {
     auto& w = *static_cast<LibgccWalk*>(arg);
     std::uintptr_t ip = _Unwind_GetIP(context);
     if (ip == 0) return _URC_END_OF_STACK;
+    if (w.hi) {   // frames move up the stack, and stay on it
+        std::uintptr_t cfa = _Unwind_GetCFA(context);
+        if (cfa < w.lo || cfa > w.hi) return _URC_END_OF_STACK;
+        w.lo = cfa;
+    }
     if (w.first) {
         if (ip != w.first) return ++w.skipped > 64 ? _URC_END_OF_STACK : _URC_NO_REASON;
         w.first = 0;
@@ -1687,9 +1743,10 @@ inline _Unwind_Reason_Code libgcc_step(_Unwind_Context* context, void* arg) {
     w.out[w.n++] = ip;
     return w.n >= w.max ? _URC_END_OF_STACK : _URC_NO_REASON;
 }
-LEAKSCOPE_NOINLINE std::size_t capture_libgcc(std::uintptr_t first, std::uintptr_t* out, std::size_t max) noexcept {
+LEAKSCOPE_NOINLINE std::size_t capture_libgcc(std::uintptr_t first, std::uintptr_t* out, std::size_t max,
+                                              std::uintptr_t lo = 0, std::uintptr_t hi = 0) noexcept {
     if (max == 0) return 0;
-    LibgccWalk w{out, max, 0, first, 0};
+    LibgccWalk w{out, max, 0, first, 0, lo, hi};
     _Unwind_Backtrace(libgcc_step, &w);
     return w.first ? 0 : w.n;
 }
@@ -1741,7 +1798,8 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(Thread
     asm volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(pc), "=r"(sp), "=r"(fp));
     if (max == 0) return 0;
     u64 generation = st.loader_generation.load(acquire);
-    if (thread_stack(t, lo, hi) && sp >= lo && sp < hi && st.unloading.load(acquire) == 0) {
+    bool on_thread_stack = thread_stack(t, lo, hi) && sp >= lo && sp < hi;
+    if (on_thread_stack && st.unloading.load(acquire) == 0) {
         bool fallback = false;
         std::size_t n = walk_remembered(t, WalkRegs{pc, sp, fp, true}, sp, hi, rule_salt(generation), first, out,
                                         max, fallback, result);
@@ -1749,14 +1807,16 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(Thread
         if (!fallback && st.loader_generation.load(acquire) == generation) return n;
         result = WalkResult{0, nullptr};
     }
+    // libgcc: for a frame the rules cannot express, or a stack this thread does not own (a
+    // coroutine, an alternate signal stack), where no bounds are known.
+    return on_thread_stack ? capture_libgcc(first, out, max, 0, hi) : capture_libgcc(first, out, max);
 #else
     (void)t;
     (void)result;
-#endif
     return capture_libgcc(first, out, max);
+#endif
 }
 
-// `result` learns whether the fast walk recognised the whole stack (then nothing is written to out).
 LEAKSCOPE_NOINLINE std::size_t capture(ThreadState& t, Unwinder how, std::uintptr_t first, std::uintptr_t* out,
                                        std::size_t max, WalkResult& result) noexcept {
     max = std::min<std::size_t>(max, kMaxStackDepth);   // the same limit for every unwinder
@@ -2175,28 +2235,840 @@ bool LeakScope::clean() const noexcept {
     return !any;
 }
 
+// ---- symbolization: ELF symbols and DWARF, read in-process at report time ----------------------
+// Runs only while a report is built (it allocates and takes a mutex, never in the hook). Each
+// loaded object's file is mapped read-only once; its symbol table, line tables and the ranges of
+// its functions and inlined calls are indexed on first use; answers are cached per address.
+namespace detail {
+
+// A bounded reader over one DWARF section: a corrupt offset or length reads zeros, never past.
+struct DwarfReader {
+    const u8* p;
+    const u8* end;
+    bool ok = true;
+    bool has(std::size_t n) const noexcept { return std::size_t(end - p) >= n; }
+    template <class T> T fixed() noexcept {
+        T v{};
+        if (!has(sizeof v)) { ok = false; p = end; return v; }
+        std::memcpy(&v, p, sizeof v);
+        p += sizeof v;
+        return v;
+    }
+    u8 byte() noexcept { return fixed<u8>(); }
+    u64 uleb() noexcept {
+        u64 v = 0;
+        for (unsigned shift = 0;; shift += 7) {
+            u8 b = byte();
+            if (shift < 64) v |= u64(b & 0x7f) << shift;
+            if (!(b & 0x80) || !ok) return v;
+        }
+    }
+    i64 sleb() noexcept {
+        u64 v = 0;
+        unsigned shift = 0;
+        u8 b;
+        do {
+            b = byte();
+            if (shift < 64) v |= u64(b & 0x7f) << shift;
+            shift += 7;
+        } while ((b & 0x80) && ok);
+        if (shift < 64 && (b & 0x40)) v |= ~u64(0) << shift;
+        return i64(v);
+    }
+    u64 sized(unsigned n) noexcept {   // 1, 2, 3, 4 or 8 bytes, little-endian
+        u64 v = 0;
+        if (!has(n)) { ok = false; p = end; return 0; }
+        for (unsigned i = 0; i < n; ++i) v |= u64(p[i]) << (8 * i);
+        p += n;
+        return v;
+    }
+    const char* cstr() noexcept {
+        const char* s = reinterpret_cast<const char*>(p);
+        while (p < end && *p) ++p;
+        if (p == end) { ok = false; return ""; }
+        ++p;
+        return s;
+    }
+    void skip(u64 n) noexcept {
+        if (!has(std::size_t(n))) { ok = false; p = end; return; }
+        p += n;
+    }
+};
+
+struct Section { const u8* data = nullptr; std::size_t size = 0; };
+
+inline const char* section_string(const Section& s, u64 offset) noexcept {
+    if (!s.data || offset >= s.size) return "";
+    const char* str = reinterpret_cast<const char*>(s.data + offset);
+    return std::memchr(str, 0, s.size - offset) ? str : "";
+}
+
+// One compilation unit: what reading its DIEs and its line table needs.
+struct DwarfUnit {
+    u64 offset, end;            // in .debug_info
+    u64 abbrev_offset;
+    u8 version, address_size, offset_size;
+    u64 str_offsets_base, addr_base, rnglists_base;
+    u64 stmt_list;
+    bool has_lines;
+    u32 files_begin, files_count;   // its line table's files in Module::files, by their index
+    std::string comp_dir, name;
+};
+
+// A function or an inlined call: an address range, its nesting, where its name comes from.
+struct DwarfRange {
+    u64 low, high;              // file addresses
+    u32 node;                   // index into nodes
+};
+struct DwarfNode {
+    u64 name_die;               // DIE to take the name from (following origins lazily)
+    u32 parent;                 // enclosing function or inlined call (~0u: none)
+    u32 unit;
+    u32 call_file, call_line;   // for an inlined call: where it was called from
+    bool inlined;
+};
+
+struct LineRow { u64 address; u32 file, line; bool end; };
+
+struct SymbolEntry { u64 address, size; const char* name; };
+
+struct Module {
+    std::string path;           // what reports show
+    std::uintptr_t base = 0;    // load bias: runtime address = file address + base
+    std::uintptr_t start = 0, end = 0;
+    bool indexed = false;
+    const u8* image = nullptr;  // the file, mapped read-only
+    std::size_t image_size = 0;
+    Section info, abbrev, line, str, line_str, str_offsets, addr, ranges, rnglists;
+    std::vector<SymbolEntry> symbols;
+    std::vector<DwarfUnit> units;
+    std::vector<DwarfNode> nodes;
+    std::vector<DwarfRange> ranges_sorted;
+    std::vector<LineRow> rows;
+    std::vector<std::string> files;   // line-table file names, made absolute; rows index them
+    bool lines_indexed = false;
+};
+
+struct Symbolizer {
+    std::mutex mutex;
+    std::vector<std::unique_ptr<Module>> modules;
+    std::unordered_map<std::uintptr_t, std::vector<Frame>> cache;
+};
+inline Symbolizer& symbolizer() {
+    static Symbolizer* instance = new Symbolizer();   // never destroyed: reports at exit use it
+    return *instance;
+}
+
+inline std::string demangled(const char* name) {
+    if (!name || !*name) return std::string();
+    int status = -1;
+    char* readable = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    std::string out = status == 0 && readable ? readable : name;
+    std::free(readable);
+    return out;
+}
+
+// -- ELF ------------------------------------------------------------------------------------------
+inline void map_file(Module& m, const char* path) {
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat info;
+    if (::fstat(fd, &info) == 0 && info.st_size > 0) {
+        void* p = ::mmap(nullptr, std::size_t(info.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p != MAP_FAILED) {
+            m.image = static_cast<const u8*>(p);
+            m.image_size = std::size_t(info.st_size);
+        }
+    }
+    ::close(fd);
+}
+
+inline void read_elf(Module& m) {
+    if (m.image_size < sizeof(ElfW(Ehdr))) return;
+    ElfW(Ehdr) eh;
+    std::memcpy(&eh, m.image, sizeof eh);
+    if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64) return;
+    if (eh.e_shoff == 0 || eh.e_shentsize != sizeof(ElfW(Shdr)) ||
+        eh.e_shoff + u64(eh.e_shnum) * sizeof(ElfW(Shdr)) > m.image_size || eh.e_shstrndx >= eh.e_shnum)
+        return;
+    auto header = [&](unsigned i) {
+        ElfW(Shdr) sh;
+        std::memcpy(&sh, m.image + eh.e_shoff + u64(i) * sizeof sh, sizeof sh);
+        return sh;
+    };
+    ElfW(Shdr) names = header(eh.e_shstrndx);
+    if (names.sh_offset + names.sh_size > m.image_size) return;
+    Section shstr{m.image + names.sh_offset, std::size_t(names.sh_size)};
+    ElfW(Shdr) symtab{}, dynsym{};
+    bool have_symtab = false, have_dynsym = false;
+    for (unsigned i = 0; i < eh.e_shnum; ++i) {
+        ElfW(Shdr) sh = header(i);
+        if (sh.sh_type == SHT_NOBITS || sh.sh_offset + sh.sh_size > m.image_size) continue;
+        Section s{m.image + sh.sh_offset, std::size_t(sh.sh_size)};
+        std::string_view name = section_string(shstr, sh.sh_name);
+        if (sh.sh_type == SHT_SYMTAB) { symtab = sh; have_symtab = true; }
+        if (sh.sh_type == SHT_DYNSYM) { dynsym = sh; have_dynsym = true; }
+        if (sh.sh_flags & SHF_COMPRESSED) continue;   // zlib/zstd: not without a library; names only
+        if (name == ".debug_info") m.info = s;
+        else if (name == ".debug_abbrev") m.abbrev = s;
+        else if (name == ".debug_line") m.line = s;
+        else if (name == ".debug_str") m.str = s;
+        else if (name == ".debug_line_str") m.line_str = s;
+        else if (name == ".debug_str_offsets") m.str_offsets = s;
+        else if (name == ".debug_addr") m.addr = s;
+        else if (name == ".debug_ranges") m.ranges = s;
+        else if (name == ".debug_rnglists") m.rnglists = s;
+    }
+    // Functions from the full symbol table (static ones too: no -rdynamic needed), else the dynamic one.
+    const ElfW(Shdr)& table = have_symtab ? symtab : dynsym;
+    if ((have_symtab || have_dynsym) && table.sh_link < eh.e_shnum && table.sh_entsize == sizeof(ElfW(Sym))) {
+        ElfW(Shdr) strings = header(table.sh_link);
+        if (strings.sh_offset + strings.sh_size <= m.image_size) {
+            Section strs{m.image + strings.sh_offset, std::size_t(strings.sh_size)};
+            std::size_t count = table.sh_size / sizeof(ElfW(Sym));
+            for (std::size_t i = 0; i < count; ++i) {
+                ElfW(Sym) sym;
+                std::memcpy(&sym, m.image + table.sh_offset + i * sizeof sym, sizeof sym);
+                unsigned type = ELF64_ST_TYPE(sym.st_info);
+                if ((type != STT_FUNC && type != STT_GNU_IFUNC) || sym.st_shndx == SHN_UNDEF || sym.st_value == 0)
+                    continue;
+                m.symbols.push_back(SymbolEntry{sym.st_value, sym.st_size, section_string(strs, sym.st_name)});
+            }
+            std::sort(m.symbols.begin(), m.symbols.end(), [](const SymbolEntry& a, const SymbolEntry& b) {
+                return a.address < b.address || (a.address == b.address && a.size > b.size);
+            });
+        }
+    }
+}
+
+inline const SymbolEntry* symbol_at(const Module& m, u64 address) {
+    auto it = std::upper_bound(m.symbols.begin(), m.symbols.end(), address,
+                               [](u64 a, const SymbolEntry& s) { return a < s.address; });
+    while (it != m.symbols.begin()) {
+        --it;
+        if (address < it->address + std::max<u64>(it->size, 1)) return &*it;
+        if (it->size == 0) return &*it;   // unknown size: the closest symbol below
+        // An enclosing symbol may start earlier (rare): keep looking a little.
+        if (address - it->address > (u64(1) << 20)) break;
+    }
+    return nullptr;
+}
+
+// -- DWARF: attribute values -----------------------------------------------------------------------
+enum : u32 {
+    kTagCompileUnit = 0x11, kTagSubprogram = 0x2e, kTagInlined = 0x1d, kTagPartialUnit = 0x3c,
+    kTagSkeletonUnit = 0x4a,
+    kAtName = 0x03, kAtStmtList = 0x10, kAtLowPc = 0x11, kAtHighPc = 0x12, kAtCompDir = 0x1b,
+    kAtAbstractOrigin = 0x31, kAtSpecification = 0x47, kAtRanges = 0x55, kAtCallFile = 0x58,
+    kAtCallLine = 0x59, kAtLinkageName = 0x6e, kAtMipsLinkageName = 0x2007, kAtStrOffsetsBase = 0x72,
+    kAtAddrBase = 0x73, kAtRnglistsBase = 0x74,
+};
+struct AttrValue {
+    u32 form;
+    u64 value;            // constants, offsets, indices, references (section offsets after resolving)
+    const char* string;   // for string forms, once resolved
+    bool is_ref, is_string;
+};
+
+struct AbbrevAttr { u32 name, form; i64 implicit; };
+struct Abbrev { u32 tag; bool children; std::vector<AbbrevAttr> attrs; };
+using AbbrevTable = std::unordered_map<u64, Abbrev>;
+
+inline void read_abbrevs(const Module& m, u64 offset, AbbrevTable& out) {
+    if (offset >= m.abbrev.size) return;
+    DwarfReader r{m.abbrev.data + offset, m.abbrev.data + m.abbrev.size};
+    for (;;) {
+        u64 code = r.uleb();
+        if (!r.ok || code == 0) return;
+        Abbrev a;
+        a.tag = u32(r.uleb());
+        a.children = r.byte() != 0;
+        for (;;) {
+            u32 name = u32(r.uleb()), form = u32(r.uleb());
+            if (!r.ok || (name == 0 && form == 0)) break;
+            i64 implicit = form == 0x21 ? r.sleb() : 0;
+            a.attrs.push_back(AbbrevAttr{name, form, implicit});
+        }
+        out[code] = std::move(a);
+    }
+}
+
+inline const char* indexed_string(const Module& m, const DwarfUnit& u, u64 index) {
+    u64 at = u.str_offsets_base + index * u.offset_size;
+    if (!m.str_offsets.data || at + u.offset_size > m.str_offsets.size) return "";
+    DwarfReader r{m.str_offsets.data + at, m.str_offsets.data + m.str_offsets.size};
+    return section_string(m.str, r.sized(u.offset_size));
+}
+inline u64 indexed_address(const Module& m, const DwarfUnit& u, u64 index) {
+    u64 at = u.addr_base + index * u.address_size;
+    if (!m.addr.data || at + u.address_size > m.addr.size) return 0;
+    DwarfReader r{m.addr.data + at, m.addr.data + m.addr.size};
+    return r.sized(u.address_size);
+}
+
+// Reads one attribute value of `form`; false for a form it cannot size (the unit is abandoned).
+inline bool read_attr(DwarfReader& r, const Module& m, const DwarfUnit& u, u32 form, i64 implicit, AttrValue& v) {
+    v = AttrValue{form, 0, nullptr, false, false};
+    switch (form) {
+        case 0x01: v.value = r.sized(u.address_size); break;                       // addr
+        case 0x03: r.skip(r.fixed<std::uint16_t>()); break;                        // block2
+        case 0x04: r.skip(r.fixed<u32>()); break;                                  // block4
+        case 0x05: v.value = r.fixed<std::uint16_t>(); break;
+        case 0x06: v.value = r.fixed<u32>(); break;
+        case 0x07: v.value = r.fixed<u64>(); break;
+        case 0x08: v.string = r.cstr(); v.is_string = true; break;                 // string
+        case 0x09: case 0x18: r.skip(r.uleb()); break;                             // block, exprloc
+        case 0x0a: r.skip(r.byte()); break;                                        // block1
+        case 0x0b: case 0x0c: v.value = r.byte(); break;                           // data1, flag
+        case 0x0d: v.value = u64(r.sleb()); break;                                 // sdata
+        case 0x0e: v.string = section_string(m.str, r.sized(u.offset_size)); v.is_string = true; break;
+        case 0x0f: v.value = r.uleb(); break;                                      // udata
+        case 0x10: v.value = r.sized(u.version <= 2 ? u.address_size : u.offset_size); v.is_ref = true; break;
+        case 0x11: v.value = u.offset + r.byte(); v.is_ref = true; break;          // ref1..ref_udata:
+        case 0x12: v.value = u.offset + r.fixed<std::uint16_t>(); v.is_ref = true; break;   // unit-relative
+        case 0x13: v.value = u.offset + r.fixed<u32>(); v.is_ref = true; break;
+        case 0x14: v.value = u.offset + r.fixed<u64>(); v.is_ref = true; break;
+        case 0x15: v.value = u.offset + r.uleb(); v.is_ref = true; break;
+        case 0x16: return read_attr(r, m, u, u32(r.uleb()), 0, v);                 // indirect
+        case 0x17: v.value = r.sized(u.offset_size); break;                        // sec_offset
+        case 0x19: v.value = 1; break;                                             // flag_present
+        case 0x1a: v.string = indexed_string(m, u, r.uleb()); v.is_string = true; break;   // strx
+        case 0x1b: v.value = indexed_address(m, u, r.uleb()); break;               // addrx
+        case 0x1c: r.skip(4); break;                                               // ref_sup4
+        case 0x1d: case 0x1f20: case 0x1f21: r.skip(u.offset_size); break;         // strp_sup, GNU alt
+        case 0x1e: r.skip(16); break;                                              // data16
+        case 0x1f: v.string = section_string(m.line_str, r.sized(u.offset_size)); v.is_string = true; break;
+        case 0x20: r.skip(8); break;                                               // ref_sig8
+        case 0x21: v.value = u64(implicit); break;                                 // implicit_const
+        case 0x22: case 0x23: v.value = r.uleb(); break;                           // loclistx, rnglistx
+        case 0x24: r.skip(8); break;                                               // ref_sup8
+        case 0x25: v.string = indexed_string(m, u, r.byte()); v.is_string = true; break;
+        case 0x26: v.string = indexed_string(m, u, r.fixed<std::uint16_t>()); v.is_string = true; break;
+        case 0x27: v.string = indexed_string(m, u, r.sized(3)); v.is_string = true; break;
+        case 0x28: v.string = indexed_string(m, u, r.fixed<u32>()); v.is_string = true; break;
+        case 0x29: v.value = indexed_address(m, u, r.byte()); break;
+        case 0x2a: v.value = indexed_address(m, u, r.fixed<std::uint16_t>()); break;
+        case 0x2b: v.value = indexed_address(m, u, r.sized(3)); break;
+        case 0x2c: v.value = indexed_address(m, u, r.fixed<u32>()); break;
+        case 0x1f01: v.value = indexed_address(m, u, r.uleb()); break;             // GNU_addr_index
+        case 0x1f02: v.string = indexed_string(m, u, r.uleb()); v.is_string = true; break;
+        default: return false;
+    }
+    return r.ok;
+}
+
+// The address ranges of a DIE: low/high, or DW_AT_ranges (.debug_ranges before v5, .debug_rnglists).
+inline void die_ranges(const Module& m, const DwarfUnit& u, u64 low, u64 high, bool high_is_size, bool have_low,
+                       bool have_high, bool have_ranges, u32 ranges_form, u64 ranges, u64 unit_low,
+                       std::vector<std::pair<u64, u64>>& out) {
+    out.clear();
+    if (have_low && have_high) {
+        u64 end = high_is_size ? low + high : high;
+        if (end > low) out.emplace_back(low, end);
+        return;
+    }
+    if (!have_ranges) return;
+    if (u.version < 5) {
+        if (!m.ranges.data || ranges >= m.ranges.size) return;
+        DwarfReader r{m.ranges.data + ranges, m.ranges.data + m.ranges.size};
+        u64 base = unit_low;
+        for (int guard = 0; guard < 100000 && r.ok; ++guard) {
+            u64 a = r.sized(u.address_size), b = r.sized(u.address_size);
+            if (!r.ok || (a == 0 && b == 0)) break;
+            if (a == ~u64(0) >> (64 - 8 * u.address_size)) { base = b; continue; }
+            if (b > a) out.emplace_back(base + a, base + b);
+        }
+        return;
+    }
+    u64 at = ranges;
+    if (ranges_form == 0x23) {   // rnglistx: an index into the offsets table after rnglists_base
+        u64 slot = u.rnglists_base + ranges * u.offset_size;
+        if (!m.rnglists.data || slot + u.offset_size > m.rnglists.size) return;
+        DwarfReader r{m.rnglists.data + slot, m.rnglists.data + m.rnglists.size};
+        at = u.rnglists_base + r.sized(u.offset_size);
+    }
+    if (!m.rnglists.data || at >= m.rnglists.size) return;
+    DwarfReader r{m.rnglists.data + at, m.rnglists.data + m.rnglists.size};
+    u64 base = unit_low;
+    for (int guard = 0; guard < 100000 && r.ok; ++guard) {
+        u8 kind = r.byte();
+        if (kind == 0) break;   // end_of_list
+        u64 a = 0, b = 0;
+        switch (kind) {
+            case 1: base = indexed_address(m, u, r.uleb()); continue;                        // base_addressx
+            case 2: a = indexed_address(m, u, r.uleb()); b = indexed_address(m, u, r.uleb()); break;
+            case 3: a = indexed_address(m, u, r.uleb()); b = a + r.uleb(); break;            // startx_length
+            case 4: a = base + r.uleb(); b = base + r.uleb(); break;                         // offset_pair
+            case 5: base = r.sized(u.address_size); continue;                               // base_address
+            case 6: a = r.sized(u.address_size); b = r.sized(u.address_size); break;        // start_end
+            case 7: a = r.sized(u.address_size); b = a + r.uleb(); break;                   // start_length
+            default: return;
+        }
+        if (b > a) out.emplace_back(a, b);
+    }
+}
+
+// Walks every unit's DIEs once: records units, and every subprogram and inlined call with ranges.
+inline void index_dwarf(Module& m) {
+    if (!m.info.data || !m.abbrev.data) return;
+    std::unordered_map<u64, AbbrevTable> abbrev_cache;
+    std::vector<std::pair<u64, u64>> ranges;
+    DwarfReader top{m.info.data, m.info.data + m.info.size};
+    while (top.ok && top.has(11)) {
+        DwarfUnit u{};
+        u.offset = u64(top.p - m.info.data);
+        u64 length = top.fixed<u32>();
+        u.offset_size = 4;
+        if (length == 0xffffffffu) { length = top.fixed<u64>(); u.offset_size = 8; }
+        if (length == 0 || !top.has(std::size_t(length))) break;
+        const u8* unit_end = top.p + length;
+        u.end = u64(unit_end - m.info.data);
+        DwarfReader r{top.p, unit_end};
+        top.p = unit_end;
+        u.version = u8(r.fixed<std::uint16_t>());
+        u8 unit_type = 1;
+        if (u.version >= 5) {
+            unit_type = r.byte();
+            u.address_size = r.byte();
+            u.abbrev_offset = r.sized(u.offset_size);
+            if (unit_type == 4 || unit_type == 5) r.skip(8);                               // skeleton, split
+            if (unit_type == 2 || unit_type == 6) { r.skip(8); r.skip(u.offset_size); }    // type units
+        } else if (u.version >= 2) {
+            u.abbrev_offset = r.sized(u.offset_size);
+            u.address_size = r.byte();
+        } else {
+            continue;
+        }
+        if (!r.ok || u.address_size != 8) continue;
+        if (unit_type != 1 && unit_type != 3) continue;   // compile and partial units only
+        AbbrevTable& abbrevs = abbrev_cache[u.abbrev_offset];
+        if (abbrevs.empty()) read_abbrevs(m, u.abbrev_offset, abbrevs);
+        u32 unit_index = u32(m.units.size());
+        // DW_FORM_strx and addrx need the unit's bases, which its root DIE holds: read the root
+        // twice, first for the bases only.
+        const u8* root = r.p;
+        for (int pass = 0; pass < 2; ++pass) {
+            r.p = root;
+            u64 code = r.uleb();
+            auto it = abbrevs.find(code);
+            if (it == abbrevs.end()) { r.ok = false; break; }
+            for (const AbbrevAttr& a : it->second.attrs) {
+                AttrValue v;
+                if (!read_attr(r, m, u, a.form, a.implicit, v)) { r.ok = false; break; }
+                if (pass == 0) {
+                    if (a.name == kAtStrOffsetsBase) u.str_offsets_base = v.value;
+                    if (a.name == kAtAddrBase) u.addr_base = v.value;
+                    if (a.name == kAtRnglistsBase) u.rnglists_base = v.value;
+                } else {
+                    if (a.name == kAtStmtList) { u.stmt_list = v.value; u.has_lines = true; }
+                    if (a.name == kAtCompDir && v.string) u.comp_dir = v.string;
+                    if (a.name == kAtName && v.string) u.name = v.string;
+                }
+            }
+            if (!r.ok) break;
+        }
+        if (!r.ok) continue;
+        if (u.version >= 5 && u.str_offsets_base == 0 && m.str_offsets.data) u.str_offsets_base = 8;
+        m.units.push_back(u);
+        // The DIE tree below the root: a stack of the enclosing function/inlined-call nodes.
+        r.p = root;
+        std::vector<u32> stack_nodes;   // node index per depth (~0u where the DIE is no function)
+        u64 unit_low = 0;
+        int depth = 0;
+        while (r.ok && r.p < unit_end) {
+            u64 die = u64(r.p - m.info.data);
+            u64 code = r.uleb();
+            if (code == 0) {   // end of siblings
+                if (--depth <= 0) break;
+                stack_nodes.pop_back();
+                continue;
+            }
+            auto it = abbrevs.find(code);
+            if (it == abbrevs.end()) break;
+            const Abbrev& ab = it->second;
+            u64 low = 0, high = 0, range_value = 0, call_file = 0, call_line = 0;
+            bool have_low = false, have_high = false, high_is_size = false, have_ranges = false;
+            u32 ranges_form = 0;
+            for (const AbbrevAttr& a : ab.attrs) {
+                AttrValue v;
+                if (!read_attr(r, m, u, a.form, a.implicit, v)) { r.ok = false; break; }
+                switch (a.name) {
+                    case kAtLowPc: low = v.value; have_low = true; break;
+                    case kAtHighPc: high = v.value; have_high = true; high_is_size = a.form != 0x01 && a.form != 0x1b &&
+                                                                       (a.form < 0x29 || a.form > 0x2c) && a.form != 0x1f01; break;
+                    case kAtRanges: range_value = v.value; have_ranges = true; ranges_form = a.form; break;
+                    case kAtCallFile: call_file = v.value; break;
+                    case kAtCallLine: call_line = v.value; break;
+                    default: break;
+                }
+            }
+            if (!r.ok) break;
+            if (depth == 0 && have_low) unit_low = low;
+            u32 parent = ~0u;
+            for (std::size_t i = stack_nodes.size(); i-- > 0;)
+                if (stack_nodes[i] != ~0u) { parent = stack_nodes[i]; break; }
+            u32 node = ~0u;
+            if (ab.tag == kTagSubprogram || ab.tag == kTagInlined) {
+                die_ranges(m, u, low, high, high_is_size, have_low, have_high, have_ranges, ranges_form, range_value,
+                           unit_low, ranges);
+                if (!ranges.empty()) {
+                    node = u32(m.nodes.size());
+                    m.nodes.push_back(DwarfNode{die, parent, unit_index, u32(call_file), u32(call_line),
+                                                ab.tag == kTagInlined});
+                    for (auto& range : ranges) m.ranges_sorted.push_back(DwarfRange{range.first, range.second, node});
+                }
+            }
+            if (ab.children) {
+                ++depth;
+                stack_nodes.push_back(node);
+            } else if (depth == 0) {
+                break;   // a root without children
+            }
+        }
+    }
+    std::sort(m.ranges_sorted.begin(), m.ranges_sorted.end(), [](const DwarfRange& a, const DwarfRange& b) {
+        return a.low < b.low || (a.low == b.low && a.high > b.high);
+    });
+}
+
+// The name of a function DIE, following abstract_origin and specification, preferring the
+// linkage name (demangled later), as addr2line does.
+inline std::string die_name(const Module& m, u64 die, int hops = 0) {
+    if (hops > 8 || die >= m.info.size) return std::string();
+    // The unit holding the DIE: units are in section order.
+    auto it = std::upper_bound(m.units.begin(), m.units.end(), die,
+                               [](u64 d, const DwarfUnit& u) { return d < u.offset; });
+    if (it == m.units.begin()) return std::string();
+    const DwarfUnit& u = *(it - 1);
+    if (die >= u.end) return std::string();
+    AbbrevTable abbrevs;   // (small units; a cache would help a cold report of many frames)
+    read_abbrevs(m, u.abbrev_offset, abbrevs);
+    DwarfReader r{m.info.data + die, m.info.data + u.end};
+    auto ab = abbrevs.find(r.uleb());
+    if (ab == abbrevs.end()) return std::string();
+    const char* name = nullptr;
+    const char* linkage = nullptr;
+    u64 origin = 0;
+    for (const AbbrevAttr& a : ab->second.attrs) {
+        AttrValue v;
+        if (!read_attr(r, m, u, a.form, a.implicit, v)) break;
+        if (a.name == kAtName && v.string) name = v.string;
+        if ((a.name == kAtLinkageName || a.name == kAtMipsLinkageName) && v.string) linkage = v.string;
+        if ((a.name == kAtAbstractOrigin || a.name == kAtSpecification) && v.is_ref) origin = v.value;
+    }
+    if (linkage && *linkage) return demangled(linkage);
+    if (origin) {
+        std::string from_origin = die_name(m, origin, hops + 1);
+        if (!from_origin.empty()) return from_origin;
+    }
+    return name ? std::string(name) : std::string();
+}
+
+// -- DWARF: line tables ---------------------------------------------------------------------------
+inline std::string join_path(const std::string& dir, const char* name) {
+    if (!name || !*name) return std::string();
+    if (name[0] == '/' || dir.empty()) return name;
+    return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+// Reads one unit's line program, appending rows (file indices into m.files).
+inline void read_line_program(Module& m, DwarfUnit& unit) {
+    if (!m.line.data || unit.stmt_list >= m.line.size) return;
+    DwarfReader r{m.line.data + unit.stmt_list, m.line.data + m.line.size};
+    u64 length = r.fixed<u32>();
+    unsigned offset_size = 4;
+    if (length == 0xffffffffu) { length = r.fixed<u64>(); offset_size = 8; }
+    if (!r.has(std::size_t(length))) return;
+    const u8* end = r.p + length;
+    r.end = end;
+    unsigned version = r.fixed<std::uint16_t>();
+    if (version < 2 || version > 5) return;
+    unsigned address_size = 8;
+    if (version >= 5) {
+        address_size = r.byte();
+        r.byte();   // segment selector size
+    }
+    u64 header_length = r.sized(offset_size);
+    const u8* program = r.p + header_length;
+    unsigned min_inst = r.byte();
+    if (version >= 4) r.byte();   // maximum operations per instruction (VLIW only)
+    bool default_is_stmt = r.byte() != 0;
+    (void)default_is_stmt;
+    i64 line_base = std::int8_t(r.byte());
+    unsigned line_range = r.byte();
+    unsigned opcode_base = r.byte();
+    if (!r.ok || line_range == 0 || opcode_base == 0) return;
+    u8 opcode_lengths[256] = {};
+    for (unsigned i = 1; i < opcode_base; ++i) opcode_lengths[i] = r.byte();
+    std::vector<std::string> dirs;
+    std::vector<u32> file_ids;   // this program's file index -> m.files index
+    auto add_file = [&](const char* name, u64 dir) {
+        std::string d = dir < dirs.size() ? dirs[dir] : std::string();
+        std::string path = join_path(d, name);
+        file_ids.push_back(u32(m.files.size()));
+        m.files.push_back(std::move(path));
+    };
+    if (version < 5) {
+        dirs.push_back(unit.comp_dir);
+        for (;;) {
+            const char* dir = r.cstr();
+            if (!r.ok || !*dir) break;
+            dirs.push_back(join_path(unit.comp_dir, dir));
+        }
+        file_ids.push_back(u32(m.files.size()));   // index 0 is not a file before DWARF 5
+        m.files.push_back(std::string());
+        for (;;) {
+            const char* name = r.cstr();
+            if (!r.ok || !*name) break;
+            u64 dir = r.uleb();
+            r.uleb();
+            r.uleb();
+            add_file(name, dir);
+        }
+    } else {
+        DwarfUnit fake = unit;   // the forms of entries: strings resolve through the unit's sections
+        fake.offset_size = u8(offset_size);
+        auto read_entries = [&](bool files) {
+            unsigned format_count = r.byte();
+            std::vector<std::pair<u64, u64>> format;
+            for (unsigned i = 0; i < format_count; ++i) {
+                u64 type = r.uleb(), form = r.uleb();
+                format.emplace_back(type, form);
+            }
+            u64 count = r.uleb();
+            for (u64 i = 0; i < count && r.ok; ++i) {
+                const char* path = "";
+                u64 dir = 0;
+                for (auto& f : format) {
+                    AttrValue v;
+                    if (!read_attr(r, m, fake, u32(f.second), 0, v)) { r.ok = false; break; }
+                    if (f.first == 1 && v.string) path = v.string;   // DW_LNCT_path
+                    if (f.first == 2) dir = v.value;                 // DW_LNCT_directory_index
+                }
+                if (!r.ok) return;
+                if (files) add_file(path, dir);
+                else dirs.push_back(dirs.empty() ? std::string(path) : join_path(dirs[0], path));
+            }
+        };
+        read_entries(false);
+        read_entries(true);
+    }
+    unit.files_begin = file_ids.empty() ? 0 : file_ids[0];
+    unit.files_count = u32(file_ids.size());
+    if (!r.ok || program > end) return;
+    r.p = program;
+    u64 address = 0;
+    u32 file = 1, line = 1;
+    bool sequence_ok = true;
+    std::size_t sequence_start = m.rows.size();
+    auto emit = [&](bool end_sequence) {
+        u32 id = file < file_ids.size() ? file_ids[file] : ~0u;
+        m.rows.push_back(LineRow{address, id, line, end_sequence});
+    };
+    while (r.ok && r.p < end) {
+        u8 op = r.byte();
+        if (op >= opcode_base) {
+            unsigned adjusted = op - opcode_base;
+            address += u64(adjusted / line_range) * min_inst;
+            line = u32(i64(line) + line_base + i64(adjusted % line_range));
+            emit(false);
+            continue;
+        }
+        switch (op) {
+            case 0: {   // extended
+                u64 n = r.uleb();
+                const u8* next = r.p + std::min<u64>(n, u64(end - r.p));
+                u8 sub = n ? r.byte() : 0;
+                if (sub == 1) {   // end_sequence
+                    emit(true);
+                    // A sequence of a discarded function (address 0 / -1 tombstones) is dropped.
+                    if (!sequence_ok) m.rows.resize(sequence_start);
+                    address = 0;
+                    file = 1;
+                    line = 1;
+                    sequence_ok = true;
+                    sequence_start = m.rows.size();
+                } else if (sub == 2) {
+                    address = r.sized(address_size);
+                    if (address == 0 || address == ~u64(0)) sequence_ok = false;
+                }
+                r.p = next;
+                break;
+            }
+            case 1: emit(false); break;                                            // copy
+            case 2: address += r.uleb() * min_inst; break;                          // advance_pc
+            case 3: line = u32(i64(line) + r.sleb()); break;                        // advance_line
+            case 4: file = u32(r.uleb()); break;                                    // set_file
+            case 5: r.uleb(); break;                                                // set_column
+            case 8: address += u64((255 - opcode_base) / line_range) * min_inst; break;   // const_add_pc
+            case 9: address += r.fixed<std::uint16_t>(); break;                     // fixed_advance_pc
+            case 6: case 7: case 10: case 11: break;
+            default:
+                for (unsigned i = 0; i < opcode_lengths[op]; ++i) r.uleb();
+                break;
+        }
+    }
+}
+
+inline void index_lines(Module& m) {
+    if (m.lines_indexed) return;
+    m.lines_indexed = true;
+    for (DwarfUnit& u : m.units)
+        if (u.has_lines) read_line_program(m, u);
+    std::stable_sort(m.rows.begin(), m.rows.end(), [](const LineRow& a, const LineRow& b) { return a.address < b.address; });
+}
+
+inline const LineRow* line_at(const Module& m, u64 address) {
+    auto it = std::upper_bound(m.rows.begin(), m.rows.end(), address,
+                               [](u64 a, const LineRow& row) { return a < row.address; });
+    if (it == m.rows.begin()) return nullptr;
+    const LineRow& row = *(it - 1);
+    if (row.end || row.file == ~0u) return nullptr;
+    return &row;
+}
+
+// An inlined call's DW_AT_call_file: an index into its unit's line-table files.
+inline std::string call_file_name(const Module& m, const DwarfNode& d) {
+    const DwarfUnit& u = m.units[d.unit];
+    return d.call_file < u.files_count ? m.files[u.files_begin + d.call_file] : std::string();
+}
+
+// -- modules ----------------------------------------------------------------------------------------
+inline std::string self_path() {
+    char buffer[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+    return n > 0 ? std::string(buffer, std::size_t(n)) : std::string();
+}
+
+// The module holding a runtime address, found (and added) through the loader's list.
+inline Module* module_of(Symbolizer& s, std::uintptr_t address) {
+    for (auto& m : s.modules)
+        if (address >= m->start && address < m->end) return m.get();
+    struct Found { std::uintptr_t address; std::string path; std::uintptr_t base, start, end; bool ok; } found{address, {}, 0, 0, 0, false};
+    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
+        auto& f = *static_cast<Found*>(arg);
+        std::uintptr_t lo = ~std::uintptr_t(0), hi = 0;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+            const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+            if (ph.p_type != PT_LOAD) continue;
+            lo = std::min<std::uintptr_t>(lo, info->dlpi_addr + ph.p_vaddr);
+            hi = std::max<std::uintptr_t>(hi, info->dlpi_addr + ph.p_vaddr + ph.p_memsz);
+        }
+        if (f.address < lo || f.address >= hi) return 0;
+        f.path = info->dlpi_name ? info->dlpi_name : "";
+        f.base = info->dlpi_addr;
+        f.start = lo;
+        f.end = hi;
+        f.ok = true;
+        return 1;
+    }, &found);
+    if (!found.ok) return nullptr;
+    auto m = std::make_unique<Module>();
+    m->path = found.path.empty() ? self_path() : found.path;
+    m->base = found.base;
+    m->start = found.start;
+    m->end = found.end;
+    s.modules.push_back(std::move(m));
+    return s.modules.back().get();
+}
+
+inline void ensure_indexed(Module& m) {
+    if (m.indexed) return;
+    m.indexed = true;
+    if (m.path.empty() || m.path.compare(0, 10, "linux-vdso") == 0) return;
+    map_file(m, m.path.c_str());
+    if (!m.image) return;
+    read_elf(m);
+    index_dwarf(m);
+}
+
+inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t return_address) {
+    std::vector<Frame> frames;
+    Frame base_frame;
+    base_frame.address = return_address;
+    Module* m = module_of(s, return_address - 1);
+    if (!m) {
+        frames.push_back(base_frame);
+        return frames;
+    }
+    base_frame.module = m->path;
+    ensure_indexed(*m);
+    u64 address = u64(return_address - 1 - m->base);   // the call instruction, as a file address
+    const LineRow* row = nullptr;
+    if (!m->ranges_sorted.empty() || !m->units.empty()) {
+        index_lines(*m);
+        row = line_at(*m, address);
+    }
+    // The innermost function or inlined call containing the address.
+    u32 node = ~0u;
+    {
+        auto it = std::upper_bound(m->ranges_sorted.begin(), m->ranges_sorted.end(), address,
+                                   [](u64 a, const DwarfRange& r) { return a < r.low; });
+        u32 best_depth = 0;
+        for (int scanned = 0; it != m->ranges_sorted.begin() && scanned < 4096; ++scanned) {
+            --it;
+            if (address < it->high) {
+                u32 depth = 0;
+                for (u32 n = it->node; n != ~0u && depth < 256; n = m->nodes[n].parent) ++depth;
+                if (node == ~0u || depth > best_depth) {
+                    node = it->node;
+                    best_depth = depth;
+                }
+            }
+        }
+    }
+    if (node == ~0u) {   // no DWARF for it: the symbol table
+        Frame f = base_frame;
+        if (const SymbolEntry* sym = symbol_at(*m, address)) f.function = demangled(sym->name);
+        if (row) {
+            f.file = m->files[row->file];
+            f.line = row->line;
+        }
+        frames.push_back(std::move(f));
+        return frames;
+    }
+    // Innermost first: each frame's line is where the next inner call happened.
+    std::string file = row ? m->files[row->file] : std::string();
+    unsigned line = row ? row->line : 0;
+    for (u32 n = node, guard = 0; n != ~0u && guard < 256; n = m->nodes[n].parent, ++guard) {
+        const DwarfNode& d = m->nodes[n];
+        Frame f = base_frame;
+        f.function = die_name(*m, d.name_die);
+        if (f.function.empty())
+            if (const SymbolEntry* sym = symbol_at(*m, address)) f.function = demangled(sym->name);
+        f.file = file;
+        f.line = line;
+        f.inlined = d.inlined && d.parent != ~0u;
+        frames.push_back(std::move(f));
+        if (!d.inlined) break;
+        // The caller's line is this inlined call's call site.
+        line = d.call_line;
+        file = call_file_name(*m, d);
+    }
+    return frames;
+}
+
+}  // namespace detail
+
+std::vector<Frame> symbolize(std::uintptr_t return_address) {
+    InternalGuard internal;
+    Symbolizer& s = symbolizer();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    auto it = s.cache.find(return_address);
+    if (it != s.cache.end()) return it->second;
+    std::vector<Frame> frames = symbolize_uncached(s, return_address);
+    s.cache.emplace(return_address, frames);
+    return frames;
+}
+
 namespace detail {
 // A site's frames from its interned stack: addresses, and what the dynamic loader can name.
 void fill_frames(u32 stack, Site& site) {
     const StackEntry* e = stack_entry(stack);
     if (!e) return;
     site.frames.reserve(e->depth);
-    for (u32 i = 0; i < e->depth; ++i) {
-        Frame f;
-        f.address = e->frames[i];
-        Dl_info info;
-        // A return address may be one past its function's end: look up the call instruction.
-        if (::dladdr(reinterpret_cast<void*>(f.address - 1), &info)) {
-            if (info.dli_fname) f.module = info.dli_fname;
-            if (info.dli_sname) {
-                int status = -1;
-                char* readable = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
-                f.function = status == 0 && readable ? readable : info.dli_sname;
-                std::free(readable);
-            }
-        }
-        site.frames.push_back(std::move(f));
-    }
+    for (u32 i = 0; i < e->depth; ++i)
+        for (Frame& f : symbolize(e->frames[i])) site.frames.push_back(std::move(f));
 }
 
 // Builds the report of a scope's current leftovers (leakscope's own allocations inside) and,
@@ -2374,13 +3246,11 @@ void record_deallocation(const void* block, std::size_t size) noexcept {
 // ---- call stacks and options ------------------------------------------------------------------
 LEAKSCOPE_NOINLINE std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how) noexcept {
     if (!out || max == 0) return 0;
+    // No registration here (it is not async-signal-safe): a thread leakscope has not met yet walks
+    // with libgcc and without remembering.
     ThreadState& t = tls;
-    ensure_registered(t);   // so that its walk memory is given back at thread exit
-    ++t.internal;           // the first capture on a thread may allocate (pthread_getattr_np)
     WalkResult ignored{0, nullptr};
-    std::size_t n = capture(t, how, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)), out, max, ignored);
-    --t.internal;
-    return n;
+    return capture(t, how, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)), out, max, ignored);
 }
 
 namespace detail {
