@@ -119,9 +119,13 @@ std::vector<Frame> symbolize(std::uintptr_t return_address) {
             f.line = static_cast<unsigned>(std::strtoul(colon + 1, nullptr, 10));
         }
         if (std::strcmp(loc, "??") != 0) f.file = loc;
+        // Without debug info, binutils guesses a local function's file from its STT_FILE symbol
+        // ("corpus.cpp:0"); the convention is no file, line 0.
+        if (f.line == 0 && f.file.find('/') == std::string::npos) f.file.clear();
         out.push_back(f);
     }
     ::pclose(p);
+    for (std::size_t k = 0; k + 1 < out.size(); ++k) out[k].inlined = true;
 #ifdef ORACLE_BREAK_SYMBOLIZE
     if (out.size() >= 3) out.pop_back();
     for (Frame& f : out)
