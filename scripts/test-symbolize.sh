@@ -10,8 +10,9 @@
 # frame by frame (function, file, line; module and address too), with what
 # `addr2line -i -f -C` answers for the call instruction (address - 1); see
 # tests/symbolize/corpus.cpp for the sites and the rules. Where binutils' addr2line is
-# contradicted by llvm-addr2line (frames, files or lines; e.g. binutils 2.40 loses clang's DWARF 5
-# inlined frames), an answer equal to llvm-addr2line's passes, printed and counted in the result. Each variant builds corpus
+# contradicted by llvm-addr2line (binutils 2.40 loses clang's DWARF 5 inlined frames, and names an
+# inlined innermost frame without DW_AT_linkage_name after the function it was inlined into), an
+# answer with llvm-addr2line's correction passes, printed and counted in the result line. Each variant builds corpus
 # (+ corpus_impl.cpp, leakscope's implementation) and the dlopen'd library twice, libsym_a.so and
 # libsym_b.so (the same code with other names and lines: after a's dlclose, b loaded at the same
 # address must not get a's answers). A failing variant's log: build/symbolize/<variant>/log.txt
@@ -28,6 +29,8 @@
 #   LEAKSCOPE_SYMBOLIZE_JOBS=2         variants built and run at once (default 2)
 #   LEAKSCOPE_SYMBOLIZE_VARIANTS="gcc-O2-pie clang-O0-nopie"   run only these
 #   LEAKSCOPE_SYMBOLIZE_TIMEOUT=120    seconds one corpus run may take before it counts as a hang
+#   LEAKSCOPE_SYMBOLIZE_TIEBREAK=0     binutils' addr2line alone, even where llvm-addr2line shows
+#                                      it wrong (default 1: llvm-addr2line breaks those ties)
 #   LEAKSCOPE_SYMBOLIZE_IMPL=file.cpp  build the matrix against this translation unit instead of
 #                                      tests/symbolize/corpus_impl.cpp (leakscope's
 #                                      implementation), e.g. tests/symbolize/reference_symbolizer.cpp
@@ -153,7 +156,8 @@ run_variant() {
   fi
 
   local -a run=("$dir/corpus" "--mode=$mode")
-  [ -n "${LLVM_ADDR2LINE:-}" ] && run+=("--tiebreak=$LLVM_ADDR2LINE")
+  [ -n "${LLVM_ADDR2LINE:-}" ] && [ "${LEAKSCOPE_SYMBOLIZE_TIEBREAK:-1}" != 0 ] &&
+    run+=("--tiebreak=$LLVM_ADDR2LINE")
   run+=("$dir/libsym_a.so" "$dir/libsym_b.so")
   echo "+ ${run[*]}" >>"$log"
   rc=0

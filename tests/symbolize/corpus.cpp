@@ -46,8 +46,9 @@
 // applies) must be in frame 0's answer. Not checked in mode stripped.
 //
 // Where binutils' addr2line is demonstrably wrong (it and llvm-addr2line differ in frames, files
-// or lines), --tiebreak=<llvm-addr2line> lets an address pass whose answer is exactly
-// llvm-addr2line's; every such address is printed ("note ... contradicted") and counted.
+// or lines; it names an inlined innermost frame after the function it was inlined into),
+// --tiebreak=<llvm-addr2line> lets an address pass whose answer is binutils' corrected there by
+// llvm-addr2line's; every such address is printed ("note ... contradicted") and counted (main).
 //
 // Usage: corpus [--mode=debug|nodebug|stripped] [--tiebreak=llvm-addr2line] /abs/libsym_a.so
 //        /abs/libsym_b.so
@@ -58,8 +59,13 @@
 
 #include <leakscope.hpp>
 
+#include <cxxabi.h>
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <link.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -610,6 +616,64 @@ bool run_addr2line(const std::string& tool, Refs& refs, std::size_t m,
     return true;
 }
 
+// The demangled name of the ELF function symbol (.symtab, else .dynsym; the smallest) that
+// contains file address `want` in the ELF file `path`; "" if none.
+std::string elf_symbol(const std::string& path, std::uintptr_t want) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "";
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(ElfW(Ehdr)))) {
+        ::close(fd);
+        return "";
+    }
+    std::size_t size = static_cast<std::size_t>(st.st_size);
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (map == MAP_FAILED) return "";
+    const char* file = static_cast<const char*>(map);
+    const auto* eh = reinterpret_cast<const ElfW(Ehdr)*>(file);
+    std::string out;
+    if (std::memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_shoff != 0 &&
+        eh->e_shoff + std::size_t(eh->e_shnum) * sizeof(ElfW(Shdr)) <= size) {
+        const auto* sh = reinterpret_cast<const ElfW(Shdr)*>(file + eh->e_shoff);
+        const ElfW(Sym)* best = nullptr;
+        const char* best_strtab = nullptr;
+        for (unsigned type : {unsigned(SHT_SYMTAB), unsigned(SHT_DYNSYM)}) {
+            for (unsigned k = 0; k < eh->e_shnum; ++k) {
+                if (sh[k].sh_type != type || sh[k].sh_link >= eh->e_shnum || sh[k].sh_entsize == 0)
+                    continue;
+                const ElfW(Shdr)& strsh = sh[sh[k].sh_link];
+                if (sh[k].sh_offset + sh[k].sh_size > size || strsh.sh_offset + strsh.sh_size > size)
+                    continue;
+                const auto* syms = reinterpret_cast<const ElfW(Sym)*>(file + sh[k].sh_offset);
+                for (std::size_t i = 0; i < sh[k].sh_size / sh[k].sh_entsize; ++i) {
+                    const ElfW(Sym)& sym = syms[i];
+                    unsigned t = ELF64_ST_TYPE(sym.st_info);
+                    if ((t != STT_FUNC && t != STT_GNU_IFUNC) || sym.st_shndx == SHN_UNDEF ||
+                        sym.st_name >= strsh.sh_size)
+                        continue;
+                    std::uintptr_t len = sym.st_size ? sym.st_size : 1;
+                    if (want < sym.st_value || want - sym.st_value >= len) continue;
+                    if (!best || sym.st_size < best->st_size) {
+                        best = &sym;
+                        best_strtab = file + strsh.sh_offset;
+                    }
+                }
+            }
+            if (best) break;
+        }
+        if (best) {
+            const char* raw = best_strtab + best->st_name;
+            int status = -1;
+            char* dem = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
+            out = (status == 0 && dem) ? dem : raw;
+            std::free(dem);
+        }
+    }
+    ::munmap(map, size);
+    return out;
+}
+
 // The frames of a capture that are compared with addr2line: the leading run in corpus modules.
 std::size_t compared(const Capture& c) {
     std::size_t n = 0;
@@ -709,10 +773,22 @@ void compare_addr(const Addr& a, bool corpus, std::string& why, bool& tiebroken)
     std::string own;
     compare_ref(a.got, ref, own, true);
     if (!own.empty() && g_mode == Mode::debug && !g_tiebreak.empty()) {
+        // binutils' answer, corrected where llvm-addr2line shows it wrong (see main):
+        //  (a) the two differ in frames, files or lines: llvm-addr2line's answer;
+        //  (b) an inlined innermost frame (of several) that binutils names after the function it
+        //      was inlined into (the enclosing ELF symbol, as when the DIE has no linkage name):
+        //      that frame named as llvm-addr2line names it, from the inlined function's DWARF.
         const std::vector<Ref>& llvm = g_refs_llvm[a.module][a.offset];
+        std::vector<Ref> fixed = ref;
+        if (refs_disagree(ref, llvm)) {
+            fixed = llvm;
+        } else if (ref.size() > 1 && ref[0].function != llvm[0].function &&
+                   ref[0].function == elf_symbol(g_modules[a.module].path, a.offset)) {
+            fixed[0].function = llvm[0].function;
+        }
         std::string other;
-        compare_ref(a.got, llvm, other, false);
-        if (other.empty() && refs_disagree(ref, llvm)) {
+        compare_ref(a.got, fixed, other, false);
+        if (other.empty()) {
             tiebroken = true;
             return;
         }
@@ -746,8 +822,8 @@ void print_addr(std::size_t i, const Addr& a, bool corpus, bool mark, bool tiebr
         std::printf("          (addr2line -i -f -C -e %s 0x%lx; leakscope's module: %s)\n",
                     m->path.c_str(), static_cast<unsigned long>(a.offset), mod.c_str());
         if (tiebroken)
-            std::printf("          binutils addr2line and llvm-addr2line disagree: leakscope agrees "
-                        "with llvm-addr2line\n");
+            std::printf("          binutils addr2line contradicted by llvm-addr2line: leakscope agrees "
+                        "with llvm-addr2line where they differ\n");
     }
 }
 
@@ -1003,12 +1079,19 @@ int main(int argc, char** argv) {
     bogus_addresses();
 
     // ---- addr2line: once per module, every address of the corpus modules --------------------
-    // binutils' addr2line is the reference. It has faults of its own (2.40 loses the inlined
-    // frames whose DW_AT_ranges is a DW_FORM_rnglistx, as clang 14 emits for DWARF 5, and then
-    // names the enclosing function at the innermost line), so with --tiebreak=llvm-addr2line an
-    // address whose answers from the two tools differ in frames, files or lines also passes if
-    // symbolize() gives exactly llvm-addr2line's answer (each such address is printed, counted,
-    // and shown in the variant's result line).
+    // binutils' addr2line is the reference. It has faults of its own, so with
+    // --tiebreak=llvm-addr2line an address also passes if symbolize() gives binutils' answer
+    // corrected by llvm-addr2line's in exactly these two cases (each such address is printed,
+    // counted, and shown in the variant's result line):
+    //  (a) binutils 2.40 loses the inlined frames whose DW_AT_ranges is a DW_FORM_rnglistx (clang
+    //      14's DWARF 5) and names the enclosing function at the innermost line: where the two
+    //      tools differ in frames, files or lines, llvm-addr2line's answer;
+    //  (b) for the innermost frame, binutils takes the name of the ELF symbol containing the
+    //      address when the DIE has no DW_AT_linkage_name (GCC omits it for internal linkage:
+    //      static functions, anonymous namespaces, lambdas, templates of local types); right for
+    //      a function that was not inlined ("static_c(int)", no tie-break), but for an inlined
+    //      innermost frame it names the function it was inlined into (std::function's
+    //      __invoke_impl called "function_site()"): that frame named as llvm-addr2line names it.
     g_refs.resize(g_modules.size());
     g_refs_llvm.resize(g_modules.size());
     for (std::size_t m = 0; m < g_modules.size(); ++m) {
