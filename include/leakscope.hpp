@@ -3369,6 +3369,16 @@ Stats stats() noexcept {
 }
 
 // ---- writers ----------------------------------------------------------------------------------
+namespace detail {
+// A frame of the standard library's allocation machinery (or of operator new itself).
+inline bool is_plumbing(const Frame& f) {
+    auto starts = [](const std::string& s, const char* prefix) { return s.compare(0, std::strlen(prefix), prefix) == 0; };
+    if (starts(f.file, "/usr/include/c++/") || starts(f.file, "/usr/lib/gcc/")) return true;
+    if (!f.file.empty()) return false;
+    return starts(f.function, "std::") || starts(f.function, "__gnu_cxx::") || starts(f.function, "operator new");
+}
+}  // namespace detail
+
 void TextWriter::write(const Report& r) {
     std::FILE* out = out_ ? out_ : stderr;
     const char* name = r.scope.empty() ? "(unnamed)" : r.scope.c_str();
@@ -3382,8 +3392,14 @@ void TextWriter::write(const Report& r) {
         std::fprintf(out, "leakscope:   #%zu  %zu block%s, %zu bytes%s%s\n", ++rank, site.blocks,
                      site.blocks == 1 ? "" : "s", site.bytes, site.type.empty() ? "" : "  type ",
                      site.type.c_str());
+        // The allocator's own plumbing (std::allocator, containers' node makers, operator new)
+        // says nothing about who leaked: start at the first frame outside it.
+        std::size_t skip = 0;
+        while (skip + 1 < site.frames.size() && is_plumbing(site.frames[skip])) ++skip;
+        if (skip) std::fprintf(out, "leakscope:        (%zu standard-library frame%s above)\n", skip, skip == 1 ? "" : "s");
         std::size_t shown = 0;
-        for (const Frame& f : site.frames) {
+        for (std::size_t i = skip; i < site.frames.size(); ++i) {
+            const Frame& f = site.frames[i];
             if (++shown > 8) break;
             const char* function = f.function.empty() ? "??" : f.function.c_str();
             if (!f.file.empty())
@@ -3392,8 +3408,8 @@ void TextWriter::write(const Report& r) {
                 std::fprintf(out, "leakscope:        at %s (%s) [0x%llx]\n", function,
                              f.module.empty() ? "?" : f.module.c_str(), static_cast<unsigned long long>(f.address));
         }
-        if (site.frames.size() > 8)
-            std::fprintf(out, "leakscope:        ... %zu more frames\n", site.frames.size() - 8);
+        if (site.frames.size() - skip > 8)
+            std::fprintf(out, "leakscope:        ... %zu more frames\n", site.frames.size() - skip - 8);
         if (site.frames.empty()) std::fprintf(out, "leakscope:        (no call stack captured)\n");
     }
     std::fflush(out);
