@@ -2328,6 +2328,9 @@ struct DwarfNode {
     bool inlined;
 };
 
+struct AbbrevAttr { u32 name, form; i64 implicit; };
+struct Abbrev { u32 tag; bool children; std::vector<AbbrevAttr> attrs; };
+using AbbrevTable = std::unordered_map<u64, Abbrev>;
 struct LineRow { u64 address; u32 file, line; bool end; };
 
 struct SymbolEntry { u64 address, size; const char* name; };
@@ -2347,6 +2350,7 @@ struct Module {
     std::vector<LineRow> rows;
     std::vector<std::string> files;   // line-table file names, made absolute; rows index them
     bool lines_indexed = false;
+    std::unordered_map<u64, AbbrevTable> abbrevs;   // by offset, for naming DIEs at report time
 };
 
 struct Symbolizer {
@@ -2469,10 +2473,6 @@ struct AttrValue {
     const char* string;   // for string forms, once resolved
     bool is_ref, is_string;
 };
-
-struct AbbrevAttr { u32 name, form; i64 implicit; };
-struct Abbrev { u32 tag; bool children; std::vector<AbbrevAttr> attrs; };
-using AbbrevTable = std::unordered_map<u64, Abbrev>;
 
 inline void read_abbrevs(const Module& m, u64 offset, AbbrevTable& out) {
     if (offset >= m.abbrev.size) return;
@@ -2733,7 +2733,7 @@ inline void index_dwarf(Module& m) {
 
 // The name of a function DIE, following abstract_origin and specification, preferring the
 // linkage name (demangled later), as addr2line does.
-inline std::string die_name(const Module& m, u64 die, int hops = 0) {
+inline std::string die_name(Module& m, u64 die, int hops = 0) {
     if (hops > 8 || die >= m.info.size) return std::string();
     // The unit holding the DIE: units are in section order.
     auto it = std::upper_bound(m.units.begin(), m.units.end(), die,
@@ -2741,8 +2741,12 @@ inline std::string die_name(const Module& m, u64 die, int hops = 0) {
     if (it == m.units.begin()) return std::string();
     const DwarfUnit& u = *(it - 1);
     if (die >= u.end) return std::string();
-    AbbrevTable abbrevs;   // (small units; a cache would help a cold report of many frames)
-    read_abbrevs(m, u.abbrev_offset, abbrevs);
+    auto cached = m.abbrevs.find(u.abbrev_offset);
+    if (cached == m.abbrevs.end()) {
+        cached = m.abbrevs.emplace(u.abbrev_offset, AbbrevTable()).first;
+        read_abbrevs(m, u.abbrev_offset, cached->second);
+    }
+    const AbbrevTable& abbrevs = cached->second;
     DwarfReader r{m.info.data + die, m.info.data + u.end};
     auto ab = abbrevs.find(r.uleb());
     if (ab == abbrevs.end()) return std::string();
