@@ -2357,6 +2357,7 @@ struct Symbolizer {
     std::mutex mutex;
     std::vector<std::unique_ptr<Module>> modules;
     std::unordered_map<std::uintptr_t, std::vector<Frame>> cache;
+    unsigned long long unloads = 0;   // the loader's count of unloaded objects when last looked
 };
 inline Symbolizer& symbolizer() {
     static Symbolizer* instance = new Symbolizer();   // never destroyed: reports at exit use it
@@ -2733,7 +2734,7 @@ inline void index_dwarf(Module& m) {
 
 // The name of a function DIE, following abstract_origin and specification, preferring the
 // linkage name (demangled later), as addr2line does.
-inline std::string die_name(Module& m, u64 die, int hops = 0) {
+inline std::string die_name(Module& m, u64 die, int hops = 0, bool* from_linkage = nullptr) {
     if (hops > 8 || die >= m.info.size) return std::string();
     // The unit holding the DIE: units are in section order.
     auto it = std::upper_bound(m.units.begin(), m.units.end(), die,
@@ -2760,9 +2761,12 @@ inline std::string die_name(Module& m, u64 die, int hops = 0) {
         if ((a.name == kAtLinkageName || a.name == kAtMipsLinkageName) && v.string) linkage = v.string;
         if ((a.name == kAtAbstractOrigin || a.name == kAtSpecification) && v.is_ref) origin = v.value;
     }
-    if (linkage && *linkage) return demangled(linkage);
+    if (linkage && *linkage) {
+        if (from_linkage) *from_linkage = true;
+        return demangled(linkage);
+    }
     if (origin) {
-        std::string from_origin = die_name(m, origin, hops + 1);
+        std::string from_origin = die_name(m, origin, hops + 1, from_linkage);
         if (!from_origin.empty()) return from_origin;
     }
     return name ? std::string(name) : std::string();
@@ -3037,8 +3041,12 @@ inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t retur
     for (u32 n = node, guard = 0; n != ~0u && guard < 256; n = m->nodes[n].parent, ++guard) {
         const DwarfNode& d = m->nodes[n];
         Frame f = base_frame;
-        f.function = die_name(*m, d.name_die);
-        if (f.function.empty())
+        bool from_linkage = false;
+        f.function = die_name(*m, d.name_die, 0, &from_linkage);
+        // An address in no inlined call, in a function DWARF gives only a short name (GCC:
+        // static functions, lambdas, clones): its ELF symbol says more, and addr2line shows that.
+        // (For the outer frames of an inlined chain addr2line keeps DWARF's name: so do we.)
+        if (!d.inlined && !from_linkage && n == node)
             if (const SymbolEntry* sym = symbol_at(*m, address)) f.function = demangled(sym->name);
         f.file = file;
         f.line = line;
@@ -3058,6 +3066,19 @@ std::vector<Frame> symbolize(std::uintptr_t return_address) {
     InternalGuard internal;
     Symbolizer& s = symbolizer();
     std::lock_guard<std::mutex> lock(s.mutex);
+    // An object unloaded since: its addresses may now be another's. Start afresh.
+    unsigned long long unloads = 0;
+    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
+        *static_cast<unsigned long long*>(arg) = info->dlpi_subs;
+        return 1;
+    }, &unloads);
+    if (unloads != s.unloads) {
+        s.unloads = unloads;
+        s.cache.clear();
+        for (auto& m : s.modules)
+            if (m->image) ::munmap(const_cast<u8*>(m->image), m->image_size);
+        s.modules.clear();
+    }
     auto it = s.cache.find(return_address);
     if (it != s.cache.end()) return it->second;
     std::vector<Frame> frames = symbolize_uncached(s, return_address);

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential g++ clang cmake ninja-build meson pkgconf
   catch2 libbenchmark-dev libgtest-dev googletest doctest-dev
-  valgrind binutils
+  valgrind binutils llvm
 )
 
 # The clang runtime (sanitizers) is libclang-rt-14-dev on Debian 12; newer
