@@ -1084,21 +1084,21 @@ struct StackGlobals {
 LEAKSCOPE_CONSTINIT static StackGlobals st{};
 
 // -- reading .eh_frame_hdr / .eh_frame ---------------------------------------------------------
-struct CfiReader {
+// A bounded reader of ELF and DWARF data (.eh_frame for the unwinder, .debug_* for names): a
+// corrupt offset or length reads zeros and stops at the end, never past it.
+struct ByteReader {
     const u8* p;
     const u8* end;
-    bool ok;
-    u8 byte() noexcept {
-        if (p >= end) { ok = false; return 0; }
-        return *p++;
-    }
+    bool ok = true;
+    bool has(std::size_t n) const noexcept { return std::size_t(end - p) >= n; }
     template <class T> T fixed() noexcept {
         T v{};
-        if (std::size_t(end - p) < sizeof v) { ok = false; p = end; return v; }
+        if (!has(sizeof v)) { ok = false; p = end; return v; }
         std::memcpy(&v, p, sizeof v);
         p += sizeof v;
         return v;
     }
+    u8 byte() noexcept { return fixed<u8>(); }
     u64 uleb() noexcept {
         u64 v = 0;
         for (unsigned shift = 0;; shift += 7) {
@@ -1118,6 +1118,24 @@ struct CfiReader {
         } while ((b & 0x80) && ok);
         if (shift < 64 && (b & 0x40)) v |= ~u64(0) << shift;
         return i64(v);
+    }
+    u64 sized(unsigned n) noexcept {   // 1, 2, 3, 4 or 8 bytes, little-endian
+        u64 v = 0;
+        if (!has(n)) { ok = false; p = end; return 0; }
+        for (unsigned i = 0; i < n; ++i) v |= u64(p[i]) << (8 * i);
+        p += n;
+        return v;
+    }
+    const char* cstr() noexcept {
+        const char* s = reinterpret_cast<const char*>(p);
+        while (p < end && *p) ++p;
+        if (p == end) { ok = false; return ""; }
+        ++p;
+        return s;
+    }
+    void skip(u64 n) noexcept {
+        if (!has(std::size_t(n))) { ok = false; p = end; return; }
+        p += n;
     }
     // A DW_EH_PE_* encoded pointer. Only the applications x86-64 linkers emit are accepted.
     bool pointer(u8 encoding, std::uintptr_t& out, std::uintptr_t data_base) noexcept {
@@ -1171,7 +1189,7 @@ inline void set_register_rule(CfiRow& row, u64 reg, u8 how, i64 offset) noexcept
 // Runs call-frame instructions until the row for `target` is reached. false: not expressible.
 inline bool run_cfa_program(const u8* p, const u8* end, const Cie& cie, std::uintptr_t loc,
                             std::uintptr_t target, const CfiRow& initial, CfiRow& row) noexcept {
-    CfiReader r{p, end, true};
+    ByteReader r{p, end, true};
     CfiRow saved[8];
     unsigned depth = 0;
     while (r.ok && r.p < r.end) {
@@ -1241,7 +1259,7 @@ inline bool run_cfa_program(const u8* p, const u8* end, const Cie& cie, std::uin
 }
 
 inline bool parse_cie(const u8* at, Cie& cie) noexcept {
-    CfiReader r{at, at + 16, true};
+    ByteReader r{at, at + 16, true};
     u64 length = r.fixed<u32>();
     if (length == 0xffffffffu) return false;   // 64-bit DWARF: never in .eh_frame on Linux
     r.end = at + 4 + length;
@@ -1347,7 +1365,7 @@ inline u64 compute_rule_from_cfi(std::uintptr_t lookup, std::uintptr_t pc, std::
     const u8* hdr = eh_frame_hdr_of(lookup);
     if (!hdr) return make_rule(kRuleStop);   // no unwind tables (JIT code, garbage): stack ends
     if (hdr[0] != 1) return make_rule(kRuleFallback);
-    CfiReader r{hdr + 4, hdr + 64, true};
+    ByteReader r{hdr + 4, hdr + 64, true};
     std::uintptr_t eh_frame = 0, count = 0, base = reinterpret_cast<std::uintptr_t>(hdr);
     if (!r.pointer(hdr[1], eh_frame, base) || !r.pointer(hdr[2], count, base)) return make_rule(kRuleFallback);
     if (hdr[3] != 0x3b || count == 0) return make_rule(kRuleFallback);   // datarel sdata4: what linkers write
@@ -1364,7 +1382,7 @@ inline u64 compute_rule_from_cfi(std::uintptr_t lookup, std::uintptr_t pc, std::
     }
     if (lo == 0) return make_rule(kRuleStop);
     const u8* fde = reinterpret_cast<const u8*>(entry(lo - 1, 1));
-    CfiReader f{fde, fde + 8, true};
+    ByteReader f{fde, fde + 8, true};
     u32 length = f.fixed<u32>();
     if (length == 0 || length == 0xffffffffu) return make_rule(kRuleFallback);
     f.end = fde + 4 + length;
@@ -2241,60 +2259,6 @@ bool LeakScope::clean() const noexcept {
 // its functions and inlined calls are indexed on first use; answers are cached per address.
 namespace detail {
 
-// A bounded reader over one DWARF section: a corrupt offset or length reads zeros, never past.
-struct DwarfReader {
-    const u8* p;
-    const u8* end;
-    bool ok = true;
-    bool has(std::size_t n) const noexcept { return std::size_t(end - p) >= n; }
-    template <class T> T fixed() noexcept {
-        T v{};
-        if (!has(sizeof v)) { ok = false; p = end; return v; }
-        std::memcpy(&v, p, sizeof v);
-        p += sizeof v;
-        return v;
-    }
-    u8 byte() noexcept { return fixed<u8>(); }
-    u64 uleb() noexcept {
-        u64 v = 0;
-        for (unsigned shift = 0;; shift += 7) {
-            u8 b = byte();
-            if (shift < 64) v |= u64(b & 0x7f) << shift;
-            if (!(b & 0x80) || !ok) return v;
-        }
-    }
-    i64 sleb() noexcept {
-        u64 v = 0;
-        unsigned shift = 0;
-        u8 b;
-        do {
-            b = byte();
-            if (shift < 64) v |= u64(b & 0x7f) << shift;
-            shift += 7;
-        } while ((b & 0x80) && ok);
-        if (shift < 64 && (b & 0x40)) v |= ~u64(0) << shift;
-        return i64(v);
-    }
-    u64 sized(unsigned n) noexcept {   // 1, 2, 3, 4 or 8 bytes, little-endian
-        u64 v = 0;
-        if (!has(n)) { ok = false; p = end; return 0; }
-        for (unsigned i = 0; i < n; ++i) v |= u64(p[i]) << (8 * i);
-        p += n;
-        return v;
-    }
-    const char* cstr() noexcept {
-        const char* s = reinterpret_cast<const char*>(p);
-        while (p < end && *p) ++p;
-        if (p == end) { ok = false; return ""; }
-        ++p;
-        return s;
-    }
-    void skip(u64 n) noexcept {
-        if (!has(std::size_t(n))) { ok = false; p = end; return; }
-        p += n;
-    }
-};
-
 struct Section { const u8* data = nullptr; std::size_t size = 0; };
 
 inline const char* section_string(const Section& s, u64 offset) noexcept {
@@ -2477,7 +2441,7 @@ struct AttrValue {
 
 inline void read_abbrevs(const Module& m, u64 offset, AbbrevTable& out) {
     if (offset >= m.abbrev.size) return;
-    DwarfReader r{m.abbrev.data + offset, m.abbrev.data + m.abbrev.size};
+    ByteReader r{m.abbrev.data + offset, m.abbrev.data + m.abbrev.size};
     for (;;) {
         u64 code = r.uleb();
         if (!r.ok || code == 0) return;
@@ -2497,18 +2461,18 @@ inline void read_abbrevs(const Module& m, u64 offset, AbbrevTable& out) {
 inline const char* indexed_string(const Module& m, const DwarfUnit& u, u64 index) {
     u64 at = u.str_offsets_base + index * u.offset_size;
     if (!m.str_offsets.data || at + u.offset_size > m.str_offsets.size) return "";
-    DwarfReader r{m.str_offsets.data + at, m.str_offsets.data + m.str_offsets.size};
+    ByteReader r{m.str_offsets.data + at, m.str_offsets.data + m.str_offsets.size};
     return section_string(m.str, r.sized(u.offset_size));
 }
 inline u64 indexed_address(const Module& m, const DwarfUnit& u, u64 index) {
     u64 at = u.addr_base + index * u.address_size;
     if (!m.addr.data || at + u.address_size > m.addr.size) return 0;
-    DwarfReader r{m.addr.data + at, m.addr.data + m.addr.size};
+    ByteReader r{m.addr.data + at, m.addr.data + m.addr.size};
     return r.sized(u.address_size);
 }
 
 // Reads one attribute value of `form`; false for a form it cannot size (the unit is abandoned).
-inline bool read_attr(DwarfReader& r, const Module& m, const DwarfUnit& u, u32 form, i64 implicit, AttrValue& v) {
+inline bool read_attr(ByteReader& r, const Module& m, const DwarfUnit& u, u32 form, i64 implicit, AttrValue& v) {
     v = AttrValue{form, 0, nullptr, false, false};
     switch (form) {
         case 0x01: v.value = r.sized(u.address_size); break;                       // addr
@@ -2571,7 +2535,7 @@ inline void die_ranges(const Module& m, const DwarfUnit& u, u64 low, u64 high, b
     if (!have_ranges) return;
     if (u.version < 5) {
         if (!m.ranges.data || ranges >= m.ranges.size) return;
-        DwarfReader r{m.ranges.data + ranges, m.ranges.data + m.ranges.size};
+        ByteReader r{m.ranges.data + ranges, m.ranges.data + m.ranges.size};
         u64 base = unit_low;
         for (int guard = 0; guard < 100000 && r.ok; ++guard) {
             u64 a = r.sized(u.address_size), b = r.sized(u.address_size);
@@ -2585,11 +2549,11 @@ inline void die_ranges(const Module& m, const DwarfUnit& u, u64 low, u64 high, b
     if (ranges_form == 0x23) {   // rnglistx: an index into the offsets table after rnglists_base
         u64 slot = u.rnglists_base + ranges * u.offset_size;
         if (!m.rnglists.data || slot + u.offset_size > m.rnglists.size) return;
-        DwarfReader r{m.rnglists.data + slot, m.rnglists.data + m.rnglists.size};
+        ByteReader r{m.rnglists.data + slot, m.rnglists.data + m.rnglists.size};
         at = u.rnglists_base + r.sized(u.offset_size);
     }
     if (!m.rnglists.data || at >= m.rnglists.size) return;
-    DwarfReader r{m.rnglists.data + at, m.rnglists.data + m.rnglists.size};
+    ByteReader r{m.rnglists.data + at, m.rnglists.data + m.rnglists.size};
     u64 base = unit_low;
     for (int guard = 0; guard < 100000 && r.ok; ++guard) {
         u8 kind = r.byte();
@@ -2614,7 +2578,7 @@ inline void index_dwarf(Module& m) {
     if (!m.info.data || !m.abbrev.data) return;
     std::unordered_map<u64, AbbrevTable> abbrev_cache;
     std::vector<std::pair<u64, u64>> ranges;
-    DwarfReader top{m.info.data, m.info.data + m.info.size};
+    ByteReader top{m.info.data, m.info.data + m.info.size};
     while (top.ok && top.has(11)) {
         DwarfUnit u{};
         u.offset = u64(top.p - m.info.data);
@@ -2624,7 +2588,7 @@ inline void index_dwarf(Module& m) {
         if (length == 0 || !top.has(std::size_t(length))) break;
         const u8* unit_end = top.p + length;
         u.end = u64(unit_end - m.info.data);
-        DwarfReader r{top.p, unit_end};
+        ByteReader r{top.p, unit_end};
         top.p = unit_end;
         u.version = u8(r.fixed<std::uint16_t>());
         u8 unit_type = 1;
@@ -2748,7 +2712,7 @@ inline std::string die_name(Module& m, u64 die, int hops = 0, bool* from_linkage
         read_abbrevs(m, u.abbrev_offset, cached->second);
     }
     const AbbrevTable& abbrevs = cached->second;
-    DwarfReader r{m.info.data + die, m.info.data + u.end};
+    ByteReader r{m.info.data + die, m.info.data + u.end};
     auto ab = abbrevs.find(r.uleb());
     if (ab == abbrevs.end()) return std::string();
     const char* name = nullptr;
@@ -2782,7 +2746,7 @@ inline std::string join_path(const std::string& dir, const char* name) {
 // Reads one unit's line program, appending rows (file indices into m.files).
 inline void read_line_program(Module& m, DwarfUnit& unit) {
     if (!m.line.data || unit.stmt_list >= m.line.size) return;
-    DwarfReader r{m.line.data + unit.stmt_list, m.line.data + m.line.size};
+    ByteReader r{m.line.data + unit.stmt_list, m.line.data + m.line.size};
     u64 length = r.fixed<u32>();
     unsigned offset_size = 4;
     if (length == 0xffffffffu) { length = r.fixed<u64>(); offset_size = 8; }
