@@ -2005,11 +2005,7 @@ LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size, 
     u64 handle = counting_scope(t);
     if (handle == 0 || !take_ref(t, handle, addr, rec.seq)) return;
     rec.scope = slot_of(handle);
-    if (slot_ref(rec.scope).stacks) {
-        ++t.internal;   // whatever the unwinder's first use allocates is leakscope's own
-        rec.stack = capture_for_block(t, caller);
-        --t.internal;
-    }
+    if (slot_ref(rec.scope).stacks) rec.stack = capture_for_block(t, caller);   // never allocates
     insert_record(t, rec);
 }
 

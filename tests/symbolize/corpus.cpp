@@ -56,6 +56,7 @@
 // Exit status 0: everything agreed. 1: a mismatch (each printed with both answers).
 #include "inline_chain.hpp"
 #include "oracle.hpp"
+#include "../support/elf_symbol.hpp"
 
 #include <leakscope.hpp>
 
@@ -619,58 +620,13 @@ bool run_addr2line(const std::string& tool, Refs& refs, std::size_t m,
 // The demangled name of the ELF function symbol (.symtab, else .dynsym; the smallest) that
 // contains file address `want` in the ELF file `path`; "" if none.
 std::string elf_symbol(const std::string& path, std::uintptr_t want) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return "";
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(ElfW(Ehdr)))) {
-        ::close(fd);
-        return "";
-    }
-    std::size_t size = static_cast<std::size_t>(st.st_size);
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (map == MAP_FAILED) return "";
-    const char* file = static_cast<const char*>(map);
-    const auto* eh = reinterpret_cast<const ElfW(Ehdr)*>(file);
-    std::string out;
-    if (std::memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_shoff != 0 &&
-        eh->e_shoff + std::size_t(eh->e_shnum) * sizeof(ElfW(Shdr)) <= size) {
-        const auto* sh = reinterpret_cast<const ElfW(Shdr)*>(file + eh->e_shoff);
-        const ElfW(Sym)* best = nullptr;
-        const char* best_strtab = nullptr;
-        for (unsigned type : {unsigned(SHT_SYMTAB), unsigned(SHT_DYNSYM)}) {
-            for (unsigned k = 0; k < eh->e_shnum; ++k) {
-                if (sh[k].sh_type != type || sh[k].sh_link >= eh->e_shnum || sh[k].sh_entsize == 0)
-                    continue;
-                const ElfW(Shdr)& strsh = sh[sh[k].sh_link];
-                if (sh[k].sh_offset + sh[k].sh_size > size || strsh.sh_offset + strsh.sh_size > size)
-                    continue;
-                const auto* syms = reinterpret_cast<const ElfW(Sym)*>(file + sh[k].sh_offset);
-                for (std::size_t i = 0; i < sh[k].sh_size / sh[k].sh_entsize; ++i) {
-                    const ElfW(Sym)& sym = syms[i];
-                    unsigned t = ELF64_ST_TYPE(sym.st_info);
-                    if ((t != STT_FUNC && t != STT_GNU_IFUNC) || sym.st_shndx == SHN_UNDEF ||
-                        sym.st_name >= strsh.sh_size)
-                        continue;
-                    std::uintptr_t len = sym.st_size ? sym.st_size : 1;
-                    if (want < sym.st_value || want - sym.st_value >= len) continue;
-                    if (!best || sym.st_size < best->st_size) {
-                        best = &sym;
-                        best_strtab = file + strsh.sh_offset;
-                    }
-                }
-            }
-            if (best) break;
-        }
-        if (best) {
-            const char* raw = best_strtab + best->st_name;
-            int status = -1;
-            char* dem = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
-            out = (status == 0 && dem) ? dem : raw;
-            std::free(dem);
-        }
-    }
-    ::munmap(map, size);
+    char raw[4096];
+    std::uintptr_t start = 0;
+    if (!test_support::elf_function_symbol(path.c_str(), want, raw, sizeof raw, &start)) return "";
+    int status = -1;
+    char* dem = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
+    std::string out = (status == 0 && dem) ? dem : raw;
+    std::free(dem);
     return out;
 }
 
