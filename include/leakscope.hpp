@@ -108,8 +108,17 @@ struct Frame {
 
 // Leftovers grouped by allocating stack (and type, where it is known).
 struct Site {
-    std::vector<Frame> frames;   // innermost first
-    std::string type;
+    std::vector<Frame> frames;   // innermost first; frames[0] is the user's line that allocated
+    std::vector<Frame> allocator_frames;   // the standard library's allocation plumbing (and
+                                           // operator new) trimmed from above frames[0],
+                                           // innermost first: the full stack is these + frames
+    std::string type;            // the allocated type, where it can be inferred or was tagged
+    std::size_t blocks = 0, bytes = 0;
+};
+
+// What one suppression rule hid from a report.
+struct Suppression {
+    std::string rule;                  // the rule as written, e.g. "leak:Cache::fill"
     std::size_t blocks = 0, bytes = 0;
 };
 
@@ -122,6 +131,7 @@ struct Report {
     std::size_t blocks = 0, bytes = 0;                     // + side: born inside, still live
     std::size_t released_blocks = 0, released_bytes = 0;   // - side: older blocks freed inside
     std::vector<Site> sites;          // largest bytes first
+    std::vector<Suppression> suppressed;   // rules that matched, and how much each hid
 };
 
 // The single extension point for reports.
