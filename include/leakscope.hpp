@@ -483,9 +483,14 @@ constexpr u32 kNoSeq = 0xffffffffu;           // a child scope's reference: not 
 constexpr u32 kLogChunk = 512;                // owner-log entries per chunk
 
 struct LogChunkRef {
-    std::uintptr_t* entries;   // kLogChunk addresses, 0 where the block already died
-    u32 live;
+    std::atomic<std::uintptr_t*> entries;   // kLogChunk log values, 0 where the block already died
+    u32 live;                               // owner births minus owner deaths in this chunk
 };
+// The owner log's directory never moves once made (other threads read it to retire a block born
+// here): 8 chunks of 512 births in the slot itself (most scopes need no more), then up to 64
+// directories of 8192 chunks, made on demand and kept with the slot.
+constexpr u32 kLogInlineChunks = 8, kLogDirs = 64, kLogDirChunks = 8192;
+struct LogDir { LogChunkRef chunks[kLogDirChunks]; };
 // A birth logged by address, with the scope incarnation it was born in: a record matches only
 // while that slot still has that generation (a live record keeps its slot alive), so an entry
 // for a dead block never matches a new block that a reused slot puts at the same address.
@@ -501,15 +506,18 @@ struct alignas(64) Slot {
     u32 parent;                    // enclosing scope slot (holds a reference on it)
     u32 threads_all;
     u32 stacks;                    // births capture their call stacks
-    OsVector<LogChunkRef> log;     // owner births, by seq / kLogChunk
+    LogChunkRef log_inline[kLogInlineChunks];  // owner births, by seq / kLogChunk: the first ones
+    std::atomic<LogDir*> log_dirs[kLogDirs];   // and the rest
     u32 log_size;                  // next seq for an owner birth
+    u32 log_chunks;                // chunk indices used since the slot was last freed
     u32 next_free;
     // --- shared line ---
     alignas(64) SpinLock lock;
     std::atomic<i64> refs;
     std::atomic<u32> holds;        // Adopt holders (also counted in refs)
     std::atomic<u64> remote_released_blocks, remote_released_bytes;
-    OsVector<SharedEntry> shared;  // births on other threads and children's leftovers
+    OsVector<SharedEntry> shared;  // births on other threads, and children that closed with
+                                   // leftovers (addr 0: scope/generation name the child)
     u32 prev_all;                  // for Threads::all scopes: the all-scope opened before
     // --- a report deferred until the exception that ended the scope has been handled ---
     const char* deferred_file;
@@ -520,6 +528,8 @@ struct alignas(64) Slot {
 
 constexpr u32 kSlotsPerChunk = 256;
 constexpr u32 kSlotChunks = 1u << 16;
+constexpr u32 kMaxScopeSlots = 0xffffff;   // a block header holds 24 bits of slot index; this one
+                                           // names the detached log
 
 // A thread's last few complete stack walks (see walk_remembered), each outermost frame first.
 struct WalkFrame {
@@ -583,7 +593,7 @@ constexpr u32 kSharedSeq = 0x80000000u;      // seq top bit: logged in the scope
 
 struct Globals {
     Shard shards[kShards];
-    std::atomic<u32> mode;                  // kEverTracked | kAllScopeOpen: the hot-path gate
+    std::atomic<u32> mode;                  // ModeBits: the hot-path gate
     std::atomic<u64> all_scope;             // generation << 32 | slot of the innermost all-scope
     std::atomic<Slot*> slot_chunks[kSlotChunks];
     SpinLock slot_lock;                     // slot chunk creation and the global free list
@@ -606,6 +616,9 @@ struct Globals {
     pthread_key_t exit_key;
     std::atomic<u32> warned_cross_thread_close;
     SpinLock all_lock;                      // the chain of Threads::all scopes
+    SpinLock detached_lock;                 // ignore()d blocks that carry a header
+    OsVector<std::uintptr_t> detached;      // their log (0: died)
+    std::size_t detached_live;
     SpinLock writer_lock;
     std::vector<std::shared_ptr<Writer>>* writers;   // leaked on purpose: outlives statics
     // Scopes ended by an exception whose report waits until the exception has been handled.
@@ -616,7 +629,11 @@ struct Globals {
         std::atomic<u32> owner;    // thread serial
     } deferred[64];
 };
-enum ModeBits : u32 { kEverTracked = 1, kAllScopeOpen = 2 };
+enum ModeBits : u32 {
+    kEverTracked = 1,    // some block was given a header: delete looks in front of blocks
+    kAllScopeOpen = 2,
+    kSideTable = 4,      // some block went to the side table: delete looks there too
+};
 
 // Both are constant-initialised (aggregates initialised from {}): no constructor runs, so they are
 // valid for allocations in other translation units' static initialisers, before ours would run.
@@ -706,7 +723,7 @@ inline void publish_bytes(ThreadState& t) noexcept {
     }
 }
 
-inline void count_birth(ThreadState& t, u64 size) noexcept {
+LEAKSCOPE_HOT_INLINE void count_birth(ThreadState& t, u64 size) noexcept {
     if (!counts_locally(t)) {
         g.retired_live_blocks.fetch_add(1, relaxed);
         g.retired_live_bytes.fetch_add(i64(size), relaxed);
@@ -717,7 +734,7 @@ inline void count_birth(ThreadState& t, u64 size) noexcept {
     t.pending_bytes += i64(size);
     if (t.pending_bytes >= LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
 }
-inline void count_death(ThreadState& t, u64 size) noexcept {
+LEAKSCOPE_HOT_INLINE void count_death(ThreadState& t, u64 size) noexcept {
     if (!counts_locally(t)) {
         g.retired_live_blocks.fetch_sub(1, relaxed);
         g.retired_live_bytes.fetch_sub(i64(size), relaxed);
@@ -823,7 +840,7 @@ LEAKSCOPE_HOT_INLINE bool registry_insert(const Record& rec, Record& stale, bool
     write_record(table[first_free], rec);
     ++sh.count;
     filter_add(sh, h, +1);
-    if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
+    if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kSideTable) == 0)) g.mode.fetch_or(kSideTable, relaxed);
     return true;
 }
 
@@ -908,7 +925,7 @@ inline u32 slot_allocate(ThreadState& t) noexcept {
         return index;
     }
     u32 index = g.slot_count + 1;
-    if (index / kSlotsPerChunk >= kSlotChunks) return 0;
+    if (index / kSlotsPerChunk >= kSlotChunks || index >= kMaxScopeSlots) return 0;
     auto& chunk = g.slot_chunks[index / kSlotsPerChunk];
     if (chunk.load(relaxed) == nullptr) {
         void* mem = os_alloc(sizeof(Slot) * kSlotsPerChunk);   // zero-filled by the kernel
@@ -930,10 +947,28 @@ inline std::uintptr_t* log_chunk_allocate() noexcept {
     }
     return static_cast<std::uintptr_t*>(os_alloc(kLogChunk * sizeof(std::uintptr_t)));
 }
+// A released chunk stays mapped (on the free list, or another slot's): a thread that read an
+// old pointer to it reads harmless values, never unmapped memory.
 inline void log_chunk_release(std::uintptr_t* c) noexcept {
     SpinGuard guard(g.log_lock);
     c[0] = reinterpret_cast<std::uintptr_t>(g.log_free);
     g.log_free = c;
+}
+
+// The owner log's chunk `ci`, or null. Any thread may ask; only the owner makes (`make`).
+inline LogChunkRef* log_chunk_ref(Slot& s, u32 ci, bool make) noexcept {
+    if (ci < kLogInlineChunks) return &s.log_inline[ci];
+    ci -= kLogInlineChunks;
+    u32 di = ci / kLogDirChunks;
+    if (di >= kLogDirs) return nullptr;
+    LogDir* dir = s.log_dirs[di].load(acquire);
+    if (!dir) {
+        if (!make) return nullptr;
+        dir = static_cast<LogDir*>(os_alloc(sizeof(LogDir)));   // zero-filled by the kernel
+        if (!dir) return nullptr;
+        s.log_dirs[di].store(dir, release);
+    }
+    return &dir->chunks[ci % kLogDirChunks];
 }
 
 void release_ref(ThreadState& t, u32 scope, u32 seq) noexcept;
@@ -944,17 +979,20 @@ inline void slot_free(ThreadState& t, u32 index) noexcept {
     {
         SpinGuard guard(s.lock);
         s.generation.store(s.generation.load(relaxed) + 1, release);
-        // Keep the directories (and a first chunk that is already clean) for the slot's next
-        // scope: a scope per request must not cost an mmap and a munmap.
-        for (std::size_t i = 0; i < s.log.size; ++i) {
-            LogChunkRef& c = s.log.data[i];
-            if (c.entries && (i != 0 || c.live != 0)) {
-                log_chunk_release(c.entries);
-                c.entries = nullptr;
+        // Every birth logged here has died, so every entry is 0. Keep the directories and the
+        // first chunk for the slot's next scope (a scope per request must not cost an mmap);
+        // the other chunks go back to the shared list.
+        for (u32 ci = 0; ci < s.log_chunks; ++ci) {
+            LogChunkRef* c = log_chunk_ref(s, ci, false);
+            if (!c) continue;
+            std::uintptr_t* entries = c->entries.load(relaxed);
+            if (entries && ci != 0) {
+                c->entries.store(nullptr, release);
+                log_chunk_release(entries);
             }
-            c.live = 0;
+            c->live = 0;
         }
-        s.log.size = s.log.size && s.log.data[0].entries ? 1 : 0;
+        s.log_chunks = 0;
         s.shared.size = 0;
         s.log_size = 0;
         s.parent = 0;
@@ -983,59 +1021,59 @@ inline bool owned_here(const Slot& s, const ThreadState& t) noexcept {
     return s.owner.load(relaxed) == t.serial && s.closed.load(relaxed) == 0;
 }
 
-// A reference on `scope` goes away: a block born in it died, or a child scope's slot was freed.
+// Every birth the owner logged in chunk `ci` died on the owner thread.
+inline void retire_log_chunk(Slot& s, LogChunkRef* c, u32 ci) noexcept {
+    if (ci == (s.log_size - 1) / kLogChunk) {
+        // The tail chunk: its positions can be handed out again, so a long scope with churn
+        // reuses one chunk.
+        s.log_size = ci * kLogChunk;
+    } else {
+        // A dead chunk behind the tail goes back: only chunks with live births stay.
+        std::uintptr_t* entries = c->entries.load(relaxed);
+        c->entries.store(nullptr, release);
+        log_chunk_release(entries);
+    }
+}
+
+// A reference on `scope` goes away: a block born in it died (its log entry is already cleared),
+// or a child scope's slot was freed.
 void release_ref(ThreadState& t, u32 scope, u32 seq) noexcept {
     Slot& s = slot_ref(scope);
     if (owned_here(s, t)) {
         s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
+        if (seq == kNoSeq || (seq & kSharedSeq)) return;
         u32 ci = seq / kLogChunk;
-        if (seq != kNoSeq && (seq & kSharedSeq) == 0 && ci < s.log.size && s.log.data[ci].entries) {
-            LogChunkRef& c = s.log.data[ci];
-            c.entries[seq % kLogChunk] = 0;
-            if (--c.live == 0) {
-                if (ci == (s.log_size - 1) / kLogChunk) {
-                    // Every birth logged in the tail chunk died here: its positions can be
-                    // handed out again, so a long scope with churn reuses one chunk.
-                    s.log_size = ci * kLogChunk;
-                } else {
-                    // A dead chunk behind the tail goes back: only chunks with live births stay.
-                    log_chunk_release(c.entries);
-                    c.entries = nullptr;
-                }
-            }
-        }
+        LogChunkRef* c = log_chunk_ref(s, ci, false);
+        if (c && c->entries.load(relaxed) && --c->live == 0) retire_log_chunk(s, c, ci);
         return;
     }
     drop_ref(t, scope);
 }
 
-// Takes a reference on `scope` for a birth (or a child scope) on thread t. Returns the seq to
-// store in the record, or false when the scope no longer accepts births (it has closed).
-LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t addr, u32& seq) noexcept {
+// Takes a reference on `scope` for a birth logged as `value` (0: a child scope) on thread t.
+// Returns the seq to store with the block, or false when the scope no longer accepts births.
+LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t value, u32& seq) noexcept {
     u32 scope = slot_of(handle);
     Slot& s = slot_ref(scope);
     if (owned_here(s, t) && s.generation.load(relaxed) == generation_of(handle)) {
-        if (addr == 0) {
+        if (value == 0) {
             seq = kNoSeq;
         } else {
             seq = s.log_size;
-            if (seq >= kSharedSeq) return false;
             u32 ci = seq / kLogChunk;
-            if (ci >= s.log.size || s.log.data[ci].entries == nullptr) {
-                std::uintptr_t* c = log_chunk_allocate();
-                if (!c) return false;
-                if (ci >= s.log.size) {
-                    if (!s.log.push(LogChunkRef{c, 0})) {
-                        log_chunk_release(c);
-                        return false;
-                    }
-                } else {
-                    s.log.data[ci] = LogChunkRef{c, 0};
-                }
+            LogChunkRef* c = log_chunk_ref(s, ci, true);
+            if (!c) return false;
+            std::uintptr_t* entries = c->entries.load(relaxed);
+            if (LEAKSCOPE_UNLIKELY(entries == nullptr)) {
+                entries = log_chunk_allocate();
+                if (!entries) return false;
+                c->live = 0;
+                c->entries.store(entries, release);
             }
-            s.log.data[ci].entries[seq % kLogChunk] = addr;
-            ++s.log.data[ci].live;
+            __atomic_store_n(&entries[seq % kLogChunk], value, __ATOMIC_RELAXED);
+            ++c->live;
             s.log_size = seq + 1;
+            if (ci >= s.log_chunks) s.log_chunks = ci + 1;
         }
         s.owner_live.store(s.owner_live.load(relaxed) + 1, relaxed);
         return true;
@@ -1044,14 +1082,40 @@ LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t ad
     // close or not attributed at all.
     SpinGuard guard(s.lock);
     if (s.closed.load(relaxed) || s.generation.load(relaxed) != generation_of(handle)) return false;
-    if (addr == 0) {
+    if (value == 0) {
         seq = kNoSeq;
     } else {
+        if (s.shared.size >= kSharedSeq) return false;
         seq = u32(s.shared.size) | kSharedSeq;
-        if (!s.shared.push(SharedEntry{addr, scope, seq, generation_of(handle), 0})) return false;
+        if (!s.shared.push(SharedEntry{value, scope, seq, generation_of(handle), 0})) return false;
     }
     s.refs.fetch_add(1, relaxed);
     return true;
+}
+
+// Clears the log entry of a birth (`value` at `seq` of `scope`) if it is there, which proves the
+// block is that birth: entries are cleared when their block dies, so a live entry equal to a
+// block's address can only be that block's. A false answer means "not this birth".
+inline bool clear_birth(ThreadState& t, Slot& s, u32 seq, std::uintptr_t value) noexcept {
+    if (seq & kSharedSeq) {
+        SpinGuard guard(s.lock);
+        std::size_t i = seq & ~kSharedSeq;
+        if (i >= s.shared.size || s.shared.data[i].addr != value) return false;
+        s.shared.data[i].addr = 0;
+        return true;
+    }
+    auto clear_owner_entry = [&]() noexcept {
+        LogChunkRef* c = log_chunk_ref(s, seq / kLogChunk, false);
+        std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
+        if (!entries || __atomic_load_n(&entries[seq % kLogChunk], __ATOMIC_RELAXED) != value) return false;
+        __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
+        return true;
+    };
+    if (owned_here(s, t)) return clear_owner_entry();
+    // Not the owner: the lock keeps a report that is reading this scope's blocks from seeing one
+    // freed under it.
+    SpinGuard guard(s.lock);
+    return clear_owner_entry();
 }
 
 // ---- call stacks ------------------------------------------------------------------------------
@@ -1997,41 +2061,8 @@ inline bool scope_wants_stacks(const char* name) noexcept {
 inline u64 counting_scope(const ThreadState& t) noexcept {
     return t.current ? t.current : g.all_scope.load(acquire);
 }
-
-
-LEAKSCOPE_HOT_INLINE void insert_record(ThreadState& t, const Record& rec) noexcept;
-
-// Only called from after_allocation, which has registered the thread.
-// `caller`: the return address of the hooked call, where the block's stack starts.
-LEAKSCOPE_NOINLINE void on_birth(ThreadState& t, void* block, std::size_t size, std::uintptr_t caller) noexcept {
-    auto addr = reinterpret_cast<std::uintptr_t>(block);
-    Record rec{addr, size, 0, 0, 0, 0};
-    if (t.internal || t.ignore_depth) {
-        // Recorded without a scope only so that its free is not counted as "released".
-        rec.flags = kNoScope | (t.internal ? u32(kInternal) : 0u);
-        insert_record(t, rec);
-        return;
-    }
-    u64 handle = counting_scope(t);
-    if (handle == 0 || !take_ref(t, handle, addr, rec.seq)) return;
-    rec.scope = slot_of(handle);
-    if (slot_ref(rec.scope).stacks) rec.stack = capture_for_block(t, caller);   // never allocates
-    insert_record(t, rec);
-}
-
-LEAKSCOPE_HOT_INLINE void insert_record(ThreadState& t, const Record& rec) noexcept {
-    Record stale;   // written only when had_stale
-    bool had_stale = false;
-    if (!registry_insert(rec, stale, had_stale)) {
-        // Out of tracker memory: the block goes untracked, its scope reference is undone.
-        if (rec.scope) release_ref(t, rec.scope, rec.seq);
-        return;
-    }
-    if (!(rec.flags & kInternal)) count_birth(t, rec.size);
-    if (had_stale) {
-        if (!(stale.flags & kInternal)) count_death(t, stale.size);
-        if (stale.scope) release_ref(t, stale.scope, stale.seq);
-    }
+inline bool counting_frees(const ThreadState& t, u32 mode) noexcept {
+    return (t.current != 0 || (mode & kAllScopeOpen)) && !t.internal;
 }
 
 inline bool is_ancestor_or_self(u32 ancestor, u32 scope) noexcept {
@@ -2059,22 +2090,125 @@ inline void count_released(ThreadState& t, u32 born_in, u64 bytes) noexcept {
     }
 }
 
-LEAKSCOPE_NOINLINE void on_death(ThreadState& t, void* block, std::size_t size_hint) noexcept {
-    auto addr = reinterpret_cast<std::uintptr_t>(block);
-    bool counting = (t.current != 0 || (g.mode.load(relaxed) & kAllScopeOpen)) && !t.internal;
-    Record rec;   // read only when found
-    if (registry_find(addr, rec, Edit::erase, !counting)) {
-        if (!(rec.flags & kInternal)) count_death(t, rec.size);
-        // Born in the scope this thread counts for (the common case): not an older block.
-        if (counting && !(rec.flags & kNoScope) && rec.scope != slot_of(t.current))
-            count_released(t, rec.scope, rec.size);
-        if (rec.scope) release_ref(t, rec.scope, rec.seq);
-    } else if (counting) {
-        count_released(t, 0, size_hint ? size_hint : ::malloc_usable_size(block));
-    }
+// ---- block headers: how a tracked block is recognised ----------------------------------------
+// A block born in a scope is allocated 16 bytes larger; the 16 bytes in front of it say where it
+// was born (scope, position in the scope's log) and what it is (size, stack). delete reads them
+// for every block once any exists. A block with no header (born outside every scope, before the
+// hook, by malloc) has glibc's chunk header or a neighbour's bytes there, so the header is only a
+// claim: the birth's log entry decides. Entries are cleared when their block dies, so a live entry
+// equal to the block's address proves the block is that birth. This costs no lookup table (no
+// shared write on the hot path: the owner's log is its own) and 24 bytes per block (16 + the
+// 8-byte entry). Blocks whose header cannot be placed (alignment of a page or more, 1 TiB) go to
+// the address-keyed side table, as do blocks reported by record_allocation.
+struct BlockHeader { u64 where, what; };
+constexpr std::size_t kHeaderBytes = 16;
+constexpr u32 kDetachedScope = kMaxScopeSlots;           // ignore()d: logged in g.detached
+constexpr u64 kMaxHeaderSize = (u64(1) << 40) - 1;
+constexpr u32 kMaxHeaderStack = (1u << 22) - 1;          // a later stack id is kept as "none"
+constexpr u64 kUncounted = u64(1) << 62;                 // what: leakscope's own, never in stats
+constexpr u64 kRawBelow = u64(1) << 63;                  // what: malloc's pointer is at block - 24
+constexpr std::uintptr_t kExternal = std::uintptr_t(1) << 63;   // log value of a side-table block
+
+// An 8-bit tag of the address, so most headerless blocks are told apart without a log lookup.
+// Seeded by where the tracker's globals were loaded (ASLR): constant for the process lifetime.
+inline u64 header_tag(std::uintptr_t p) noexcept {
+    u64 seed = reinterpret_cast<std::uintptr_t>(&g);
+    return (((u64(p) >> 4) ^ seed) * 0x9E3779B97F4A7C15ull) >> 56;
+}
+inline u64 header_where(u32 scope, u32 seq, std::uintptr_t p) noexcept {
+    return u64(seq) << 32 | u64(scope) << 8 | header_tag(p);
+}
+inline u32 where_scope(u64 where) noexcept { return u32(where >> 8) & 0xffffffu; }
+inline u32 where_seq(u64 where) noexcept { return u32(where >> 32); }
+inline bool header_tag_matches(std::uintptr_t p, u64 where) noexcept { return (where & 0xff) == header_tag(p); }
+
+// The 16 bytes in front of any block given to delete. They belong to the block's malloc chunk
+// header or to a neighbour that another thread may be writing: reading them is not a bug the
+// sanitizers should report, and cannot fault, since they are on the block's own page (a block
+// starting a page is never given a header, and its header is never read).
+#if defined(__clang__) || defined(__GNUC__)
+#define LEAKSCOPE_FOREIGN_READ __attribute__((no_sanitize_address, no_sanitize("thread")))
+#else
+#define LEAKSCOPE_FOREIGN_READ
+#endif
+using u64_alias = u64 __attribute__((may_alias));
+LEAKSCOPE_FOREIGN_READ inline BlockHeader read_header(std::uintptr_t p) noexcept {
+    const volatile u64_alias* w = reinterpret_cast<const volatile u64_alias*>(p - kHeaderBytes);
+    return BlockHeader{w[0], w[1]};
+}
+inline bool may_have_header(std::uintptr_t p) noexcept { return (p & 4095u) != 0; }
+inline void write_header_what(std::uintptr_t p, u64 what) noexcept { reinterpret_cast<u64_alias*>(p - 8)[0] = what; }
+inline void write_header_where(std::uintptr_t p, u64 where) noexcept { reinterpret_cast<u64_alias*>(p - 16)[0] = where; }
+inline void* raw_of(std::uintptr_t p, u64 what) noexcept {
+    if (what & kRawBelow) return reinterpret_cast<void*>(reinterpret_cast<const u64_alias*>(p - 24)[0]);
+    return reinterpret_cast<void*>(p - kHeaderBytes);
+}
+inline Record record_of_header(std::uintptr_t p, u32 scope, u32 seq) noexcept {
+    u64 what = read_header(p).what;
+    return Record{p, what & kMaxHeaderSize, scope, seq, u32(what >> 40) & kMaxHeaderStack, 0};
 }
 
-// Hot paths, inlined into the replaced operators.
+// A block died (its log entry already cleared): stats, the minus side of the scope this thread
+// counts for, and the reference it held on the scope it was born in.
+inline void finish_death(ThreadState& t, u32 scope, u32 seq, u64 size, u32 mode) noexcept {
+    count_death(t, size);
+    // Born in the scope this thread counts for (the common case): not an older block.
+    if (counting_frees(t, mode) && scope != slot_of(t.current)) count_released(t, scope, size);
+    release_ref(t, scope, seq);
+}
+
+// ---- the side table: blocks without a header ---------------------------------------------------
+inline void side_birth(ThreadState& t, u64 handle, std::uintptr_t addr, u64 size, std::uintptr_t caller) noexcept {
+    u32 seq = 0;
+    if (!take_ref(t, handle, addr | kExternal, seq)) return;
+    u32 scope = slot_of(handle);
+    Record rec{addr, size, scope, seq, slot_ref(scope).stacks ? capture_for_block(t, caller) : 0, 0};
+    Record stale;   // written only when had_stale
+    bool had_stale = false;
+    if (!registry_insert(rec, stale, had_stale)) {
+        // Out of tracker memory: the block goes untracked, its scope reference is undone.
+        clear_birth(t, slot_ref(scope), seq, addr | kExternal);
+        release_ref(t, scope, seq);
+        return;
+    }
+    count_birth(t, size);
+    if (had_stale && clear_birth(t, slot_ref(stale.scope), stale.seq, addr | kExternal))   // freed behind our back
+        finish_death(t, stale.scope, stale.seq, stale.size, 0);
+}
+inline bool side_death(ThreadState& t, std::uintptr_t addr, u32 mode) noexcept {
+    Record rec;   // read only when found
+    if (!registry_find(addr, rec, Edit::erase)) return false;
+    if (clear_birth(t, slot_ref(rec.scope), rec.seq, addr | kExternal)) finish_death(t, rec.scope, rec.seq, rec.size, mode);
+    return true;
+}
+
+// ---- the detached log: blocks that never count --------------------------------------------------
+// Blocks born under Ignore or inside leakscope itself while a scope counts the thread, and blocks
+// given to ignore(): they carry a header like any counted block (so their delete is recognised,
+// and never counted on anyone's minus side) but are logged here, in no scope.
+// Logs `p` and writes its header's `where`; false when out of tracker memory.
+inline bool detach(std::uintptr_t p) noexcept {
+    SpinGuard guard(g.detached_lock);
+    if (g.detached.size == g.detached.capacity && g.detached_live < g.detached.size / 2) {
+        // Full, and mostly of dead entries: compact rather than grow (so the log stays within
+        // twice its live blocks), telling each moved block its new place.
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < g.detached.size; ++i) {
+            std::uintptr_t a = g.detached.data[i];
+            if (!a) continue;
+            write_header_where(a, header_where(kDetachedScope, u32(kept), a));
+            g.detached.data[kept++] = a;
+        }
+        g.detached.size = kept;
+    }
+    u32 index = u32(g.detached.size);
+    if (!g.detached.push(p)) return false;
+    ++g.detached_live;
+    write_header_where(p, header_where(kDetachedScope, index, p));
+    return true;
+}
+
+// ---- births -------------------------------------------------------------------------------------
 LEAKSCOPE_NOINLINE void count_allocation_slow(ThreadState& t) noexcept {
     if (t.registry_index == 0) register_thread(t);
     if (counts_locally(t))
@@ -2083,63 +2217,189 @@ LEAKSCOPE_NOINLINE void count_allocation_slow(ThreadState& t) noexcept {
         g.retired_allocations.fetch_add(1, relaxed);
 }
 
-inline void after_allocation(void* block, std::size_t size, std::uintptr_t caller) noexcept {
-    ThreadState& t = tls;
-    if (LEAKSCOPE_LIKELY(counts_locally(t)))
-        t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
-    else
-        count_allocation_slow(t);
-    if (LEAKSCOPE_UNLIKELY((t.current | (g.mode.load(relaxed) & kAllScopeOpen)) != 0)) on_birth(t, block, size, caller);
-}
-inline void before_deallocation(void* block, std::size_t size) noexcept {
-    ThreadState& t = tls;
-    u32 mode = g.mode.load(relaxed);
-    if (LEAKSCOPE_LIKELY((t.current | mode) == 0)) return;   // nothing was ever tracked
-    if (t.current == 0 && !(mode & kAllScopeOpen)) {
-        // Counting for no scope, the only question is "is it ours?": the bucket filter
-        // answers it for most blocks in one load, without a call.
-        u64 h = hash_address(reinterpret_cast<std::uintptr_t>(block));
-        if (g.shards[shard_of(reinterpret_cast<std::uintptr_t>(block))].filter[filter_of(h)].load(relaxed) == 0)
-            return;
+// malloc, or posix_memalign for extended alignment, with operator new's failure semantics: the
+// new-handler loop, then bad_alloc or null.
+LEAKSCOPE_NOINLINE void* raw_allocate(std::size_t request, std::size_t alignment, bool nothrow) {
+    if (alignment & (alignment - 1)) {   // not a power of two: no allocation can satisfy it
+        if (nothrow) return nullptr;
+        throw std::bad_alloc();
     }
-    on_death(t, block, size);
+    for (;;) {
+        void* p = nullptr;
+        if (alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+            p = std::malloc(request);
+        } else if (::posix_memalign(&p, std::max(alignment, sizeof(void*)), request) != 0) {
+            p = nullptr;
+        }
+        if (LEAKSCOPE_LIKELY(p != nullptr)) return p;
+        std::new_handler handler = std::get_new_handler();
+        if (!handler) {
+            if (nothrow) return nullptr;
+            throw std::bad_alloc();
+        }
+        if (nothrow) {
+            try {
+                handler();
+            } catch (...) {
+                return nullptr;
+            }
+        } else {
+            handler();
+        }
+    }
+}
+
+// A birth while a scope counts this thread: a block with a header (see above) or, where none
+// fits, a side-table record. `handle` 0: the birth counts for no one (Ignore, leakscope's own)
+// and goes to the detached log. `caller`: the return address of the replaced operator, where
+// the block's stack starts.
+LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_t size, std::size_t alignment,
+                                            bool nothrow, std::uintptr_t caller) {
+    u32 scope = slot_of(handle);
+    if (alignment < 4096 && size <= kMaxHeaderSize) {
+        std::size_t pad = alignment > kHeaderBytes ? alignment : kHeaderBytes;
+        auto raw = static_cast<char*>(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? std::malloc(size + pad) : nullptr);
+        if (LEAKSCOPE_UNLIKELY(!raw)) raw = static_cast<char*>(raw_allocate(size + pad, alignment, nothrow));
+        if (!raw) return nullptr;
+        char* block = raw + pad;
+        if (!may_have_header(reinterpret_cast<std::uintptr_t>(block))) {
+            // The block would start a page: move it one pad further (two pads cannot both start
+            // a page, as pad < 4096).
+            std::free(raw);
+            raw = static_cast<char*>(raw_allocate(size + 2 * pad, alignment, nothrow));
+            if (!raw) return nullptr;
+            block = raw + pad;
+            if (!may_have_header(reinterpret_cast<std::uintptr_t>(block))) block += pad;
+        }
+        auto p = reinterpret_cast<std::uintptr_t>(block);
+        bool raw_below = block != raw + kHeaderBytes;
+        if (raw_below) reinterpret_cast<u64_alias*>(p - 24)[0] = reinterpret_cast<std::uintptr_t>(raw);
+        if (handle == 0) {
+            write_header_what(p, size | (t.internal ? kUncounted : 0) | (raw_below ? kRawBelow : 0));
+            if (LEAKSCOPE_UNLIKELY(!detach(p))) {
+                std::free(raw);
+                return raw_allocate(size ? size : 1, alignment, nothrow);
+            }
+            if (!t.internal) count_birth(t, size);
+        } else {
+            u32 stack = slot_ref(scope).stacks ? capture_for_block(t, caller) : 0;   // never allocates
+            if (stack > kMaxHeaderStack) stack = 0;
+            // `what` first: a report may read it as soon as the birth is logged.
+            write_header_what(p, size | u64(stack) << 40 | (raw_below ? kRawBelow : 0));
+            u32 seq = 0;
+            if (LEAKSCOPE_UNLIKELY(!take_ref(t, handle, p, seq))) {
+                std::free(raw);   // the scope closed meanwhile: an ordinary block
+                return raw_allocate(size ? size : 1, alignment, nothrow);
+            }
+            write_header_where(p, header_where(scope, seq, p));
+            count_birth(t, size);
+        }
+        if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
+        return block;
+    }
+    void* p = raw_allocate(size ? size : 1, alignment, nothrow);
+    if (p && handle) side_birth(t, handle, reinterpret_cast<std::uintptr_t>(p), size, caller);
+    return p;
+}
+
+// ---- deaths -------------------------------------------------------------------------------------
+// ignore()d blocks keep their header (their memory starts below them) in one global log.
+inline bool detached_death(ThreadState& t, std::uintptr_t p) noexcept {
+    u64 size = 0;
+    {
+        SpinGuard guard(g.detached_lock);
+        u32 i = where_seq(read_header(p).where);   // re-read: compaction may have moved it
+        if (i >= g.detached.size || g.detached.data[i] != p) return false;
+        g.detached.data[i] = 0;
+        --g.detached_live;
+        size = read_header(p).what;
+    }
+    if (!(size & kUncounted)) count_death(t, size & kMaxHeaderSize);
+    return true;
+}
+
+// Frees a block given to delete once anything has been tracked, unless it is the common case of
+// a block dying in the open scope of the thread that allocated it (see deallocate).
+LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::size_t size_hint, u32 mode) noexcept {
+    auto p = reinterpret_cast<std::uintptr_t>(block);
+    if ((mode & kEverTracked) && may_have_header(p)) {
+        BlockHeader h = read_header(p);
+        if (header_tag_matches(p, h.where)) {
+            u32 scope = where_scope(h.where), seq = where_seq(h.where);
+            bool ours = false;
+            if (scope == kDetachedScope) {
+                ours = detached_death(t, p);
+            } else if (Slot* s = slot_at(scope)) {
+                ours = clear_birth(t, *s, seq, p);
+                if (ours) finish_death(t, scope, seq, h.what & kMaxHeaderSize, mode);
+            }
+            if (ours) {
+                std::free(raw_of(p, h.what));
+                return;
+            }
+        }
+    }
+    if ((mode & kSideTable) && side_death(t, p, mode)) {
+        std::free(block);
+        return;
+    }
+    if (counting_frees(t, mode)) count_released(t, 0, size_hint ? size_hint : ::malloc_usable_size(block));
+    std::free(block);
 }
 
 // ---- enumerating a scope's leftovers: from its own birth logs, never a heap scan ---------------
-template <class F>
-void for_each_leftover(u32 scope, F&& visit) noexcept {
+// Collects under the scope's lock (a death on another thread waits, so no header is read from a
+// block freed meanwhile) into tracker memory, then visits without it.
+inline void collect_leftovers(u32 scope, OsVector<Record>& out) noexcept {
     Slot& s = slot_ref(scope);
-    Record rec{};
-    for (std::size_t ci = 0; ci < s.log.size; ++ci) {
-        const std::uintptr_t* entries = s.log.data[ci].entries;
+    SpinGuard guard(s.lock);
+    for (u32 ci = 0; ci < s.log_chunks; ++ci) {
+        LogChunkRef* c = log_chunk_ref(s, ci, false);
+        const std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
         if (!entries) continue;
         for (u32 i = 0; i < kLogChunk; ++i) {
-            u32 seq = u32(ci) * kLogChunk + i;
+            u32 seq = ci * kLogChunk + i;
             if (seq >= s.log_size) break;
-            if (entries[i] && registry_find(entries[i], rec, Edit::none) && rec.scope == scope && rec.seq == seq)
-                visit(rec);
+            std::uintptr_t v = __atomic_load_n(&entries[i], __ATOMIC_RELAXED);
+            if (v == 0) continue;
+            Record rec{};
+            if (!(v & kExternal))
+                out.push(record_of_header(v, scope, seq));
+            else if (registry_find(v & ~kExternal, rec, Edit::none) && rec.scope == scope && rec.seq == seq)
+                out.push(rec);
         }
     }
-    SpinGuard guard(s.lock);
     for (std::size_t i = 0; i < s.shared.size; ++i) {
         const SharedEntry& e = s.shared.data[i];
-        if (registry_find(e.addr, rec, Edit::none) && rec.scope == e.scope && rec.seq == e.seq &&
-            slot_ref(e.scope).generation.load(relaxed) == e.generation)
-            visit(rec);
+        Record rec{};
+        if (e.addr == 0 && e.seq == kNoSeq) {
+            // A child scope that closed with leftovers; its slot is reused only after they died.
+            Slot& child = slot_ref(e.scope);
+            if (child.generation.load(acquire) == e.generation) collect_leftovers(e.scope, out);
+        } else if (e.addr && !(e.addr & kExternal)) {
+            out.push(record_of_header(e.addr, scope, e.seq));
+        } else if (e.addr && registry_find(e.addr & ~kExternal, rec, Edit::none) && rec.scope == scope && rec.seq == e.seq) {
+            out.push(rec);
+        }
     }
 }
-
-// A live record's log entry, as handed to the enclosing scope.
-inline SharedEntry entry_of(const Record& r) noexcept {
-    return SharedEntry{r.addr, r.scope, r.seq, slot_ref(r.scope).generation.load(relaxed), 0};
+template <class F>
+void for_each_leftover(u32 scope, F&& visit) noexcept {
+    OsVector<Record> found{};
+    collect_leftovers(scope, found);
+    for (std::size_t i = 0; i < found.size; ++i) visit(static_cast<const Record&>(found.data[i]));
+    found.release();
 }
+
+// A closed child's leftovers, seen by its parent: the parent logs the child itself.
+inline SharedEntry child_entry(u32 child, u32 generation) noexcept { return SharedEntry{0, child, kNoSeq, generation, 0}; }
 
 inline i64 live_count(const Slot& s) noexcept {
     return s.owner_live.load(relaxed) + s.refs.load(acquire) - kOpenBias - i64(s.holds.load(acquire));
 }
 
 void dispatch(const Report& report) noexcept;
-void build_leftovers(u32 index, Report& out, OsVector<SharedEntry>* handoff = nullptr);
+void build_leftovers(u32 index, Report& out);
 inline Report leftovers_header(const char* name, const char* file, unsigned line, bool by_exception) {
     Report r;
     r.kind = "leftovers";
@@ -3066,15 +3326,12 @@ void fill_frames(u32 stack, Site& site) {
         for (Frame& f : symbolize(e->frames[i])) site.frames.push_back(std::move(f));
 }
 
-// Builds the report of a scope's current leftovers (leakscope's own allocations inside) and,
-// with `handoff`, collects their log entries for the enclosing scope in the same pass.
-void build_leftovers(u32 index, Report& out, OsVector<SharedEntry>* handoff) {
+// Builds the report of a scope's current leftovers (leakscope's own allocations inside).
+void build_leftovers(u32 index, Report& out) {
     struct Item { u32 stack; u64 size; };
     std::vector<Item> items;
     for_each_leftover(index, [&](const Record& r) {
         items.push_back(Item{r.stack, r.size});
-        if (handoff)
-            handoff->push(entry_of(r));
     });
     std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.stack < b.stack; });
     for (std::size_t i = 0; i < items.size();) {
@@ -3153,36 +3410,22 @@ void LeakScope::close(bool report) noexcept {
             deferred = defer_report(t, handle_of(slot_, generation_));
             if (!deferred) s.refs.fetch_sub(1, relaxed);   // all entries taken: report now
         }
-        // The enclosing scope sees these leftovers too: it gets their log entries, collected
-        // in the same pass that builds the report.
-        OsVector<SharedEntry> handoff{};
-        OsVector<SharedEntry>* want = s.parent ? &handoff : nullptr;
-        bool collected = false;
         if (report && !deferred) {
             InternalGuard internal;
             try {
                 Report rep = leftovers_header(name_, file_, line_, by_exception);
-                build_leftovers(slot_, rep, want);
-                collected = true;
+                build_leftovers(slot_, rep);
                 if (rep.blocks > 0) dispatch(rep);
             } catch (...) {
                 diagnostic("could not build a report (out of memory?)");
             }
         }
-        if (want) {
-            if (!collected) {
-                handoff.size = 0;   // a failed build may have collected part of them
-                for_each_leftover(slot_, [&](const Record& r) {
-                    handoff.push(entry_of(r));
-                });
-            }
+        // The enclosing scope sees these leftovers too: it logs this scope, whose slot its
+        // leftovers keep (and which holds a reference on the parent meanwhile).
+        if (s.parent) {
             Slot& p = slot_ref(s.parent);
-            {
-                SpinGuard guard(p.lock);
-                if (!p.closed.load(relaxed))
-                    for (std::size_t i = 0; i < handoff.size; ++i) p.shared.push(handoff.data[i]);
-            }
-            handoff.release();
+            SpinGuard guard(p.lock);
+            if (!p.closed.load(relaxed)) p.shared.push(child_entry(slot_, generation_));
         }
     }
     // From now on every reference goes through `refs`: fold the owner's count in, drop the bias.
@@ -3225,17 +3468,58 @@ Ignore::~Ignore() { --tls.ignore_depth; }
 
 void ignore(const void* block) noexcept {
     if (!block) return;
-    Record before{};
-    if (!registry_find(reinterpret_cast<std::uintptr_t>(block), before, Edit::unscope)) return;
-    if (before.scope) release_ref(tls, before.scope, before.seq);
+    ThreadState& t = tls;
+    auto p = reinterpret_cast<std::uintptr_t>(block);
+    u32 mode = g.mode.load(acquire);
+    if ((mode & kEverTracked) && may_have_header(p)) {
+        BlockHeader h = read_header(p);
+        u32 scope = where_scope(h.where), seq = where_seq(h.where);
+        Slot* s = header_tag_matches(p, h.where) && scope != kDetachedScope ? slot_at(scope) : nullptr;
+        if (s && clear_birth(t, *s, seq, p)) {
+            // It keeps its header (its memory starts below it) and moves to the detached log,
+            // where its delete will find it; its scope forgets it.
+            if (!detach(p)) {
+                // No tracker memory: it stays a birth of its scope after all.
+                if (seq & kSharedSeq) {
+                    SpinGuard scope_guard(s->lock);
+                    s->shared.data[seq & ~kSharedSeq].addr = p;
+                } else {
+                    LogChunkRef* c = log_chunk_ref(*s, seq / kLogChunk, false);
+                    __atomic_store_n(&c->entries.load(acquire)[seq % kLogChunk], p, __ATOMIC_RELAXED);
+                }
+                return;
+            }
+            release_ref(t, scope, seq);
+            return;
+        }
+    }
+    if (mode & kSideTable) {
+        Record before{};
+        if (!registry_find(p, before, Edit::unscope)) return;
+        if (before.scope && clear_birth(t, slot_ref(before.scope), before.seq, p | kExternal))
+            release_ref(t, before.scope, before.seq);
+    }
 }
 
 LEAKSCOPE_NOINLINE void record_allocation(const void* block, std::size_t size) noexcept {
-    if (block)
-        after_allocation(const_cast<void*>(block), size, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
+    if (!block) return;
+    ThreadState& t = tls;
+    ensure_registered(t);
+    if (counts_locally(t))
+        t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
+    else
+        g.retired_allocations.fetch_add(1, relaxed);
+    u64 handle = (t.internal | t.ignore_depth) ? 0 : counting_scope(t);
+    if (handle)
+        side_birth(t, handle, reinterpret_cast<std::uintptr_t>(block), size,
+                   reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
 }
 void record_deallocation(const void* block, std::size_t size) noexcept {
-    if (block) before_deallocation(const_cast<void*>(block), size);
+    if (!block) return;
+    ThreadState& t = tls;
+    u32 mode = g.mode.load(acquire);
+    if ((mode & kSideTable) && side_death(t, reinterpret_cast<std::uintptr_t>(block), mode)) return;
+    if (counting_frees(t, mode)) count_released(t, 0, size);   // size 0: unknown, and not malloc's to ask
 }
 
 // ---- call stacks and options ------------------------------------------------------------------
@@ -3492,6 +3776,7 @@ void before_fork() noexcept {
     g.slot_lock.lock();
     g.log_lock.lock();
     g.all_lock.lock();
+    g.detached_lock.lock();
     g.writer_lock.lock();
     st.intern_lock.lock();
     for (Shard& sh : g.shards) sh.lock.lock();
@@ -3500,6 +3785,7 @@ void after_fork_parent() noexcept {
     for (Shard& sh : g.shards) sh.lock.unlock();
     st.intern_lock.unlock();
     g.writer_lock.unlock();
+    g.detached_lock.unlock();
     g.all_lock.unlock();
     g.log_lock.unlock();
     g.slot_lock.unlock();
@@ -3523,61 +3809,53 @@ void after_fork_child() noexcept {
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #define LEAKSCOPE_MISMATCH_PRAGMA_PUSHED
 #endif
-LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow,
-                                       std::uintptr_t caller);
-
-// The common case inline: default alignment, malloc succeeds. `caller` is the return address of
-// the replaced operator: the allocating stack starts there.
+// The common case inline: no scope counting this thread, default alignment, malloc succeeds.
+// `caller` is the return address of the replaced operator: the allocating stack starts there.
 inline void* allocate(std::size_t size, std::size_t alignment, bool nothrow, void* caller) {
-    if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {
-        void* p = std::malloc(size ? size : 1);
-        if (LEAKSCOPE_LIKELY(p != nullptr)) {
-            after_allocation(p, size, reinterpret_cast<std::uintptr_t>(caller));
-            return p;
-        }
+    ThreadState& t = tls;
+    if (LEAKSCOPE_LIKELY(counts_locally(t)))
+        t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
+    else
+        count_allocation_slow(t);
+    if (LEAKSCOPE_UNLIKELY((t.current | (g.mode.load(relaxed) & kAllScopeOpen)) != 0)) {
+        u64 handle = (t.internal | t.ignore_depth) ? 0 : counting_scope(t);
+        if (handle || (t.internal | t.ignore_depth)) return allocate_counted(t, handle, size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
     }
-    return allocate_slow(size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
+    if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {
+        void* p = std::malloc(size ? size : 1);   // distinct non-null pointers for zero-size requests
+        if (LEAKSCOPE_LIKELY(p != nullptr)) return p;
+    }
+    return raw_allocate(size ? size : 1, alignment, nothrow);
 }
 
-// Extended alignment, and the failure path: the new-handler loop, bad_alloc or null.
-LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow,
-                                       std::uintptr_t caller) {
-    if (alignment & (alignment - 1)) {   // not a power of two: no allocation can satisfy it
-        if (nothrow) return nullptr;
-        throw std::bad_alloc();
+inline void deallocate(void* block, std::size_t size) noexcept {
+    if (!block) return;
+    ThreadState& t = tls;
+    u32 mode = g.mode.load(relaxed);
+    if (LEAKSCOPE_LIKELY((t.current | mode) == 0)) {   // nothing was ever tracked
+        std::free(block);
+        return;
     }
-    std::size_t request = size ? size : 1;   // distinct non-null pointers for zero-size requests
-    for (;;) {
-        void* p = nullptr;
-        if (alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-            p = std::malloc(request);
-        } else if (::posix_memalign(&p, std::max(alignment, sizeof(void*)), request) != 0) {
-            p = nullptr;
-        }
-        if (LEAKSCOPE_LIKELY(p != nullptr)) {
-            after_allocation(p, size, caller);
-            return p;
-        }
-        std::new_handler handler = std::get_new_handler();
-        if (!handler) {
-            if (nothrow) return nullptr;
-            throw std::bad_alloc();
-        }
-        if (nothrow) {
-            try {
-                handler();
-            } catch (...) {
-                return nullptr;
+    auto p = reinterpret_cast<std::uintptr_t>(block);
+    if (t.current && (mode & kEverTracked) && may_have_header(p)) {
+        BlockHeader h = read_header(p);
+        u32 scope = where_scope(h.where), seq = where_seq(h.where);
+        // The common case: a block born in this thread's own open scope dies there.
+        if (scope == slot_of(t.current) && !(seq & kSharedSeq) && header_tag_matches(p, h.where)) {
+            Slot& s = slot_ref(scope);
+            LogChunkRef* c = owned_here(s, t) ? log_chunk_ref(s, seq / kLogChunk, false) : nullptr;
+            std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
+            if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
+                __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
+                count_death(t, h.what & kMaxHeaderSize);
+                s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
+                if (--c->live == 0) retire_log_chunk(s, c, seq / kLogChunk);
+                std::free(raw_of(p, h.what));
+                return;
             }
-        } else {
-            handler();
         }
     }
-}
-inline void deallocate(void* p, std::size_t size) noexcept {
-    if (!p) return;
-    before_deallocation(p, size);
-    std::free(p);
+    deallocate_watched(t, block, size, mode);
 }
 }  // namespace detail
 }  // namespace leakscope
