@@ -265,6 +265,7 @@ struct MemoryResult {
     bool ok = false;
     double bytes_per_block = 0;
     long long rss_delta = 0, malloc_delta = 0;
+    long long header_delta = 0;   // what tracked blocks hold in the heap beyond the same blocks untracked
     std::size_t blocks = 0;
     std::string note;   // why there is no result, or how it was measured
 };
@@ -299,12 +300,24 @@ MemoryResult measure_memory_here(std::size_t n) {
         long long rss1 = resident_bytes();
         long long heap1 = static_cast<long long>(mallinfo2().uordblks);
         scope.dismiss();
+        // The same blocks untracked, for what the heap holds without leakscope: a tracked block's
+        // header makes its malloc chunk larger, and that is the tracker's memory too.
+        std::vector<char*> plain(n);
+        long long heap2 = static_cast<long long>(mallinfo2().uordblks);
+        for (std::size_t i = 0; i < n; ++i) {
+            char* const p = new char[kBlock];
+            benchmark::DoNotOptimize(p);
+            plain[i] = p;
+        }
+        long long heap3 = static_cast<long long>(mallinfo2().uordblks);
+        for (char* p : plain) delete[] p;
         if (rss0 >= 0 && rss1 >= 0) {
             r.ok = true;
             r.blocks = n;
             r.rss_delta = rss1 - rss0;
             r.malloc_delta = heap1 - heap0;
-            r.bytes_per_block = double(r.rss_delta - r.malloc_delta) / double(n);
+            r.header_delta = (heap1 - heap0) - (heap3 - heap2);
+            r.bytes_per_block = double(r.rss_delta - r.malloc_delta + r.header_delta) / double(n);
         }
     }
     for (char* p : blocks) delete[] p;
@@ -314,7 +327,7 @@ MemoryResult measure_memory_here(std::size_t n) {
 int run_memory_probe() {
     MemoryResult r = measure_memory_here(kProbeBlocks);
     if (!r.ok) return 1;
-    std::printf("%.3f %lld %lld %zu\n", r.bytes_per_block, r.rss_delta, r.malloc_delta, r.blocks);
+    std::printf("%.3f %lld %lld %lld %zu\n", r.bytes_per_block, r.rss_delta, r.malloc_delta, r.header_delta, r.blocks);
     return 0;
 }
 
@@ -341,8 +354,8 @@ MemoryResult measure_memory_fresh(const char* argv0) {
     if (rc != 0) return r;
     int status = 0;
     if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return r;
-    if (std::sscanf(out.c_str(), "%lf %lld %lld %zu", &r.bytes_per_block, &r.rss_delta, &r.malloc_delta,
-                    &r.blocks) == 4)
+    if (std::sscanf(out.c_str(), "%lf %lld %lld %lld %zu", &r.bytes_per_block, &r.rss_delta, &r.malloc_delta,
+                    &r.header_delta, &r.blocks) == 5)
         r.ok = true;
     return r;
 }
@@ -503,10 +516,10 @@ int main(int argc, char** argv) {
 
     MemoryResult mem = measure_tracker_memory(argv[0]);
     if (mem.ok)
-        std::printf("\ntracker memory: %.1f bytes per tracked block (RSS +%.1f MiB, malloc'd +%.1f MiB, "
-                    "%zu blocks of %zu bytes; %s)\n",
+        std::printf("\ntracker memory: %.1f bytes per tracked block (RSS +%.1f MiB, malloc'd +%.1f MiB of which "
+                    "+%.1f MiB are block headers, %zu blocks of %zu bytes; %s)\n",
                     mem.bytes_per_block, double(mem.rss_delta) / 1048576.0, double(mem.malloc_delta) / 1048576.0,
-                    mem.blocks, kBlock, mem.note.c_str());
+                    double(mem.header_delta) / 1048576.0, mem.blocks, kBlock, mem.note.c_str());
     else
         std::printf("\ntracker memory: n/a (%s)\n", mem.note.empty() ? "probe failed" : mem.note.c_str());
     print_table(reporter, mem);

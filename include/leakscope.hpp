@@ -585,6 +585,8 @@ struct ThreadState {
     std::atomic<u64> allocations;  // every hooked allocation
     std::atomic<i64> live_blocks, live_bytes;   // tracked births minus deaths done here
     WalkMemories* walks;           // mmap'd on a registered thread's first capture
+    OsVector<Record> leftovers;    // scratch for enumerating a scope's leftovers, kept for reuse
+    u32 leftovers_busy;
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -2253,7 +2255,7 @@ LEAKSCOPE_NOINLINE void* raw_allocate(std::size_t request, std::size_t alignment
 // fits, a side-table record. `handle` 0: the birth counts for no one (Ignore, leakscope's own)
 // and goes to the detached log. `caller`: the return address of the replaced operator, where
 // the block's stack starts.
-LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_t size, std::size_t alignment,
+LEAKSCOPE_NOINLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_t size, std::size_t alignment,
                                             bool nothrow, std::uintptr_t caller) {
     u32 scope = slot_of(handle);
     if (alignment < 4096 && size <= kMaxHeaderSize) {
@@ -2318,14 +2320,27 @@ inline bool detached_death(ThreadState& t, std::uintptr_t p) noexcept {
     return true;
 }
 
-// Frees a block given to delete once anything has been tracked, unless it is the common case of
-// a block dying in the open scope of the thread that allocated it (see deallocate).
+// Frees a block given to delete once anything has been tracked.
 LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::size_t size_hint, u32 mode) noexcept {
     auto p = reinterpret_cast<std::uintptr_t>(block);
     if ((mode & kEverTracked) && may_have_header(p)) {
         BlockHeader h = read_header(p);
         if (header_tag_matches(p, h.where)) {
             u32 scope = where_scope(h.where), seq = where_seq(h.where);
+            // The common case first: a block born in this thread's own open scope dies there.
+            if (scope == slot_of(t.current) && !(seq & kSharedSeq)) {
+                Slot& s = slot_ref(scope);
+                LogChunkRef* c = owned_here(s, t) ? log_chunk_ref(s, seq / kLogChunk, false) : nullptr;
+                std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
+                if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
+                    __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
+                    count_death(t, h.what & kMaxHeaderSize);
+                    s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
+                    if (--c->live == 0) retire_log_chunk(s, c, seq / kLogChunk);
+                    std::free(raw_of(p, h.what));
+                    return;
+                }
+            }
             bool ours = false;
             if (scope == kDetachedScope) {
                 ours = detached_death(t, p);
@@ -2385,10 +2400,18 @@ inline void collect_leftovers(u32 scope, OsVector<Record>& out) noexcept {
 }
 template <class F>
 void for_each_leftover(u32 scope, F&& visit) noexcept {
-    OsVector<Record> found{};
+    // The thread's scratch is kept: a scope per request that leaks must not cost an mmap.
+    ThreadState& t = tls;
+    OsVector<Record> local{};
+    bool own = t.leftovers_busy == 0;
+    OsVector<Record>& found = own ? t.leftovers : local;
+    ++t.leftovers_busy;
+    found.size = 0;
     collect_leftovers(scope, found);
     for (std::size_t i = 0; i < found.size; ++i) visit(static_cast<const Record&>(found.data[i]));
-    found.release();
+    found.size = 0;
+    --t.leftovers_busy;
+    if (!own || found.capacity > (std::size_t(1) << 16)) found.release();   // a huge one goes back
 }
 
 // A closed child's leftovers, seen by its parent: the parent logs the child itself.
@@ -3758,6 +3781,7 @@ void thread_exit(void* arg) noexcept {
     }
     t.registry_index = kMaxThreads;   // from now on this thread counts into the global totals
     if (t.walks) os_free(t.walks, sizeof(WalkMemories));
+    if (t.leftovers_busy == 0) t.leftovers.release();
     t.walks = nullptr;                // and walks without memory (walk_memories checks that)
     // Cached scope slots go back to the shared list.
     SpinGuard slots(g.slot_lock);
@@ -3835,25 +3859,6 @@ inline void deallocate(void* block, std::size_t size) noexcept {
     if (LEAKSCOPE_LIKELY((t.current | mode) == 0)) {   // nothing was ever tracked
         std::free(block);
         return;
-    }
-    auto p = reinterpret_cast<std::uintptr_t>(block);
-    if (t.current && (mode & kEverTracked) && may_have_header(p)) {
-        BlockHeader h = read_header(p);
-        u32 scope = where_scope(h.where), seq = where_seq(h.where);
-        // The common case: a block born in this thread's own open scope dies there.
-        if (scope == slot_of(t.current) && !(seq & kSharedSeq) && header_tag_matches(p, h.where)) {
-            Slot& s = slot_ref(scope);
-            LogChunkRef* c = owned_here(s, t) ? log_chunk_ref(s, seq / kLogChunk, false) : nullptr;
-            std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
-            if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
-                __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
-                count_death(t, h.what & kMaxHeaderSize);
-                s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
-                if (--c->live == 0) retire_log_chunk(s, c, seq / kLogChunk);
-                std::free(raw_of(p, h.what));
-                return;
-            }
-        }
     }
     deallocate_watched(t, block, size, mode);
 }
