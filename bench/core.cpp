@@ -41,6 +41,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
@@ -87,6 +88,22 @@ void BM_plain_malloc_free(benchmark::State& state) {
         void* const p = std::malloc(kBlock);
         benchmark::DoNotOptimize(p);
         std::free(p);
+    }
+}
+
+// The floor any operator new/delete pair stands on: malloc/free each behind a call that checks
+// for failure, as a replaced (or libstdc++'s own) operator new must. Not hooked.
+__attribute__((noinline)) void* wrapped_malloc(std::size_t n) {
+    void* p = std::malloc(n ? n : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+__attribute__((noinline)) void wrapped_free(void* p) noexcept { std::free(p); }
+void BM_wrapped_malloc_free(benchmark::State& state) {
+    for (auto _ : state) {
+        void* const p = wrapped_malloc(kBlock);
+        benchmark::DoNotOptimize(p);
+        wrapped_free(p);
     }
 }
 
@@ -219,6 +236,7 @@ void register_benchmarks(bool default_min_time) {
     using benchmark::RegisterBenchmark;
     with_min(RegisterBenchmark("BM_hook_idle_new_delete", BM_hook_idle_new_delete)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free)->Threads(1)->Threads(2));
+    with_min(RegisterBenchmark("BM_wrapped_malloc_free", BM_wrapped_malloc_free)->Threads(1));
     with_min(RegisterBenchmark("BM_new_delete_in_scope", BM_new_delete_in_scope)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_churn_no_scope", BM_churn_no_scope)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_churn_in_scope", BM_churn_in_scope)->Threads(1)->Threads(2));
@@ -447,6 +465,8 @@ void print_table(const RecordingReporter& rep, const MemoryResult& mem) {
     };
     pair_row("plain malloc/free, 1 thread", "BM_plain_malloc_free/threads:1", 1);
     pair_row("plain malloc/free, 2 threads", "BM_plain_malloc_free/threads:2", 2);
+    pair_row("malloc/free each behind a call (the floor of any operator new/delete), 1 thread",
+             "BM_wrapped_malloc_free/threads:1", 1);
     pair_row("hooked new/delete idle, 1 thread", "BM_hook_idle_new_delete/threads:1", 1);
     pair_row("hooked new/delete idle, 2 threads", "BM_hook_idle_new_delete/threads:2", 2);
     pair_row("idle after tracking (1000 live tracked), 1 thread", "BM_hook_idle_after_tracking/threads:1", 1);
