@@ -3232,6 +3232,23 @@ inline void forget_if_unloaded(Symbolizer& s) {
 }
 }  // namespace detail
 
+namespace detail {
+// Forgets cached answers; with `keep_modules` the modules' indexes stay (a warm symbolizer),
+// without, everything goes (the next answer pays for mapping and indexing: cold). Benchmarks.
+inline void symbolizer_reset(bool keep_modules) {
+    InternalGuard internal;
+    Symbolizer& s = symbolizer();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.cache.clear();
+    if (keep_modules) return;
+    for (auto* list : {&s.modules, &s.unloaded})
+        for (auto& m : *list)
+            if (m->image) ::munmap(const_cast<u8*>(m->image), m->image_size);
+    s.modules.clear();
+    s.unloaded.clear();
+}
+}  // namespace detail
+
 std::vector<Frame> symbolize(std::uintptr_t return_address) {
     InternalGuard internal;
     Symbolizer& s = symbolizer();

@@ -61,7 +61,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--units", type=int, default=4)
-    ap.add_argument("--functions", type=int, default=45)
+    ap.add_argument("--functions", type=int, default=46)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cxx", default=os.environ.get("CXX", "c++"))
     a = ap.parse_args()
