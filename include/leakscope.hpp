@@ -323,6 +323,8 @@ struct tagged_allocator {
 //                          first leaked)                                   default on
 //   unwinder=fast|fp|libgcc                                                default fast
 //   stack_depth=1..256     frames kept per stack                          default 32
+//   group_depth=0..256     top frames of the trimmed stack deciding a site (0: all)  default 0
+//   suppressions=PATH      suppression rules file, read here at once (syntax: section 1)
 // A malformed entry gets one line on stderr naming it; the other entries still apply.
 void configure(std::string_view options) noexcept;
 
