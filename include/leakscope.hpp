@@ -53,8 +53,26 @@
 //                              name has leaked before (demand: a healthy server pays nothing)
 //   unwinder=fast|fp|libgcc    how stacks are walked (see leakscope::Unwinder); default fast
 //   stack_depth=1..256         frames kept per stack; default 32
-// Keys of later versions (report, suppressions, track, sample_bytes, settle_ms, exit_report,
-// signal, monitor) are recognised and reported as not available yet.
+//   group_depth=0..256         how many top frames of a leftover's trimmed stack (frames[0] is the
+//                              user's line) decide its site; 0, the default, the whole stack.
+//                              Stacks sharing them (and the inferred type) are one site, whose
+//                              frames are those deciding frames
+//   suppressions=PATH          a file of suppression rules (read at the next report; a later
+//                              suppressions= replaces it; leakscope::suppress() adds rules in code).
+//                              One rule per line, '#' comment lines:
+//                                leak:PATTERN     LSan's form: any frame of the whole stack matches
+//                                stack:P1;P2;...  consecutive frames of the trimmed stack match
+//                                                 P1, P2, ... (innermost first), anywhere
+//                                top:P1;P2;...    the same, anchored: frames[0] matches P1
+//                              A frame matches when its function, file or module contains the
+//                              pattern ('*' any run, leading '^' / trailing '$' anchor: LSan's).
+//                              A rule may end with a budget, max_blocks=N and/or max_bytes=N[K|M|G]:
+//                              a site above it is reported again. Rules are tried in order; the
+//                              first that matches within its budget hides the site, and the report
+//                              lists each rule that hid something (Report::suppressed). A malformed
+//                              line gets one stderr line with the file and line number.
+// Keys of later versions (report, track, sample_bytes, settle_ms, exit_report, signal, monitor)
+// are recognised and reported as not available yet.
 //
 // Guarantees the implementation keeps (why it looks the way it does):
 //  * The tracker's own memory comes from mmap, never from the hooked allocator, so it can
@@ -244,12 +262,69 @@ std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how = U
 // in-process from the ELF and DWARF of the module, cached; never starts a process.
 std::vector<Frame> symbolize(std::uintptr_t return_address);
 
+// ---- attribution: types and suppressions ---------------------------------------------------------
+// A report's sites start at the user's line: leakscope's own frames and the standard library's
+// allocation plumbing go to Site::allocator_frames. Site::type is read from those frames' names:
+// make_shared<T>/allocate_shared<T> and their control block, make_unique<T>, and the allocator
+// (std::allocator<T>, __new_allocator<T>, allocator_traits) of a container — which gives the
+// container's element type: vector<T> and deque<T> give T, list/set nodes their value, a map's
+// nodes (and an unordered container's bucket array) std::pair<K const, V>, std::string char.
+// A plain `new T` has no such frame: tag it (below) where the type matters.
+
+// Suppression rules in the syntax of a suppressions= file (one rule per line; see the options
+// comment at the top of this header), kept in addition to the file's. A malformed line gets one
+// stderr line naming `source` and its line number; the others still apply.
+void suppress(std::string_view rules, std::string_view source = "suppress()");
+void clear_suppressions();   // drops the rules given to suppress() (not the file's)
+
+// Explicit type tags, where inference cannot see the type (raw buffers, type-erased storage): the
+// tag's non-inlined frame is in the block's captured stack and names Tag, and report building
+// reads it as it reads std::allocator<T>. Nothing changes on the allocation path.
+//     auto* v = leakscope::tagged<Vehicle>::make<FloatingVehicle>(args...);   // typed "Vehicle"
+//     void* raw = leakscope::tagged<struct FrameBuffer>::allocate(4096);       // typed "FrameBuffer"
+//     std::vector<char, leakscope::tagged_allocator<char, Image>> pixels;        // typed "Image"
+namespace detail {
+template <class Tag> struct tag_anchor { static constexpr char id = 0; };
+// Keeps the calling frame real: no tail call (the frame would vanish from the stack) and no
+// identical-code folding of two tags' functions (the anchor differs per Tag).
+template <class Tag> inline void keep_tag_frame(const void* p) { asm volatile("" : : "r"(p), "r"(&tag_anchor<Tag>::id) : "memory"); }
+}  // namespace detail
+template <class Tag>
+struct tagged {
+    template <class T = Tag, class... Args>
+    __attribute__((noinline)) static T* make(Args&&... args) {
+        T* p = new T(static_cast<Args&&>(args)...);
+        detail::keep_tag_frame<Tag>(p);
+        return p;
+    }
+    __attribute__((noinline)) static void* allocate(std::size_t bytes) {
+        void* p = ::operator new(bytes);
+        detail::keep_tag_frame<Tag>(p);
+        return p;
+    }
+    static void deallocate(void* p) noexcept { ::operator delete(p); }
+};
+// A standard allocator whose blocks are typed Tag (rebinding keeps the tag: a container's nodes too).
+template <class T, class Tag = T>
+struct tagged_allocator {
+    using value_type = T;
+    template <class U> struct rebind { using other = tagged_allocator<U, Tag>; };
+    tagged_allocator() noexcept = default;
+    template <class U> tagged_allocator(const tagged_allocator<U, Tag>&) noexcept {}
+    T* allocate(std::size_t n) { return static_cast<T*>(tagged<Tag>::allocate(n * sizeof(T))); }
+    void deallocate(T* p, std::size_t) noexcept { tagged<Tag>::deallocate(p); }
+    template <class U> bool operator==(const tagged_allocator<U, Tag>&) const noexcept { return true; }
+    template <class U> bool operator!=(const tagged_allocator<U, Tag>&) const noexcept { return false; }
+};
+
 // Applies options in the LEAKSCOPE_OPTIONS syntax (`key=value`, separated by ':' or white space,
 // values may be quoted). Keys this version knows:
 //   stacks=on|off|demand   capture allocating stacks (demand: for a scope name's runs after it
 //                          first leaked)                                   default on
 //   unwinder=fast|fp|libgcc                                                default fast
 //   stack_depth=1..256     frames kept per stack                          default 32
+//   group_depth=0..256     top frames of the trimmed stack deciding a site (0: all)  default 0
+//   suppressions=PATH      suppression rules file, read here at once (syntax: section 1)
 // A malformed entry gets one line on stderr naming it; the other entries still apply.
 void configure(std::string_view options) noexcept;
 
@@ -2326,9 +2401,54 @@ struct Module {
 struct Symbolizer {
     std::mutex mutex;
     std::vector<std::unique_ptr<Module>> modules;
+    std::vector<std::unique_ptr<Module>> unloaded;   // objects dlclose'd, read from their files
     std::unordered_map<std::uintptr_t, std::vector<Frame>> cache;
     unsigned long long unloads = 0;   // the loader's count of unloaded objects when last looked
 };
+
+// Objects the dlclose wrapper saw unloading: path and address range, so that a stack captured
+// while one was loaded still names it (module + offset, and what its file on disk says). Plain
+// POD written without allocating; the newest kUnloadedSlots are kept.
+struct UnloadedRecord { std::uintptr_t base, start, end; char path[512]; };
+constexpr unsigned kUnloadedSlots = 64;
+struct UnloadedTable {
+    SpinLock lock;
+    u32 count;   // records ever written; slot = count % kUnloadedSlots
+    UnloadedRecord records[kUnloadedSlots];
+};
+inline UnloadedTable& unloaded_table() noexcept {
+    static UnloadedTable table;   // zero-initialised
+    return table;
+}
+// Called by the dlclose wrapper before the real dlclose: remembers the object behind `handle`.
+// No allocation (dlinfo and dl_iterate_phdr do not allocate); an object still referenced elsewhere
+// stays loaded, and loaded objects are always looked up first, so a record too many is harmless.
+inline void remember_unloading(void* handle) noexcept {
+    link_map* map = nullptr;
+    if (!handle || ::dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || !map || !map->l_name || !map->l_name[0]) return;
+    UnloadedRecord rec{};
+    rec.base = map->l_addr;
+    std::snprintf(rec.path, sizeof rec.path, "%s", map->l_name);
+    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
+        auto& r = *static_cast<UnloadedRecord*>(arg);
+        if (info->dlpi_addr != r.base || !info->dlpi_name || std::strcmp(info->dlpi_name, r.path) != 0) return 0;
+        std::uintptr_t lo = ~std::uintptr_t(0), hi = 0;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+            const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+            if (ph.p_type != PT_LOAD) continue;
+            lo = std::min<std::uintptr_t>(lo, info->dlpi_addr + ph.p_vaddr);
+            hi = std::max<std::uintptr_t>(hi, info->dlpi_addr + ph.p_vaddr + ph.p_memsz);
+        }
+        r.start = lo;
+        r.end = hi;
+        return 1;
+    }, &rec);
+    if (rec.end <= rec.start) return;
+    UnloadedTable& t = unloaded_table();
+    SpinGuard guard(t.lock);
+    t.records[t.count % kUnloadedSlots] = rec;
+    ++t.count;
+}
 inline Symbolizer& symbolizer() {
     static Symbolizer* instance = new Symbolizer();   // never destroyed: reports at exit use it
     return *instance;
@@ -2363,8 +2483,10 @@ inline void read_elf(Module& m) {
     ElfW(Ehdr) eh;
     std::memcpy(&eh, m.image, sizeof eh);
     if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64) return;
+    // Offsets and sizes come from the file: compared without overflow (a corrupt one is skipped).
+    auto fits = [&](u64 offset, u64 size) { return offset <= m.image_size && size <= m.image_size - offset; };
     if (eh.e_shoff == 0 || eh.e_shentsize != sizeof(ElfW(Shdr)) ||
-        eh.e_shoff + u64(eh.e_shnum) * sizeof(ElfW(Shdr)) > m.image_size || eh.e_shstrndx >= eh.e_shnum)
+        !fits(eh.e_shoff, u64(eh.e_shnum) * sizeof(ElfW(Shdr))) || eh.e_shstrndx >= eh.e_shnum)
         return;
     auto header = [&](unsigned i) {
         ElfW(Shdr) sh;
@@ -2372,13 +2494,13 @@ inline void read_elf(Module& m) {
         return sh;
     };
     ElfW(Shdr) names = header(eh.e_shstrndx);
-    if (names.sh_offset + names.sh_size > m.image_size) return;
+    if (!fits(names.sh_offset, names.sh_size)) return;
     Section shstr{m.image + names.sh_offset, std::size_t(names.sh_size)};
     ElfW(Shdr) symtab{}, dynsym{};
     bool have_symtab = false, have_dynsym = false;
     for (unsigned i = 0; i < eh.e_shnum; ++i) {
         ElfW(Shdr) sh = header(i);
-        if (sh.sh_type == SHT_NOBITS || sh.sh_offset + sh.sh_size > m.image_size) continue;
+        if (sh.sh_type == SHT_NOBITS || !fits(sh.sh_offset, sh.sh_size)) continue;
         Section s{m.image + sh.sh_offset, std::size_t(sh.sh_size)};
         std::string_view name = section_string(shstr, sh.sh_name);
         if (sh.sh_type == SHT_SYMTAB) { symtab = sh; have_symtab = true; }
@@ -2398,7 +2520,7 @@ inline void read_elf(Module& m) {
     const ElfW(Shdr)& table = have_symtab ? symtab : dynsym;
     if ((have_symtab || have_dynsym) && table.sh_link < eh.e_shnum && table.sh_entsize == sizeof(ElfW(Sym))) {
         ElfW(Shdr) strings = header(table.sh_link);
-        if (strings.sh_offset + strings.sh_size <= m.image_size) {
+        if (fits(strings.sh_offset, strings.sh_size) && fits(table.sh_offset, table.sh_size)) {
             Section strs{m.image + strings.sh_offset, std::size_t(strings.sh_size)};
             std::size_t count = table.sh_size / sizeof(ElfW(Sym));
             for (std::size_t i = 0; i < count; ++i) {
@@ -2814,6 +2936,8 @@ inline void read_line_program(Module& m, DwarfUnit& unit) {
                 format.emplace_back(type, form);
             }
             u64 count = r.uleb();
+            // Each entry must consume bytes, or a corrupt count would loop (and grow) for ever.
+            if (format.empty() && count) r.ok = false;
             for (u64 i = 0; i < count && r.ok; ++i) {
                 const char* path = "";
                 u64 dir = 0;
@@ -2918,6 +3042,32 @@ inline std::string self_path() {
     return n > 0 ? std::string(buffer, std::size_t(n)) : std::string();
 }
 
+// An address no loaded object covers: an object unloaded since (the newest record covering it).
+inline Module* unloaded_module_of(Symbolizer& s, std::uintptr_t address) {
+    UnloadedRecord rec{};
+    {
+        UnloadedTable& t = unloaded_table();
+        SpinGuard guard(t.lock);
+        for (u32 i = 0; i < std::min(t.count, kUnloadedSlots); ++i) {
+            const UnloadedRecord& r = t.records[(t.count - 1 - i) % kUnloadedSlots];
+            if (address >= r.start && address < r.end) {
+                rec = r;
+                break;
+            }
+        }
+    }
+    if (rec.end == 0) return nullptr;
+    for (auto& m : s.unloaded)
+        if (m->base == rec.base && m->start == rec.start && m->path == rec.path) return m.get();
+    auto m = std::make_unique<Module>();
+    m->path = rec.path;
+    m->base = rec.base;
+    m->start = rec.start;
+    m->end = rec.end;
+    s.unloaded.push_back(std::move(m));
+    return s.unloaded.back().get();
+}
+
 // The module holding a runtime address, found (and added) through the loader's list.
 inline Module* module_of(Symbolizer& s, std::uintptr_t address) {
     for (auto& m : s.modules)
@@ -2940,7 +3090,7 @@ inline Module* module_of(Symbolizer& s, std::uintptr_t address) {
         f.ok = true;
         return 1;
     }, &found);
-    if (!found.ok) return nullptr;
+    if (!found.ok) return unloaded_module_of(s, address);
     auto m = std::make_unique<Module>();
     m->path = found.path.empty() ? self_path() : found.path;
     m->base = found.base;
@@ -2960,6 +3110,8 @@ inline void ensure_indexed(Module& m) {
     index_dwarf(m);
 }
 
+inline std::vector<Frame> frames_in(Module& module, u64 address, const Frame& base_frame);
+
 inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t return_address) {
     std::vector<Frame> frames;
     Frame base_frame;
@@ -2971,7 +3123,14 @@ inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t retur
     }
     base_frame.module = m->path;
     ensure_indexed(*m);
-    u64 address = u64(return_address - 1 - m->base);   // the call instruction, as a file address
+    // the call instruction, as a file address
+    return frames_in(*m, u64(return_address - 1 - m->base), base_frame);
+}
+
+// The frames of one file address of a module (indexed): its inlined chain, innermost first.
+inline std::vector<Frame> frames_in(Module& module, u64 address, const Frame& base_frame) {
+    Module* m = &module;
+    std::vector<Frame> frames;
     const LineRow* row = nullptr;
     if (!m->ranges_sorted.empty() || !m->units.empty()) {
         index_lines(*m);
@@ -3030,40 +3189,532 @@ inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t retur
     return frames;
 }
 
+// The frames of `file_address` in the ELF file at `path`, read afresh and uncached (for tests on
+// crafted files: corrupt, truncated, stripped, compressed).
+inline std::vector<Frame> symbolize_file(const std::string& path, u64 file_address) {
+    InternalGuard internal;
+    Module m;
+    m.path = path;
+    m.end = ~std::uintptr_t(0);
+    ensure_indexed(m);
+    Frame base_frame;
+    base_frame.address = std::uintptr_t(file_address);
+    base_frame.module = path;
+    std::vector<Frame> frames = frames_in(m, file_address, base_frame);
+    if (m.image) ::munmap(const_cast<u8*>(m.image), m.image_size);
+    return frames;
+}
+
+}  // namespace detail
+
+namespace detail {
+// Answers for one address, the symbolizer's mutex held.
+inline const std::vector<Frame>& symbolize_locked(Symbolizer& s, std::uintptr_t return_address) {
+    auto it = s.cache.find(return_address);
+    if (it != s.cache.end()) return it->second;
+    return s.cache.emplace(return_address, symbolize_uncached(s, return_address)).first->second;
+}
+
+// An object unloaded since the last look: its addresses may now be another's. Start afresh (what
+// was unloaded is still named through the dlclose wrapper's table, see unloaded_module_of).
+inline void forget_if_unloaded(Symbolizer& s) {
+    unsigned long long unloads = 0;
+    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
+        *static_cast<unsigned long long*>(arg) = info->dlpi_subs;
+        return 1;
+    }, &unloads);
+    if (unloads == s.unloads) return;
+    s.unloads = unloads;
+    s.cache.clear();
+    for (auto* list : {&s.modules, &s.unloaded})
+        for (auto& m : *list)
+            if (m->image) ::munmap(const_cast<u8*>(m->image), m->image_size);
+    s.modules.clear();
+    s.unloaded.clear();
+}
+}  // namespace detail
+
+namespace detail {
+// Forgets cached answers; with `keep_modules` the modules' indexes stay (a warm symbolizer),
+// without, everything goes (the next answer pays for mapping and indexing: cold). Benchmarks.
+inline void symbolizer_reset(bool keep_modules) {
+    InternalGuard internal;
+    Symbolizer& s = symbolizer();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.cache.clear();
+    if (keep_modules) return;
+    for (auto* list : {&s.modules, &s.unloaded})
+        for (auto& m : *list)
+            if (m->image) ::munmap(const_cast<u8*>(m->image), m->image_size);
+    s.modules.clear();
+    s.unloaded.clear();
+}
 }  // namespace detail
 
 std::vector<Frame> symbolize(std::uintptr_t return_address) {
     InternalGuard internal;
     Symbolizer& s = symbolizer();
     std::lock_guard<std::mutex> lock(s.mutex);
-    // An object unloaded since: its addresses may now be another's. Start afresh.
-    unsigned long long unloads = 0;
-    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
-        *static_cast<unsigned long long*>(arg) = info->dlpi_subs;
-        return 1;
-    }, &unloads);
-    if (unloads != s.unloads) {
-        s.unloads = unloads;
-        s.cache.clear();
-        for (auto& m : s.modules)
-            if (m->image) ::munmap(const_cast<u8*>(m->image), m->image_size);
-        s.modules.clear();
-    }
-    auto it = s.cache.find(return_address);
-    if (it != s.cache.end()) return it->second;
-    std::vector<Frame> frames = symbolize_uncached(s, return_address);
-    s.cache.emplace(return_address, frames);
-    return frames;
+    forget_if_unloaded(s);
+    return symbolize_locked(s, return_address);
 }
 
+// ---- attribution: trimming, type inference, grouping, suppressions (report time only) ----------
 namespace detail {
-// A site's frames from its interned stack: addresses, and what the dynamic loader can name.
-void fill_frames(u32 stack, Site& site) {
+
+inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+    return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+inline bool ends_with(std::string_view s, std::string_view suffix) noexcept {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+inline std::string_view trimmed(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) s.remove_suffix(1);
+    return s;
+}
+inline bool identifier_char(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// The qualified name in a demangled signature: no return type ("std::shared_ptr<T> std::make_shared<T>()"
+// names std::make_shared<T>), no parameters, no " const" or " [clone .isra.0]".
+inline std::string_view qualified_name(std::string_view s) noexcept {
+    int depth = 0;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        if (c == '(' && s.compare(i, 21, "(anonymous namespace)") == 0) {
+            i += 20;
+            continue;
+        }
+        if (depth == 0 && c == 'o' && s.compare(i, 8, "operator") == 0 && (i == 0 || !identifier_char(s[i - 1])) &&
+            (i + 8 == s.size() || !identifier_char(s[i + 8]))) {
+            // operator(), operator<<, operator new[], conversions: the token ends at the parameters.
+            std::size_t j = i + 8;
+            if (s.compare(j, 2, "()") == 0) j += 2;
+            while (j < s.size() && s[j] != '(') ++j;
+            i = j - 1;
+            continue;
+        }
+        if (c == '<' || c == '[' || c == '{') {
+            ++depth;
+        } else if (c == '>' || c == ']' || c == '}' || c == ')') {
+            if (depth > 0) --depth;
+        } else if (c == '(') {
+            if (depth == 0) return s.substr(start, i - start);
+            ++depth;
+        } else if (c == ' ' && depth == 0) {
+            start = i + 1;
+        }
+    }
+    return s.substr(start);
+}
+
+// "a::b<c::d>::e" -> {"a", "b<c::d>", "e"}: splits at "::" outside brackets.
+inline std::vector<std::string_view> scope_parts(std::string_view q) {
+    std::vector<std::string_view> parts;
+    int depth = 0;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < q.size(); ++i) {
+        char c = q[i];
+        if (c == '<' || c == '(' || c == '[' || c == '{') ++depth;
+        else if ((c == '>' || c == ')' || c == ']' || c == '}') && depth > 0) --depth;
+        else if (c == ':' && depth == 0 && i + 1 < q.size() && q[i + 1] == ':') {
+            parts.push_back(q.substr(start, i - start));
+            start = i + 2;
+            ++i;
+        }
+    }
+    parts.push_back(q.substr(start));
+    return parts;
+}
+inline std::string_view template_name(std::string_view part) noexcept { return part.substr(0, part.find('<')); }
+// The first template argument of "name<arg, ...>" (empty when there is none).
+inline std::string_view first_template_arg(std::string_view part) noexcept {
+    std::size_t open = part.find('<');
+    if (open == std::string_view::npos) return {};
+    int depth = 0;
+    for (std::size_t i = open + 1; i < part.size(); ++i) {
+        char c = part[i];
+        if (c == '<' || c == '(' || c == '[' || c == '{') ++depth;
+        else if ((c == ')' || c == ']' || c == '}') && depth > 0) --depth;
+        else if (c == '>' && depth > 0) --depth;
+        else if ((c == ',' || c == '>') && depth == 0) return trimmed(part.substr(open + 1, i - open - 1));
+    }
+    return {};
+}
+template <std::size_t N>
+inline bool one_of(std::string_view s, const char* const (&names)[N]) noexcept {
+    for (const char* n : names)
+        if (s == n) return true;
+    return false;
+}
+
+// A frame of leakscope itself or of the standard library's machinery between the user's line
+// and operator new (allocators, allocator_traits, make_shared's control block, containers' node
+// makers, string growth): trimmed from the front of a site's stack, so frames[0] is the user's.
+// Any standard-library frame counts (a std::to_string or an ostream growing a buffer is
+// allocation plumbing as far as the user's line is concerned); trimming stops at the first other.
+inline bool is_allocation_plumbing(const Frame& f) {
+    std::string_view q = qualified_name(f.function);
+    if (starts_with(q, "leakscope::") || starts_with(q, "operator new")) return true;
+    if (starts_with(q, "std::") || starts_with(q, "__gnu_cxx::") || starts_with(q, "__cxxabiv1::")) return true;
+    // DWARF may name an inlined library function shortly ("allocate"): its file says where it is.
+    if (f.file.find("/include/c++/") != std::string::npos || ends_with(f.file, "/leakscope.hpp")) return true;
+    // Unnamed code inside the standard library's shared object (a hidden helper).
+    std::string_view module = f.module;
+    module = module.substr(module.rfind('/') == std::string_view::npos ? 0 : module.rfind('/') + 1);
+    return f.function.empty() && (starts_with(module, "libstdc++.so") || starts_with(module, "libc++.so"));
+}
+
+// A standard-library type that only wraps the one the user allocated: unwrap it.
+inline std::string element_type(std::string_view t) {
+    static const char* const wrappers[] = {"allocator", "__new_allocator", "new_allocator", "allocator_traits",
+                                           "_Rb_tree_node", "_Hash_node", "_List_node", "_Fwd_list_node",
+                                           "_Sp_counted_ptr_inplace", "__allocated_ptr"};
+    for (int guard = 0; guard < 8; ++guard) {
+        t = trimmed(t);
+        if (!starts_with(t, "std::") && !starts_with(t, "__gnu_cxx::")) break;
+        std::vector<std::string_view> parts = scope_parts(t);
+        if (!one_of(template_name(parts.back()), wrappers)) break;
+        t = first_template_arg(parts.back());
+    }
+    // The library's private types (bucket arrays, deque maps) are nobody's element type.
+    if (t.empty() || starts_with(t, "std::__detail::") ||
+        (starts_with(t, "std::_") && t.size() > 6 && t[6] >= 'A' && t[6] <= 'Z'))
+        return std::string();
+    if (t == "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >") return "std::string";
+    return std::string(t);
+}
+
+// The type a plumbing frame allocates for, where its name says so; empty otherwise.
+inline std::string type_of_frame(const Frame& f) {
+    std::string_view q = qualified_name(f.function);
+    std::vector<std::string_view> parts = scope_parts(q);
+    if (parts.size() < 2) return std::string();
+    // leakscope::tagged<Tag>::...: the explicit tag, as the user wrote it.
+    if (parts[0] == "leakscope")
+        return template_name(parts[1]) == "tagged" ? std::string(first_template_arg(parts[1])) : std::string();
+    if (parts[0] != "std" && parts[0] != "__gnu_cxx") return std::string();
+    static const char* const factories[] = {"make_shared", "allocate_shared", "make_unique", "__make_shared",
+                                            "__allocate_shared", "make_shared_for_overwrite",
+                                            "make_unique_for_overwrite"};
+    static const char* const allocators[] = {"allocator", "__new_allocator", "new_allocator", "allocator_traits",
+                                             "_Sp_counted_ptr_inplace", "_Hashtable_alloc", "basic_string",
+                                             "__allocated_ptr"};
+    if (one_of(template_name(parts.back()), factories)) return element_type(first_template_arg(parts.back()));
+    std::string_view owner = parts[parts.size() - 2];
+    if (one_of(template_name(owner), allocators)) {
+        // basic_string<C>'s blocks hold C; the others' first argument is (or wraps) the type.
+        if (template_name(owner) == "basic_string") return std::string(first_template_arg(owner));
+        return element_type(first_template_arg(owner));
+    }
+    return std::string();
+}
+
+// The first type named by the trimmed frames, innermost first.
+inline std::string infer_type(const std::vector<Frame>& plumbing) {
+    for (const Frame& f : plumbing) {
+        std::string t = type_of_frame(f);
+        if (!t.empty()) return t;
+    }
+    return std::string();
+}
+
+// Options of this part (group_depth=, suppressions=), set by the options parser without
+// allocating (it may run inside the hook); a suppressions file is read at report time.
+struct AttributionOptions {
+    std::atomic<u32> group_depth;          // top frames of the trimmed stack deciding a site; 0: all
+    std::atomic<u32> suppressions_set;     // bumped by each suppressions= entry
+    SpinLock path_lock;
+    char suppressions_path[4096];
+};
+inline AttributionOptions& attribution_options() noexcept {
+    static AttributionOptions options;   // zero-initialised: usable before main
+    return options;
+}
+
+// ---- suppressions ----
+// Rules, one per line ('#' starts a comment line):
+//   leak:PATTERN              LSan's form: any frame of the whole stack matches PATTERN
+//   stack:P1;P2;...           consecutive frames of the trimmed stack match P1, P2, ... anywhere
+//   top:P1;P2;...             the same, anchored: frames[0] matches P1
+// A frame matches a pattern when its function, file or module does: a substring, with '*' for any
+// run of characters, a leading '^' anchoring at the start and a trailing '$' at the end (LSan's).
+// A rule may end with a budget, max_blocks=N and/or max_bytes=N[K|M|G]: a site larger than that is
+// reported again (and the next rules are tried).
+struct SuppressionRule {
+    enum Kind { leak, stack, top } kind;
+    std::string text;                     // as written, for Report::suppressed
+    std::vector<std::string> patterns;
+    u64 max_blocks = ~u64(0), max_bytes = ~u64(0);
+};
+struct Suppressions {
+    std::mutex mutex;
+    std::vector<SuppressionRule> from_file, from_code;
+    u32 loaded = 0;                       // the suppressions_set value from_file was read for
+};
+inline Suppressions& suppression_rules() {
+    static Suppressions* rules = new Suppressions();   // never destroyed: reports at exit use it
+    return *rules;
+}
+
+// LSan's TemplateMatch: '*' wildcards, '^' and '$' anchors, otherwise a substring.
+inline bool template_match(std::string_view pattern, std::string_view text) {
+    if (pattern.empty() || text.empty()) return false;
+    bool at_start = pattern.front() == '^';
+    if (at_start) pattern.remove_prefix(1);
+    bool at_end = !pattern.empty() && pattern.back() == '$';
+    if (at_end) pattern.remove_suffix(1);
+    std::size_t pos = 0;
+    bool first = true;
+    for (;;) {
+        std::size_t star = pattern.find('*');
+        std::string_view piece = pattern.substr(0, star);
+        bool last = star == std::string_view::npos;
+        if (last && at_end) {   // the last piece ends the text, after what matched so far
+            if (text.size() < pos + piece.size() || !ends_with(text, piece)) return false;
+            return !(first && at_start) || text.size() == piece.size();
+        }
+        if (first && at_start) {
+            if (!starts_with(text, piece)) return false;
+            pos = piece.size();
+        } else if (!piece.empty()) {
+            std::size_t found = text.find(piece, pos);
+            if (found == std::string_view::npos) return false;
+            pos = found + piece.size();
+        }
+        if (last) return true;
+        pattern.remove_prefix(star + 1);
+        first = false;
+    }
+}
+inline bool frame_matches(const std::string& pattern, const Frame& f) {
+    return template_match(pattern, f.function) || template_match(pattern, f.file) || template_match(pattern, f.module);
+}
+inline bool sequence_at(const SuppressionRule& rule, const std::vector<Frame>& frames, std::size_t at) {
+    if (frames.size() - at < rule.patterns.size()) return false;
+    for (std::size_t k = 0; k < rule.patterns.size(); ++k)
+        if (!frame_matches(rule.patterns[k], frames[at + k])) return false;
+    return true;
+}
+inline bool rule_matches(const SuppressionRule& rule, const Site& site) {
+    switch (rule.kind) {
+        case SuppressionRule::leak:
+            for (const auto* list : {&site.allocator_frames, &site.frames})
+                for (const Frame& f : *list)
+                    if (frame_matches(rule.patterns[0], f)) return true;
+            return false;
+        case SuppressionRule::top:
+            return !site.frames.empty() && sequence_at(rule, site.frames, 0);
+        case SuppressionRule::stack:
+            for (std::size_t at = 0; at < site.frames.size(); ++at)
+                if (sequence_at(rule, site.frames, at)) return true;
+            return false;
+    }
+    return false;
+}
+
+// A number with an optional K/M/G suffix (bytes); false when it is not one.
+inline bool parse_count(std::string_view s, bool suffix, u64& out) {
+    u64 scale = 1;
+    if (suffix && !s.empty()) {
+        char c = s.back();
+        if (c == 'K' || c == 'k') scale = u64(1) << 10;
+        if (c == 'M' || c == 'm') scale = u64(1) << 20;
+        if (c == 'G' || c == 'g') scale = u64(1) << 30;
+        if (scale != 1) s.remove_suffix(1);
+    }
+    if (s.empty() || s.size() > 15) return false;
+    u64 v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        v = v * 10 + u64(c - '0');
+    }
+    out = v * scale;
+    return true;
+}
+
+// Parses one line; returns false with `error` set for a malformed one (blank and comment lines
+// are fine and give no rule: `rule.patterns` stays empty).
+inline bool parse_suppression(std::string_view line, SuppressionRule& rule, const char*& error) {
+    line = trimmed(line);
+    if (line.empty() || line.front() == '#') return true;
+    std::size_t colon = line.find(':');
+    std::string_view kind = colon == std::string_view::npos ? line : trimmed(line.substr(0, colon));
+    if (kind == "leak") rule.kind = SuppressionRule::leak;
+    else if (kind == "stack") rule.kind = SuppressionRule::stack;
+    else if (kind == "top") rule.kind = SuppressionRule::top;
+    else {
+        error = colon == std::string_view::npos ? "expected kind:pattern (leak:, stack: or top:)"
+                                                : "unknown rule kind (leak:, stack: or top:)";
+        return false;
+    }
+    std::string_view rest = trimmed(line.substr(colon + 1));
+    // Budget tokens, from the end.
+    for (;;) {
+        std::size_t space = rest.find_last_of(" \t");
+        std::string_view token = space == std::string_view::npos ? rest : rest.substr(space + 1);
+        bool blocks = starts_with(token, "max_blocks="), bytes = starts_with(token, "max_bytes=");
+        if (!blocks && !bytes) break;
+        std::string_view number = token.substr(token.find('=') + 1);
+        if (!parse_count(number, bytes, blocks ? rule.max_blocks : rule.max_bytes)) {
+            error = blocks ? "max_blocks needs a number" : "max_bytes needs a number (K, M, G allowed)";
+            return false;
+        }
+        rest = space == std::string_view::npos ? std::string_view() : trimmed(rest.substr(0, space));
+    }
+    if (rest.empty()) {
+        error = "empty pattern";
+        return false;
+    }
+    if (rule.kind == SuppressionRule::leak) {
+        rule.patterns.emplace_back(rest);
+    } else {
+        for (std::size_t start = 0;;) {
+            std::size_t semi = rest.find(';', start);
+            std::string_view piece = trimmed(rest.substr(start, semi == std::string_view::npos ? semi : semi - start));
+            if (piece.empty()) {
+                rule.patterns.clear();
+                error = "empty frame pattern in the sequence";
+                return false;
+            }
+            rule.patterns.emplace_back(piece);
+            if (semi == std::string_view::npos) break;
+            start = semi + 1;
+        }
+    }
+    rule.text = std::string(line);
+    return true;
+}
+
+// Parses rules text; a malformed line gets one stderr line naming `source` and its line number,
+// the others still apply.
+inline void parse_suppressions(std::string_view text, const char* source, std::vector<SuppressionRule>& out) {
+    unsigned number = 0;
+    for (std::size_t start = 0; start <= text.size();) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string_view::npos) end = text.size();
+        ++number;
+        std::string_view line = text.substr(start, end - start);
+        SuppressionRule rule{};
+        const char* error = nullptr;
+        if (!parse_suppression(line, rule, error)) {
+            char message[400];
+            std::snprintf(message, sizeof message, "suppressions %s:%u: %s in '%.*s'; line ignored", source, number,
+                          error, int(std::min<std::size_t>(trimmed(line).size(), 120)), trimmed(line).data());
+            diagnostic(message);
+        } else if (!rule.patterns.empty()) {
+            out.push_back(std::move(rule));
+        }
+        start = end + 1;
+    }
+}
+
+// (Re)reads the suppressions= file when that option changed since the last look.
+inline void refresh_suppressions(Suppressions& rules) {
+    AttributionOptions& o = attribution_options();
+    u32 set = o.suppressions_set.load(acquire);
+    if (set == rules.loaded) return;
+    rules.loaded = set;
+    rules.from_file.clear();
+    std::string path;
+    {
+        SpinGuard guard(o.path_lock);
+        path = o.suppressions_path;
+    }
+    if (path.empty()) return;
+    std::string text;
+    if (std::FILE* file = std::fopen(path.c_str(), "rb")) {
+        char buffer[4096];
+        for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, file)) > 0;) text.append(buffer, n);
+        std::fclose(file);
+    } else {
+        char message[300];
+        std::snprintf(message, sizeof message, "suppressions: cannot read '%.200s'; no rules from it", path.c_str());
+        diagnostic(message);
+        return;
+    }
+    parse_suppressions(text, path.c_str(), rules.from_file);
+}
+
+// Hides the sites a rule covers (within its budget), accounting for each rule in the report.
+inline void apply_suppressions(Report& out) {
+    Suppressions& rules = suppression_rules();
+    std::lock_guard<std::mutex> lock(rules.mutex);
+    refresh_suppressions(rules);
+    if (rules.from_file.empty() && rules.from_code.empty()) return;
+    std::vector<const SuppressionRule*> all;
+    for (const auto* list : {&rules.from_file, &rules.from_code})
+        for (const SuppressionRule& r : *list) all.push_back(&r);
+    std::vector<Suppression> hid(all.size());
+    std::vector<Site> kept;
+    for (Site& site : out.sites) {
+        bool hidden = false;
+        for (std::size_t i = 0; i < all.size() && !hidden; ++i) {
+            const SuppressionRule& r = *all[i];
+            if (site.blocks > r.max_blocks || site.bytes > r.max_bytes || !rule_matches(r, site)) continue;
+            hid[i].blocks += site.blocks;
+            hid[i].bytes += site.bytes;
+            hidden = true;
+        }
+        if (hidden) {
+            out.blocks -= site.blocks;
+            out.bytes -= site.bytes;
+        } else {
+            kept.push_back(std::move(site));
+        }
+    }
+    out.sites.swap(kept);
+    for (std::size_t i = 0; i < all.size(); ++i)
+        if (hid[i].blocks) {
+            hid[i].rule = all[i]->text;
+            out.suppressed.push_back(std::move(hid[i]));
+        }
+}
+
+// ---- sites ----
+// A site's frames from its interned stack, split into plumbing (allocator_frames) and the user's
+// (frames), and its type. Inlined chains are split frame by frame: at -O2 the user's line is
+// usually an inlined-into frame of the same address as the allocator's.
+inline void fill_frames(Symbolizer& s, u32 stack, Site& site) {
     const StackEntry* e = stack_entry(stack);
     if (!e) return;
-    site.frames.reserve(e->depth);
+    std::vector<Frame> all;
+    all.reserve(e->depth * 2);
     for (u32 i = 0; i < e->depth; ++i)
-        for (Frame& f : symbolize(e->frames[i])) site.frames.push_back(std::move(f));
+        for (const Frame& f : symbolize_locked(s, e->frames[i])) all.push_back(f);
+    std::size_t trim = 0;
+    while (trim < all.size() && is_allocation_plumbing(all[trim])) ++trim;
+    site.type = infer_type(std::vector<Frame>(all.begin(), all.begin() + std::ptrdiff_t(trim)));
+    if (trim == all.size()) trim = 0;   // nothing but library frames: keep the whole stack in `frames`
+    site.allocator_frames.assign(std::make_move_iterator(all.begin()), std::make_move_iterator(all.begin() + std::ptrdiff_t(trim)));
+    site.frames.assign(std::make_move_iterator(all.begin() + std::ptrdiff_t(trim)), std::make_move_iterator(all.end()));
+}
+
+// What decides a site: its type and its first `depth` frames (0: all) — by source line where
+// there is one (an unrolled loop's call sites on one line are one site), else by address.
+inline std::string site_key(const Site& site, u32 depth) {
+    std::string key = site.type;
+    std::size_t n = depth ? std::min<std::size_t>(depth, site.frames.size()) : site.frames.size();
+    char number[48];
+    for (std::size_t i = 0; i < n; ++i) {
+        const Frame& f = site.frames[i];
+        key += '\x1f';
+        if (f.line && !f.file.empty()) {
+            std::snprintf(number, sizeof number, ":%u%s", f.line, f.inlined ? "i" : "");
+            key += f.function;
+            key += '\x1e';
+            key += f.file;
+            key += number;
+        } else {
+            std::snprintf(number, sizeof number, "@%llx", static_cast<unsigned long long>(f.address));
+            key += f.module;
+            key += number;
+        }
+    }
+    return key;
 }
 
 // Builds the report of a scope's current leftovers (leakscope's own allocations inside) and,
@@ -3077,18 +3728,52 @@ void build_leftovers(u32 index, Report& out, OsVector<SharedEntry>* handoff) {
             handoff->push(entry_of(r));
     });
     std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.stack < b.stack; });
-    for (std::size_t i = 0; i < items.size();) {
-        Site site;
-        std::size_t j = i;
-        for (; j < items.size() && items[j].stack == items[i].stack; ++j) {
-            ++site.blocks;
-            site.bytes += items[j].size;
+    // Sites by whole stack first (by source line: an unrolled loop's call sites are one stack):
+    // suppression rules and their budgets see whole stacks. Then group_depth merges what remains.
+    {
+        Symbolizer& s = symbolizer();
+        std::lock_guard<std::mutex> lock(s.mutex);
+        forget_if_unloaded(s);
+        std::unordered_map<std::string, std::size_t> stacks;   // key -> index in out.sites
+        for (std::size_t i = 0; i < items.size();) {
+            Site site;
+            std::size_t j = i;
+            for (; j < items.size() && items[j].stack == items[i].stack; ++j) {
+                ++site.blocks;
+                site.bytes += items[j].size;
+            }
+            out.blocks += site.blocks;
+            out.bytes += site.bytes;
+            fill_frames(s, items[i].stack, site);
+            auto found = stacks.emplace(site_key(site, 0), out.sites.size());
+            if (found.second) {
+                out.sites.push_back(std::move(site));
+            } else {
+                out.sites[found.first->second].blocks += site.blocks;
+                out.sites[found.first->second].bytes += site.bytes;
+            }
+            i = j;
         }
-        out.blocks += site.blocks;
-        out.bytes += site.bytes;
-        fill_frames(items[i].stack, site);
-        out.sites.push_back(std::move(site));
-        i = j;
+    }
+    apply_suppressions(out);
+    if (u32 depth = attribution_options().group_depth.load(relaxed)) {
+        // A site is its deciding frames (what lies beyond differs between its stacks); its
+        // allocator frames are those of its largest stack.
+        std::stable_sort(out.sites.begin(), out.sites.end(),
+                         [](const Site& a, const Site& b) { return a.bytes > b.bytes; });
+        std::unordered_map<std::string, std::size_t> groups;
+        std::vector<Site> merged;
+        for (Site& site : out.sites) {
+            auto found = groups.emplace(site_key(site, depth), merged.size());
+            if (found.second) {
+                if (site.frames.size() > depth) site.frames.resize(depth);
+                merged.push_back(std::move(site));
+            } else {
+                merged[found.first->second].blocks += site.blocks;
+                merged[found.first->second].bytes += site.bytes;
+            }
+        }
+        out.sites.swap(merged);
     }
     std::stable_sort(out.sites.begin(), out.sites.end(),
                      [](const Site& a, const Site& b) { return a.bytes > b.bytes; });
@@ -3097,6 +3782,21 @@ void build_leftovers(u32 index, Report& out, OsVector<SharedEntry>* handoff) {
     out.released_bytes = s.owner_released_bytes.load(relaxed) + s.remote_released_bytes.load(relaxed);
 }
 }  // namespace detail
+
+void suppress(std::string_view rules, std::string_view source) {
+    InternalGuard internal;
+    Suppressions& s = suppression_rules();
+    std::string name(source.empty() ? std::string_view("suppress()") : source);
+    std::lock_guard<std::mutex> lock(s.mutex);
+    parse_suppressions(rules, name.c_str(), s.from_code);
+}
+
+void clear_suppressions() {
+    InternalGuard internal;
+    Suppressions& s = suppression_rules();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.from_code.clear();
+}
 
 Report LeakScope::leftovers() const {
     InternalGuard internal;
@@ -3286,7 +3986,28 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
             st.depth.store(depth, relaxed);
         else
             option_error(source, "stack_depth must be 1..256 in", entry);
-    } else if (key == "report" || key == "suppressions" || key == "track" || key == "sample_bytes" ||
+    } else if (key == "group_depth") {
+        u32 depth = 0;
+        bool digits = !value.empty() && value.size() <= 3;
+        for (char c : value) {
+            digits = digits && c >= '0' && c <= '9';
+            depth = depth * 10 + u32(c - '0');
+        }
+        if (digits && depth <= kMaxStackDepth)
+            attribution_options().group_depth.store(depth, relaxed);
+        else
+            option_error(source, "group_depth must be 0..256 in", entry);
+    } else if (key == "suppressions") {
+        AttributionOptions& o = attribution_options();
+        if (value.size() >= sizeof o.suppressions_path) {
+            option_error(source, "suppressions path too long in", entry);
+        } else {
+            SpinGuard guard(o.path_lock);
+            std::memcpy(o.suppressions_path, value.data(), value.size());
+            o.suppressions_path[value.size()] = '\0';
+            o.suppressions_set.fetch_add(1, release);   // read at the next report (reading allocates)
+        }
+    } else if (key == "report" || key == "track" || key == "sample_bytes" ||
                key == "settle_ms" || key == "exit_report" || key == "signal" || key == "monitor") {
         option_error(source, "option not available in this version of leakscope:", entry);
     } else {
@@ -3336,6 +4057,15 @@ void apply_environment_options() noexcept {
 void configure(std::string_view options) noexcept {
     ensure_init();   // LEAKSCOPE_OPTIONS first, so that what code sets wins
     apply_options(options, "configure()");
+    // A suppressions file named here is read now, so that its malformed lines show at once.
+    InternalGuard internal;
+    try {
+        Suppressions& rules = suppression_rules();
+        std::lock_guard<std::mutex> lock(rules.mutex);
+        refresh_suppressions(rules);
+    } catch (...) {
+        diagnostic("could not read the suppressions (out of memory?)");
+    }
 }
 
 Stats stats() noexcept {
@@ -3644,6 +4374,7 @@ extern "C" int dlclose(void* handle) noexcept {
         if (!call) return -1;
         real.store(call, release);
     }
+    remember_unloading(handle);   // its stacks still name it after the unload (the symbolizer)
     st.unloading.fetch_add(1, acq_rel);
     st.loader_generation.fetch_add(1, acq_rel);
     int result = call(handle);
