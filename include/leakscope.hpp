@@ -3590,6 +3590,19 @@ inline std::string elide(std::string s, std::size_t width) {
     return s.substr(0, byte_at(head)) + "..." + s.substr(byte_at(have - tail));
 }
 
+// A function's name without its parameter list ("Cache::fill(std::map<int, int>&) const" gives
+// "Cache::fill"): the partition table's site column is narrow, the frames below say the rest.
+inline std::string without_parameters(std::string name) {
+    std::size_t end = name.rfind(')');
+    if (end == std::string::npos || name.find_first_not_of(" const&volatile", end + 1) != std::string::npos) return name;
+    int depth = 0;
+    for (std::size_t i = end + 1; i-- > 0;) {
+        if (name[i] == ')') ++depth;
+        if (name[i] == '(' && --depth == 0) return i ? name.substr(0, i) : name;
+    }
+    return name;
+}
+
 inline const char* plural(std::size_t n) noexcept { return n == 1 ? "" : "s"; }
 
 inline std::string frame_function(const Frame& f) {
@@ -3634,16 +3647,24 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
     TextStyle style{colour};
     const char* bold = style.on("\x1b[1m");
     std::string name = r.scope.empty() ? std::string("(unnamed)") : clean(r.scope);
-    std::string where = clean(r.file);
-    const char* exception = r.by_exception ? " [ended by an exception]" : "";
+    const std::size_t width = kTextWidth - std::strlen(kTextPrefix);
+    // Two lines, so that each fits: what is left, then where the scope was opened.
+    char totals[96];
+    std::snprintf(totals, sizeof totals, "%zu block%s (%zu bytes)", r.blocks, plural(r.blocks), r.bytes);
     if (r.kind.empty() || r.kind == "leftovers") {
-        text_line(out, "%sscope \"%s\" opened at %s:%u left %zu block%s (%zu bytes) behind%s%s", style.on("\x1b[1;31m"),
-                  name.c_str(), where.c_str(), r.line, r.blocks, plural(r.blocks), r.bytes, exception, style.off());
+        name = elide(name, width - std::strlen(totals) - 22);
+        text_line(out, "%sscope \"%s\" left %s behind%s", style.on("\x1b[1;31m"), name.c_str(), totals, style.off());
     } else {
-        text_line(out, "%s%s report \"%s\" (%s:%u): %zu block%s (%zu bytes) live%s%s", style.on("\x1b[1;31m"),
-                  clean(r.kind).c_str(), name.c_str(), where.c_str(), r.line, r.blocks, plural(r.blocks), r.bytes,
-                  exception, style.off());
+        std::string kind = elide(clean(r.kind), 12);
+        name = elide(name, width - std::strlen(totals) - kind.size() - 20);
+        text_line(out, "%s%s report \"%s\": %s live%s", style.on("\x1b[1;31m"), kind.c_str(), name.c_str(), totals,
+                  style.off());
     }
+    const char* exception = r.by_exception ? ", ended by an exception" : "";
+    char line[16];
+    std::snprintf(line, sizeof line, ":%u", r.line);
+    std::string where = elide(clean(r.file) + line, width - 13 - std::strlen(exception));
+    text_line(out, "  opened at %s%s", where.c_str(), exception);
     text_line(out, "  older blocks freed inside: %zu (%zu bytes)", r.released_blocks, r.released_bytes);
     if (!r.sites.empty()) {
         // The partition table (guppy's): one row per site, largest first, with running totals.
@@ -3655,7 +3676,7 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
             const Site& s = r.sites[i];
             cumulative += s.bytes;
             std::string what = s.type.empty() ? std::string() : clean(s.type) + "  ";
-            what += s.frames.empty() ? std::string("(no stack)") : frame_function(s.frames[0]);
+            what += s.frames.empty() ? std::string("(no stack)") : without_parameters(frame_function(s.frames[0]));
             text_line(out, "%6zu %7zu %3u %11zu %3u %5u  %s", i + 1, s.blocks, percent(s.blocks, r.blocks), s.bytes,
                       percent(s.bytes, r.bytes), percent(cumulative, r.bytes), elide(what, site_width).c_str());
         }
