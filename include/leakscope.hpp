@@ -3487,6 +3487,15 @@ inline void append_json_string(std::string& out, std::string_view s, bool in_htm
     static const char hex[] = "0123456789abcdef";
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     for (std::size_t i = 0; i < s.size();) {
+        std::size_t plain = i;   // a run that needs no escape goes in at once
+        while (plain < s.size() && p[plain] >= 0x20 && p[plain] < 0x7F && p[plain] != '"' && p[plain] != '\\' &&
+               !(in_html && (p[plain] == '<' || p[plain] == '>' || p[plain] == '&')))
+            ++plain;
+        if (plain > i) {
+            out.append(s.data() + i, plain - i);
+            i = plain;
+            continue;
+        }
         unsigned char c = p[i];
         if (c >= 0x80) {
             std::size_t length = utf8_sequence(p + i, s.size() - i);
@@ -3554,8 +3563,11 @@ inline std::string clean(std::string_view s) {
 
 inline void append_number(std::string& out, unsigned long long v) {
     char digits[24];
-    int n = std::snprintf(digits, sizeof digits, "%llu", v);
-    out.append(digits, std::size_t(n));
+    char* end = digits + sizeof digits;
+    char* p = end;
+    do *--p = char('0' + v % 10);
+    while ((v /= 10) != 0);
+    out.append(p, std::size_t(end - p));
 }
 
 inline void append_hex(std::string& out, unsigned long long v) {
@@ -3621,6 +3633,58 @@ inline std::string frame_place(const Frame& f) {
     append_number(out, f.line);
     return out;
 }
+
+// Byte strings to dense ids 0, 1, 2, ... in order of first sight. The keys lie back to back in
+// one buffer and the table is open addressing: a 100k-site profile interns some 300k strings,
+// functions and locations, and a node-based map spent most of the writer's time allocating,
+// chasing and freeing its nodes.
+class Interner {
+   public:
+    // The id of `key`; `added` tells whether it is new.
+    u64 intern(std::string_view key, bool& added) {
+        if ((ends_.size() + 1) * 2 > slots_.size()) grow();
+        u64 hash = hash_of(key);
+        for (std::size_t i = std::size_t(hash) & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+            u64 id = slots_[i];
+            if (id == 0) {
+                arena_.append(key.data(), key.size());
+                ends_.push_back(arena_.size());
+                hashes_.push_back(hash);
+                slots_[i] = ends_.size();   // ids are stored plus one: 0 marks a free slot
+                added = true;
+                return ends_.size() - 1;
+            }
+            if (hashes_[id - 1] == hash && this->key(id - 1) == key) {
+                added = false;
+                return id - 1;
+            }
+        }
+    }
+    std::size_t size() const noexcept { return ends_.size(); }
+
+   private:
+    static u64 hash_of(std::string_view key) noexcept {   // FNV-1a, then a final mix for the low bits
+        u64 h = 0xcbf29ce484222325ull;
+        for (char c : key) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+        return h ^ (h >> 29);
+    }
+    std::string_view key(std::size_t index) const noexcept {
+        std::size_t begin = index ? std::size_t(ends_[index - 1]) : 0;
+        return std::string_view(arena_).substr(begin, std::size_t(ends_[index]) - begin);
+    }
+    void grow() {
+        std::vector<u64> slots(std::max<std::size_t>(64, slots_.size() * 2), 0);
+        for (std::size_t index = 0; index < ends_.size(); ++index)
+            for (std::size_t i = std::size_t(hashes_[index]) & (slots.size() - 1);; i = (i + 1) & (slots.size() - 1))
+                if (slots[i] == 0) {
+                    slots[i] = index + 1;
+                    break;
+                }
+        slots_.swap(slots);
+    }
+    std::string arena_;
+    std::vector<u64> ends_, hashes_, slots_;
+};
 
 // ---- text -------------------------------------------------------------------------------------
 struct TextStyle {
@@ -3968,7 +4032,7 @@ inline void render_html(const Report& r, std::string& out) {
     // Frames once each (function, file, line), sites as [blocks, bytes, type, [frame indices,
     // root first]]: the page rebuilds the tree, so a frame shared by many sites is sent once.
     std::string frames = "[";
-    std::unordered_map<std::string, std::size_t> index;
+    Interner index;
     std::string sites = "[";
     std::string key;
     for (std::size_t i = 0; i < r.sites.size(); ++i) {
@@ -3986,9 +4050,10 @@ inline void render_html(const Report& r, std::string& out) {
             std::string function = frame_function(f);
             key.assign(function).append(1, '\0').append(f.file).append(1, '\0');
             append_number(key, f.line);
-            auto found = index.emplace(key, index.size());
-            if (found.second) {
-                if (found.first->second) frames += ',';
+            bool added;
+            u64 id = index.intern(key, added);
+            if (added) {
+                if (id) frames += ',';
                 frames += "[\"";
                 append_json_string(frames, function, true);
                 frames += "\",\"";
@@ -3997,7 +4062,7 @@ inline void render_html(const Report& r, std::string& out) {
                 append_number(frames, f.line);
                 frames += ']';
             }
-            append_number(sites, found.first->second);
+            append_number(sites, id);
             if (k) sites += ',';
         }
         sites += "]]";
@@ -4143,16 +4208,18 @@ inline std::vector<LoadedModule> loaded_modules() {
 }
 
 inline void render_pprof_profile(const Report& r, std::string& out) {
-    std::unordered_map<std::string, u64> string_ids;
+    Interner string_ids;
     Proto strings;
+    std::string cleaned;
     auto str = [&](std::string_view s) -> u64 {
-        auto found = string_ids.emplace(std::string(s), string_ids.size());
-        if (found.second) {
-            std::string text;
-            append_clean(text, s);   // valid UTF-8, as protobuf strings must be
-            strings.data(6, text);
+        bool added;
+        u64 id = string_ids.intern(s, added);
+        if (added) {
+            cleaned.clear();
+            append_clean(cleaned, s);   // valid UTF-8, as protobuf strings must be
+            strings.data(6, cleaned);
         }
-        return found.first->second;
+        return id;
     };
     str("");   // index 0 is the empty string, by the format's rule
 
@@ -4198,50 +4265,52 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
     // Functions by (name, file); locations by (address, mapping, lines): the frames of one
     // return address (the inlined ones and the one they were inlined into) make one location
     // whose lines run innermost first, as profile.proto wants them.
-    std::unordered_map<std::string, u64> function_ids, location_ids;
-    Proto functions, locations, samples;
-    std::string key;
+    Interner function_ids, location_ids;   // ids are these plus one (0 means none in pprof)
+    Proto functions, locations, samples, lines, line, m;
+    std::string key, function_key, unnamed;
     std::vector<u64> stack, values;
     for (const Site& s : r.sites) {
         stack.clear();
         for (std::size_t i = 0; i < s.frames.size();) {
             std::size_t end = i;
             while (end + 1 < s.frames.size() && s.frames[end].inlined) ++end;
-            Proto lines;
+            lines.bytes.clear();
             u64 mapping = mapping_of(s.frames[end]);
             key.assign(reinterpret_cast<const char*>(&s.frames[end].address), sizeof(std::uintptr_t));
             key.append(reinterpret_cast<const char*>(&mapping), sizeof mapping);
             for (std::size_t k = i; k <= end; ++k) {
                 const Frame& f = s.frames[k];
-                std::string function = f.function.empty() ? frame_function(f) : f.function;
-                std::string function_key = function;
-                function_key.append(1, '\0').append(f.file);
-                auto fn = function_ids.emplace(function_key, function_ids.size() + 1);
-                if (fn.second) {
-                    Proto m;
-                    m.number(1, fn.first->second);
+                if (f.function.empty()) unnamed = frame_function(f);
+                const std::string& function = f.function.empty() ? unnamed : f.function;
+                function_key.assign(function).append(1, '\0').append(f.file);
+                bool added;
+                u64 function_id = function_ids.intern(function_key, added) + 1;
+                if (added) {
+                    m.bytes.clear();
+                    m.number(1, function_id);
                     m.number(2, str(function));
                     m.number(3, str(function));
                     m.number(4, str(f.file));
                     functions.message(5, m);
                 }
-                Proto line;
-                line.number(1, fn.first->second);
+                line.bytes.clear();
+                line.number(1, function_id);
                 line.number(2, f.line);
                 lines.message(4, line);
-                key.append(reinterpret_cast<const char*>(&fn.first->second), sizeof(u64));
+                key.append(reinterpret_cast<const char*>(&function_id), sizeof function_id);
                 key.append(reinterpret_cast<const char*>(&f.line), sizeof f.line);
             }
-            auto loc = location_ids.emplace(key, location_ids.size() + 1);
-            if (loc.second) {
-                Proto m;
-                m.number(1, loc.first->second);
+            bool added;
+            u64 location_id = location_ids.intern(key, added) + 1;
+            if (added) {
+                m.bytes.clear();
+                m.number(1, location_id);
                 m.number(2, mapping);
                 m.number(3, s.frames[end].address);
                 m.bytes += lines.bytes;
                 locations.message(4, m);
             }
-            stack.push_back(loc.first->second);
+            stack.push_back(location_id);
             i = end + 1;
         }
         Proto sample;
