@@ -56,14 +56,19 @@ void compare_with_golden(const std::string& name, const std::string& actual) {
     CHECK(actual == expected);
 }
 
-// A fresh directory for this process's files.
-std::string scratch_dir(const char* name) {
-    std::string dir = "writers-" + std::to_string(::getpid()) + "-" + name;
-    std::string rm = "rm -rf '" + dir + "'";
-    REQUIRE(std::system(rm.c_str()) == 0);
-    REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
-    return dir;
-}
+// A fresh directory for a test's files, removed when the test ends.
+struct Scratch {
+    std::string dir;
+    explicit Scratch(const char* name) : dir("writers-" + std::to_string(::getpid()) + "-" + name) {
+        remove();
+        REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+    }
+    ~Scratch() { remove(); }
+    void remove() const {
+        std::string rm = "rm -rf '" + dir + "'";
+        if (std::system(rm.c_str()) != 0) WARN("could not remove " << dir);
+    }
+};
 
 std::vector<std::string> list_dir(const std::string& dir) {
     std::vector<std::string> names;
@@ -257,7 +262,8 @@ TEST_CASE("pprof: inlined frames are lines of one location, functions carry file
 }
 
 TEST_CASE("a writer delivers the same bytes to a FILE*, an ostream and a path", "[writers]") {
-    std::string dir = scratch_dir("same");
+    Scratch scratch("same");
+    const std::string& dir = scratch.dir;
     Report r = checks::golden_report();
     std::string expected = leakscope::JsonWriter(stdout).render(r);
     std::ostringstream stream;
@@ -275,7 +281,8 @@ TEST_CASE("a writer delivers the same bytes to a FILE*, an ostream and a path", 
 }
 
 TEST_CASE("paths: %p is the pid, %n the report number; replace vs append (JSON Lines)", "[writers]") {
-    std::string dir = scratch_dir("numbers");
+    Scratch scratch("numbers");
+    const std::string& dir = scratch.dir;
     Report r = checks::golden_report();
     leakscope::JsonWriter numbered(dir + "/r-%p-%n.json");
     numbered.write(r);
@@ -304,7 +311,8 @@ TEST_CASE("paths: %p is the pid, %n the report number; replace vs append (JSON L
 }
 
 TEST_CASE("files: never through a planted symlink; an unwritable path warns once and reports on stderr", "[writers]") {
-    std::string dir = scratch_dir("safe");
+    Scratch scratch("safe");
+    const std::string& dir = scratch.dir;
     std::string victim = dir + "/victim";
     { std::ofstream(victim) << "precious"; }
     REQUIRE(::symlink("victim", (dir + "/leaks.json").c_str()) == 0);
@@ -359,7 +367,8 @@ TEST_CASE("a user-defined writer receives exactly the reports produced", "[write
 }
 
 TEST_CASE("report= selects the writers; a bad entry is one line on stderr", "[writers][options]") {
-    std::string dir = scratch_dir("option");
+    Scratch scratch("option");
+    const std::string& dir = scratch.dir;
     std::string options = "report='json:" + dir + "/r-%n.json,folded=" + dir + "/r-%n.folded,jsonl:" + dir + "/all.jsonl'";
     std::string err = stderr_of([&] { leakscope::configure(options); });
     CHECK(err.empty());
