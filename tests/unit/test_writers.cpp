@@ -175,10 +175,10 @@ TEST_CASE("JSON: the schema's fields in order, any bytes escaped into valid UTF-
     REQUIRE(text.back() == '\n');
     CHECK(text.find('\n') == text.size() - 1);   // one line: appended documents make JSON Lines
     Json j = checks::parse_json(text);
-    REQUIRE(j.members.size() == 12);
+    REQUIRE(j.keys.size() == 12);
     const char* order[] = {"leakscope", "kind", "scope", "file", "line", "by_exception", "blocks", "bytes",
                            "released_blocks", "released_bytes", "sites", "suppressed"};
-    for (std::size_t i = 0; i < 12; ++i) CHECK(j.members[i].first == order[i]);
+    for (std::size_t i = 0; i < 12; ++i) CHECK(j.keys[i] == order[i]);
     CHECK(j["leakscope"].value == 1);
     CHECK(j["by_exception"].flag);
     CHECK(j["sites"].items.size() == 3);

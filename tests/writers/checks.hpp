@@ -23,10 +23,11 @@ struct Json {
     double value = 0;
     std::string text;
     std::vector<Json> items;
-    std::vector<std::pair<std::string, Json>> members;   // in document order
+    std::vector<std::string> keys;   // an object's members in document order (two vectors:
+    std::vector<Json> values;        // a pair<string, Json> would need Json complete here)
     const Json& operator[](const std::string& key) const {
-        for (const auto& m : members)
-            if (m.first == key) return m.second;
+        for (std::size_t i = 0; i < keys.size(); ++i)
+            if (keys[i] == key) return values[i];
         throw std::runtime_error("no member " + key);
     }
     const Json& operator[](std::size_t i) const { return items.at(i); }
@@ -72,7 +73,8 @@ class JsonParser {
                 std::string key = string();
                 space();
                 if (at_ >= s_.size() || s_[at_++] != ':') fail("expected ':'");
-                v.members.emplace_back(key, value());
+                v.keys.push_back(key);
+                v.values.push_back(value());
                 space();
                 if (at_ < s_.size() && s_[at_] == ',') {
                     ++at_;
