@@ -175,9 +175,10 @@ class OutputWriter : public Writer {
     unsigned long reports_ = 0;   // reports written so far (the next %n is one more)
 };
 
-// Human-readable, the default (stderr): a header line, a partition table of the sites (rank,
-// blocks, %, bytes, %, cumulative %, type, site; the 20 largest) and the top frames of the 10
-// largest sites. Fits 80 columns; colour only on a terminal (and not with NO_COLOR set).
+// Human-readable, the default (stderr): a header (what is left, where the scope was opened, the
+// minus side), a partition table of the sites (rank, blocks, %, bytes, %, cumulative %, type,
+// site; the 20 largest) and the top frames of the 10 largest sites. Fits 80 columns; colour only
+// on a terminal (and not with NO_COLOR set or TERM=dumb).
 class TextWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
