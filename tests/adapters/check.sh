@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Runs a fixture test program of one framework adapter and checks, exactly, what it must say:
+# its exit status, which tests failed (and that no other did), the leftover counts, the leaking
+# lines (found in the fixture's source by their "LEAK:<id>" markers) and, where the framework
+# writes one, the XML/JUnit failure entries.
+#
+#   check.sh gtest|catch2|catch2_guard|doctest|doctest_guard|benchmark <binary> <fixture.cpp> <workdir>
+set -uo pipefail
+
+framework=$1 bin=$2 src=$3 work=$4
+mkdir -p "$work"
+fails=0
+fail() {
+  echo "FAIL [$framework]: $*" >&2
+  fails=$((fails + 1))
+}
+pass() { echo "ok   [$framework]: $*"; }
+
+# line_of ID: the line of the "LEAK:ID" marker in the fixture.
+line_of() {
+  local n
+  n=$(grep -n "LEAK:$1\$" "$src" | cut -d: -f1)
+  [ -n "$n" ] || { echo "check.sh: no LEAK:$1 marker in $src" >&2; exit 2; }
+  echo "$n"
+}
+# test_line NAME: the line of the first line of the fixture that contains NAME (a test's declaration).
+test_line() { grep -n -F "$1" "$src" | head -n 1 | cut -d: -f1; }
+base=$(basename "$src")
+
+# run OUT STATUS ARGS...: runs the binary, output (stdout+stderr) to OUT, expects exit STATUS.
+run() {
+  local out=$1 want=$2
+  shift 2
+  "$bin" "$@" >"$out" 2>&1
+  local rc=$?
+  if [ "$rc" -eq "$want" ]; then pass "exit status $rc (${*:-no arguments})"; else
+    fail "exit status $rc, expected $want (${*:-no arguments}); output in $out"
+    tail -n 40 "$out" >&2
+  fi
+}
+# same_set WHAT "expected names" "actual names": exact set equality, one name per line.
+same_set() {
+  local what=$1 want have
+  want=$(printf '%s\n' "$2" | tr ' ' '\n' | sed '/^$/d' | sort -u)
+  have=$(printf '%s\n' "$3" | sed '/^$/d' | sort -u)
+  if [ "$want" = "$have" ]; then pass "$what: $(echo $want)"; else
+    fail "$what: expected [$(echo $want)], got [$(echo $have)]"
+  fi
+}
+# contains FILE TEXT WHAT
+contains() {
+  if grep -q -F -- "$2" "$1"; then pass "$3"; else fail "$3: '$2' not in $1"; fi
+}
+lacks() {
+  if grep -q -F -- "$2" "$1"; then fail "$3: '$2' found in $1"; else pass "$3"; fi
+}
+# between FILE START END: the lines from the first START to the next END (fixed strings).
+between() {
+  awk -v s="$2" -v e="$3" 'index($0, s) { on = 1 } on { print } on && index($0, e) && !index($0, s) { exit }' "$1"
+}
+# site_has TEXT ID WHAT: a frame "file:line)" of the marked line appears in TEXT (a report).
+site_has() {
+  local line
+  line=$(line_of "$2")
+  if printf '%s\n' "$1" | grep -q -E "$base:$line\\)"; then pass "$3 names $base:$line"; else
+    fail "$3 does not name $base:$line"
+    printf '%s\n' "$1" | head -n 30 >&2
+  fi
+}
+
+check_gtest() {
+  local out=$work/gtest.out xml=$work/gtest.xml
+  rm -f "$xml"
+  run "$out" 1 --gtest_filter=-ExitCall.* --gtest_output=xml:"$xml"
+  local expected="Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne Bad.ThrowsOutOfBody Bad.AlreadyFailed"
+  same_set "failed tests (summary)" "$expected" \
+    "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$out")"
+  contains "$out" "[==========] 21 tests from 9 test suites ran." "21 tests ran"
+  local r
+  r=$(between "$out" "[ RUN      ] Leaks.OneBlock" "[  FAILED  ] Leaks.OneBlock")
+  printf '%s\n' "$r" | grep -q -F "scope \"Leaks.OneBlock\" opened at " &&
+    printf '%s\n' "$r" | grep -q -F "$base:$(test_line 'TEST(Leaks, OneBlock)') left 1 block (4 bytes) behind" &&
+    pass "Leaks.OneBlock: 1 block, 4 bytes, at the test's line" || fail "Leaks.OneBlock report: $r"
+  site_has "$r" gtest_one_block "Leaks.OneBlock's report"
+  r=$(between "$out" "[ RUN      ] Leaks.OnExceptionPath" "[  FAILED  ] Leaks.OnExceptionPath")
+  printf '%s\n' "$r" | grep -q -F "left 1 block (16 bytes) behind" && pass "Leaks.OnExceptionPath: 1 block" ||
+    fail "Leaks.OnExceptionPath report: $r"
+  site_has "$r" gtest_exception_path "Leaks.OnExceptionPath's report"
+  r=$(between "$out" "[ RUN      ] Escape.ExpectTwoButOne" "[  FAILED  ] Escape.ExpectTwoButOne")
+  printf '%s\n' "$r" | grep -q -F "leakscope: expected 2 leftover blocks, found 1" &&
+    pass "Escape.ExpectTwoButOne: expected 2, found 1" || fail "Escape.ExpectTwoButOne: $r"
+  site_has "$r" gtest_expect_two_but_one "Escape.ExpectTwoButOne's report"
+  for t in Bad.ThrowsOutOfBody Bad.AlreadyFailed; do
+    r=$(between "$out" "[ RUN      ] $t" "[  FAILED  ] $t")
+    if printf '%s\n' "$r" | grep -q leakscope; then fail "$t got a leak verdict: $r"; else
+      pass "$t: failed for its own reason only"; fi
+  done
+  # Every test that is not listed passed without a word from leakscope.
+  local leak_lines
+  leak_lines=$(grep -c '^leakscope: scope ' "$out")
+  [ "$leak_lines" -eq 3 ] && pass "3 leak reports in all" || fail "$leak_lines leak reports, expected 3"
+  # The XML: failures on exactly these test cases, with the report as the message.
+  if [ -f "$xml" ]; then
+    same_set "failed tests (XML)" "$expected" "$(awk '
+      /<testcase / { match($0, /name="[^"]*"/); n = substr($0, RSTART + 6, RLENGTH - 7)
+                     match($0, /classname="[^"]*"/); c = substr($0, RSTART + 11, RLENGTH - 12) }
+      /<failure / { print c "." n }' "$xml" | sort -u)"
+    contains "$xml" "leakscope: scope &quot;Leaks.OneBlock&quot; opened at" "XML failure message carries the report"
+  else
+    fail "no XML written"
+  fi
+  # A test that calls exit(): the process ends with its status; no verdict, no report, no crash.
+  run "$work/gtest_exit.out" 3 --gtest_filter=ExitCall.*
+  lacks "$work/gtest_exit.out" "leakscope" "exit() inside a test: no report"
+}
+
+case "$framework" in
+  gtest) check_gtest ;;
+  *) echo "check.sh: unknown framework '$framework'" >&2; exit 2 ;;
+esac
+
+if [ "$fails" -ne 0 ]; then
+  echo "check.sh [$framework]: $fails check(s) failed" >&2
+  exit 1
+fi
+echo "check.sh [$framework]: all checks passed"
