@@ -41,10 +41,10 @@ run() {
 # same_set WHAT "expected names" "actual names": exact set equality, one name per line.
 same_set() {
   local what=$1 want have
-  want=$(printf '%s\n' "$2" | tr ' ' '\n' | sed '/^$/d' | sort -u)
+  want=$(printf '%s\n' "$2" | sed '/^$/d' | sort -u)
   have=$(printf '%s\n' "$3" | sed '/^$/d' | sort -u)
-  if [ "$want" = "$have" ]; then pass "$what: $(echo $want)"; else
-    fail "$what: expected [$(echo $want)], got [$(echo $have)]"
+  if [ "$want" = "$have" ]; then pass "$what: $(echo "$want" | paste -sd '|')"; else
+    fail "$what: expected [$(echo "$want" | paste -sd '|')], got [$(echo "$have" | paste -sd '|')]"
   fi
 }
 # contains FILE TEXT WHAT
@@ -72,7 +72,8 @@ check_gtest() {
   local out=$work/gtest.out xml=$work/gtest.xml
   rm -f "$xml"
   run "$out" 1 --gtest_filter=-ExitCall.* --gtest_output=xml:"$xml"
-  local expected="Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne Bad.ThrowsOutOfBody Bad.AlreadyFailed"
+  local expected
+  expected=$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne Bad.ThrowsOutOfBody Bad.AlreadyFailed)
   same_set "failed tests (summary)" "$expected" \
     "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$out")"
   contains "$out" "[==========] 21 tests from 9 test suites ran." "21 tests ran"
@@ -114,8 +115,84 @@ check_gtest() {
   lacks "$work/gtest_exit.out" "leakscope" "exit() inside a test: no report"
 }
 
+# The listener routes (Catch2, doctest) print one header line per leaking run:
+#   leakscope: test case "NAME" [section|subcase "PATH"] (file:line) FAILED: ...
+# listener_runs OUT: "NAME / PATH" per leaking run.
+listener_runs() {
+  sed -n -e 's/^leakscope: test case "\(.*\)" \(section\|subcase\) "\(.*\)" (.*) FAILED: .*/\1 \/ \3/p' \
+    -e 's/^leakscope: test case "\([^"]*\)" (.*) FAILED: .*/\1/p' "$1"
+}
+# listener_report OUT NAME: the report of the leaking run whose header names NAME.
+listener_report() {
+  awk -v n="leakscope: test case \"$2\"" '
+    index($0, "leakscope: test case ") == 1 { on = (index($0, n) == 1) }
+    index($0, "leakscope: ") != 1 { on = 0 }
+    on { print }' "$1"
+}
+# listener_case OUT NAME LEFT ID: that run's report says "left LEFT" and names the marked line.
+listener_case() {
+  local r
+  r=$(listener_report "$1" "$2")
+  if printf '%s\n' "$r" | grep -q -F "left $3 behind"; then pass "\"$2\": left $3"; else
+    fail "\"$2\": no 'left $3 behind' in: $r"; fi
+  site_has "$r" "$4" "\"$2\"'s report"
+}
+# junit_failed FILE: "name" of every JUnit <testcase> holding a <failure>.
+junit_failed() {
+  awk '/<testcase / { match($0, / name="[^"]*"/); n = substr($0, RSTART + 7, RLENGTH - 8) }
+       /<failure/ { print n }' "$1" | sed 's/&quot;/"/g; s/&amp;/\&/g' | sort -u
+}
+
+check_catch2() {
+  local out=$work/catch2
+  # Clean tests stay clean under every reporter; the exit status stays 0.
+  for rep in console junit xml compact; do
+    run "$out.noise.$rep" 0 "[noise]" -r "$rep"
+    lacks "$out.noise.$rep" "leakscope" "[noise] with -r $rep: nothing from leakscope"
+  done
+  run "$out.noise.s" 0 "[noise]" -s
+  lacks "$out.noise.s" "leakscope" "[noise] with -s: nothing from leakscope"
+  # The listener: each leaking run named, with its sections; exit status 1 though Catch2 says 0.
+  run "$out.listener" 1 "[listener]"
+  contains "$out.listener" "All tests passed" "Catch2 itself saw no failure"
+  same_set "leaking runs (listener)" "$(printf '%s\n' \
+    "listener: leaks one block" \
+    "listener: leaks in one section only / leaking section" \
+    "listener: leaks three sections deep / level one / level two / level three" \
+    "listener: leaks on an exception path" \
+    "listener: expects two, leaves one")" "$(listener_runs "$out.listener")"
+  listener_case "$out.listener" "listener: leaks one block" "1 block (4 bytes)" catch2_one_block
+  listener_case "$out.listener" "listener: leaks in one section only\" section \"leaking section" "1 block (8 bytes)" catch2_section
+  listener_case "$out.listener" "listener: leaks three sections deep\" section \"level one / level two / level three" \
+    "1 block (2 bytes)" catch2_deep
+  listener_case "$out.listener" "listener: leaks on an exception path" "1 block (16 bytes)" catch2_exception_path
+  listener_case "$out.listener" "listener: expects two, leaves one" "1 block (4 bytes)" catch2_expect_two_but_one
+  contains "$out.listener" "leakscope: expected 2 leftover blocks, found 1" "expects two, leaves one: says so"
+  contains "$out.listener" "leakscope: 5 test runs left allocations behind" "summary: 5 leaking runs"
+  # The guard: failures inside Catch2 — its totals, its exit status (2 failed assertions), JUnit.
+  local xml=$work/catch2.junit.xml
+  rm -f "$xml"
+  run "$out.guard" 2 "[guard]" -r junit -o "$xml"
+  same_set "failed test cases (JUnit)" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one section")" \
+    "$(junit_failed "$xml")"
+  contains "$xml" "failures=\"2\" tests=\"4\"" "JUnit: 2 failures in 4 test runs"
+  contains "$xml" "<failure type=\"LEAKSCOPE_GUARD\">" "JUnit failure type names the guard"
+  if grep -q -E "^at .*$base:$(line_of catch2_guard_line)\$" "$xml"; then pass "JUnit failure at the guard's line"; else
+    fail "JUnit failure not at the guard's line $(line_of catch2_guard_line)"; fi
+  site_has "$(cat "$xml")" catch2_guard_leak "JUnit failure message (guard: leaks one block)"
+  site_has "$(cat "$xml")" catch2_guard_section "JUnit failure message (guard: leaks in one section)"
+  contains "$xml" "scope \"guard: leaks in one section / leaking\"" "JUnit message names the section"
+  lacks "$out.guard" "leakscope: test case" "guarded runs: the listener stays quiet"
+  # Tests that fail for their own reasons: Catch2's status (3 failed assertions), no verdict.
+  run "$out.bad" 3 "[bad]"
+  lacks "$out.bad" "leakscope" "[bad]: no leak verdict on failed tests"
+  run "$out.exit" 3 "[.exit]"
+  lacks "$out.exit" "leakscope" "exit() inside a test: no report"
+}
+
 case "$framework" in
   gtest) check_gtest ;;
+  catch2) check_catch2 ;;
   *) echo "check.sh: unknown framework '$framework'" >&2; exit 2 ;;
 esac
 
