@@ -190,9 +190,54 @@ check_catch2() {
   lacks "$out.exit" "leakscope" "exit() inside a test: no report"
 }
 
+check_doctest() {
+  local out=$work/doctest
+  for rep in console junit xml; do
+    run "$out.noise.$rep" 0 -ts=noise -r="$rep"
+    lacks "$out.noise.$rep" "leakscope" "noise with -r=$rep: nothing from leakscope"
+  done
+  run "$out.noise.s" 0 -ts=noise -s
+  lacks "$out.noise.s" "leakscope" "noise with -s: nothing from leakscope"
+  run "$out.listener" 1 -ts=listener
+  contains "$out.listener" "[doctest] Status: SUCCESS!" "doctest itself saw no failure"
+  same_set "leaking runs (listener)" "$(printf '%s\n' \
+    "listener: leaks one block" \
+    "listener: leaks in one subcase only / leaking subcase" \
+    "listener: leaks three subcases deep / level one / level two / level three" \
+    "listener: leaks on an exception path" \
+    "listener: expects two, leaves one")" "$(listener_runs "$out.listener")"
+  listener_case "$out.listener" "listener: leaks one block" "1 block (4 bytes)" doctest_one_block
+  listener_case "$out.listener" "listener: leaks in one subcase only\" subcase \"leaking subcase" "1 block (8 bytes)" doctest_subcase
+  listener_case "$out.listener" "listener: leaks three subcases deep\" subcase \"level one / level two / level three" \
+    "1 block (2 bytes)" doctest_deep
+  listener_case "$out.listener" "listener: leaks on an exception path" "1 block (16 bytes)" doctest_exception_path
+  listener_case "$out.listener" "listener: expects two, leaves one" "1 block (4 bytes)" doctest_expect_two_but_one
+  contains "$out.listener" "leakscope: expected 2 leftover blocks, found 1" "expects two, leaves one: says so"
+  contains "$out.listener" "leakscope: 5 test runs left allocations behind" "summary: 5 leaking runs"
+  local xml=$work/doctest.junit.xml
+  "$bin" -ts=guard -r=junit >"$xml" 2>"$out.guard.err"
+  local rc=$?
+  [ $rc -eq 1 ] && pass "exit status 1 (-ts=guard -r=junit)" || fail "exit status $rc (-ts=guard -r=junit), expected 1"
+  same_set "failed test runs (JUnit)" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one subcase/leaking")" \
+    "$(junit_failed "$xml")"
+  contains "$xml" "failures=\"2\" tests=\"4\"" "JUnit: 2 failures in 4 test runs"
+  if grep -q -E "$base:$(line_of doctest_guard_line):\$" "$xml"; then pass "JUnit failure at the guard's line"; else
+    fail "JUnit failure not at the guard's line $(line_of doctest_guard_line)"; fi
+  site_has "$(cat "$xml")" doctest_guard_leak "JUnit failure message (guard: leaks one block)"
+  site_has "$(cat "$xml")" doctest_guard_subcase "JUnit failure message (guard: leaks in one subcase)"
+  contains "$xml" "scope &quot;guard: leaks in one subcase / leaking&quot;" "JUnit message names the subcase"
+  lacks "$out.guard.err" "leakscope: test case" "guarded runs: the listener stays quiet"
+  run "$out.bad" 1 -ts=bad
+  lacks "$out.bad" "leakscope" "bad: no leak verdict on failed tests"
+  contains "$out.bad" "test cases: 3 | 0 passed | 3 failed" "bad: the 3 tests failed for their own reasons"
+  run "$out.exit" 3 -ts=exit
+  lacks "$out.exit" "leakscope" "exit() inside a test: no report"
+}
+
 case "$framework" in
   gtest) check_gtest ;;
   catch2) check_catch2 ;;
+  doctest) check_doctest ;;
   *) echo "check.sh: unknown framework '$framework'" >&2; exit 2 ;;
 esac
 
