@@ -234,7 +234,39 @@ check_doctest() {
   lacks "$out.exit" "leakscope" "exit() inside a test: no report"
 }
 
+check_benchmark() {
+  local json=$work/benchmark.json
+  "$bin" --benchmark_format=json >"$json" 2>"$work/benchmark.err"
+  local rc=$?
+  [ $rc -eq 0 ] && pass "exit status 0" || fail "exit status $rc"
+  # field BENCHMARK KEY: the value of KEY in that benchmark's JSON object.
+  field() {
+    awk -v b="\"name\": \"$1\"," -v k="\"$2\": " '
+      index($0, b) { on = 1 } on && index($0, k) { v = substr($0, index($0, k) + length(k)); sub(/,$/, "", v); print v; exit }' "$json"
+  }
+  expect_field() {
+    local v
+    v=$(field "$1" "$2")
+    [ "$v" = "$3" ] && pass "$1: $2 = $3" || fail "$1: $2 = '$v', expected $3"
+  }
+  # Google Benchmark 1.7 allocates one ThreadManager inside the measured run: +1 allocation over
+  # the run's min(16, iterations) iterations.
+  expect_field churn/iterations:10 allocs_per_iter 2.1000000000000001e+00
+  expect_field churn/iterations:10 net_heap_growth 0
+  expect_field grows/iterations:10 allocs_per_iter 1.1000000000000001e+00
+  expect_field grows/iterations:10 net_heap_growth 80
+  expect_field grows/iterations:10 max_bytes_used 80
+  expect_field peak/iterations:4 net_heap_growth 0
+  local peak
+  peak=$(field peak/iterations:4 max_bytes_used)
+  if [ -n "$peak" ] && [ "$peak" -ge 1048576 ] && [ "$peak" -lt 1114112 ]; then
+    pass "peak/iterations:4: max_bytes_used $peak (1 MiB held at once, within 64 KiB)"
+  else fail "peak/iterations:4: max_bytes_used '$peak', expected 1 MiB to 1 MiB + 64 KiB"; fi
+  lacks "$json" "total_allocated_bytes" "total_allocated_bytes: not reported"
+}
+
 case "$framework" in
+  benchmark) check_benchmark ;;
   gtest) check_gtest ;;
   catch2) check_catch2 ;;
   doctest) check_doctest ;;
