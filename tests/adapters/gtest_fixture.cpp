@@ -76,7 +76,8 @@ INSTANTIATE_TEST_SUITE_P(Noise, Param, ::testing::Values(1, 2, 3));
 template <class T>
 class Typed : public ::testing::Test {};
 using TypedTypes = ::testing::Types<int, std::string, std::map<int, std::string>>;
-TYPED_TEST_SUITE(Typed, TypedTypes);
+// clang -Wpedantic before C++20 wants the optional name generator spelled out.
+TYPED_TEST_SUITE(Typed, TypedTypes, ::testing::internal::DefaultNameGenerator);
 TYPED_TEST(Typed, DefaultConstructed) {
     auto value = std::make_unique<TypeParam>();
     EXPECT_EQ(*value, TypeParam());
