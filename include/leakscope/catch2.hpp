@@ -81,7 +81,7 @@ namespace leakscope {
 namespace test {
 namespace catch2_detail {
 
-inline const char* const kNamespaces[] = {"Catch::", nullptr};
+inline const char* const kNamespaces[] = {"Catch::", "/catch2/", nullptr};
 
 // What the listener knows about the run in progress (the guard reads it for its report).
 struct RunInfo {

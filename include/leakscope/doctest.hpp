@@ -46,7 +46,7 @@ namespace leakscope {
 namespace test {
 namespace doctest_detail {
 
-inline const char* const kNamespaces[] = {"doctest::", nullptr};
+inline const char* const kNamespaces[] = {"doctest::", "/doctest/", nullptr};
 
 struct RunInfo {
     std::string test;

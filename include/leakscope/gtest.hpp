@@ -38,7 +38,7 @@ namespace leakscope {
 namespace test {
 namespace gtest_detail {
 
-inline const char* const kNamespaces[] = {"testing::", nullptr};
+inline const char* const kNamespaces[] = {"testing::", "/gtest/", "/gmock/", "/googletest/", "/googlemock/", nullptr};
 
 // GoogleTest routes every test-part result of this thread (EXPECT_*, ASSERT_*, SUCCEED(),
 // GTEST_SKIP(), ADD_FAILURE()) through the thread's test-part reporter before storing it in the

@@ -123,22 +123,21 @@ inline bool plumbing_frame(const Frame& f) {
     return false;
 }
 
-// A leftover site is the framework's when the first frame outside the plumbing is in one of the
-// framework's namespaces. No stack: not provably the framework's.
-inline bool framework_site(const Site& site, const char* const* namespaces) {
-    auto decide = [&](const std::vector<Frame>& frames, bool& decided) {
-        for (const Frame& f : frames) {
-            if (plumbing_frame(f)) continue;
-            decided = true;
-            for (const char* const* n = namespaces; *n; ++n)
-                if (starts_with(qualified_name(f.function), *n)) return true;
-            return false;
+// A leftover site is the framework's when the first frame outside the plumbing is the
+// framework's: its function is in one of the framework's namespaces, or (for a call inlined from
+// the framework's headers, which g++'s debug info names without its namespace) its file is one of
+// the framework's. `patterns` is null-terminated: entries starting with '/' are file-path
+// fragments, the others namespace prefixes. No stack: not provably the framework's.
+inline bool framework_site(const Site& site, const char* const* patterns) {
+    for (const Frame& f : site.frames) {
+        if (plumbing_frame(f)) continue;
+        std::string_view name = qualified_name(f.function);
+        for (const char* const* p = patterns; *p; ++p) {
+            if (**p == '/' ? f.file.find(*p) != std::string::npos : starts_with(name, *p)) return true;
         }
         return false;
-    };
-    bool decided = false;
-    bool mine = decide(site.frames, decided);
-    return decided && mine;
+    }
+    return false;
 }
 
 // Ignores the heap block behind a std::string, if it has one (a short string lives inside the
