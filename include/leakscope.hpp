@@ -53,8 +53,29 @@
 //                              name has leaked before (demand: a healthy server pays nothing)
 //   unwinder=fast|fp|libgcc    how stacks are walked (see leakscope::Unwinder); default fast
 //   stack_depth=1..256         frames kept per stack; default 32
-// Keys of later versions (report, suppressions, track, sample_bytes, settle_ms, exit_report,
-// signal, monitor) are recognised and reported as not available yet.
+//   group_depth=0..256         how many top frames of a leftover's trimmed stack (frames[0] is the
+//                              user's line) decide its site; 0, the default, the whole stack.
+//                              Stacks sharing them (and the inferred type) are one site, whose
+//                              frames are those deciding frames
+//   suppressions=PATH          a file of suppression rules (read at the next report; a later
+//                              suppressions= replaces it; leakscope::suppress() adds rules in code).
+//                              One rule per line, '#' comment lines:
+//                                leak:PATTERN     LSan's form: any frame of the whole stack matches
+//                                stack:P1;P2;...  consecutive frames of the trimmed stack match
+//                                                 P1, P2, ... (innermost first), anywhere
+//                                top:P1;P2;...    the same, anchored: frames[0] matches P1
+//                              A frame matches when its function, file or module contains the
+//                              pattern ('*' any run, leading '^' / trailing '$' anchor: LSan's).
+//                              A rule may end with a budget, max_blocks=N and/or max_bytes=N[K|M|G]:
+//                              a site above it is reported again. Rules are tried in order; the
+//                              first that matches within its budget hides the site, and the report
+//                              lists each rule that hid something (Report::suppressed). A malformed
+//                              line gets one stderr line with the file and line number.
+//   report=KIND[=DEST],...     the writers: text json jsonl folded html pprof; DEST stderr,
+//                              stdout or a path (%p pid, %n report number); in a quoted value
+//                              KIND:DEST too. Default text (on stderr). See the README.
+// Keys of later versions (track, sample_bytes, settle_ms, exit_report, signal, monitor) are
+// recognised and reported as not available yet.
 //
 // Guarantees the implementation keeps (why it looks the way it does):
 //  * The tracker's own memory comes from mmap, never from the hooked allocator, so it can
@@ -80,6 +101,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <iosfwd>
 #include <memory>
 #include <new>
 #include <string>
@@ -141,14 +163,89 @@ class Writer {
     virtual void write(const Report& report) = 0;
 };
 
-// Human-readable report, the default writer (to stderr unless told otherwise).
-class TextWriter : public Writer {
+// ---- writers ------------------------------------------------------------------------------------
+// The built-in writers render a report in their format, then deliver the bytes to a FILE*, an
+// std::ostream or a path. A path may hold %p (the process id) and %n (the number of the report
+// this writer is writing: 1, 2, ...) so that a server writing many reports never clobbers one with
+// the next; %% is a '%'. A path is written to a temporary file beside it and renamed into place
+// (a reader never sees half a report), never through a symbolic link planted at the path; when it
+// cannot be written, one warning line goes to stderr and the report goes there, as text.
+// Mode::append adds each report to the end of the file instead (JsonWriter: JSON Lines).
+// A writer may be called from several threads: the built-in ones deliver one report at a time.
+class OutputWriter : public Writer {
    public:
-    explicit TextWriter(std::FILE* out = stderr) noexcept : out_(out) {}
-    void write(const Report& report) override;
+    enum class Mode { replace, append };
+    explicit OutputWriter(std::FILE* out) noexcept;   // null: stderr
+    explicit OutputWriter(std::ostream& out) noexcept;
+    explicit OutputWriter(std::string path, Mode mode = Mode::replace);
+    void write(const Report& report) final;
+    std::string render(const Report& report) const;   // the bytes write() delivers, without I/O
+
+   protected:
+    virtual void render_to(const Report& report, std::string& out) const = 0;
+    bool terminal_ = false;   // the destination is a terminal: colour is welcome
 
    private:
-    std::FILE* out_;
+    std::FILE* file_ = nullptr;
+    std::ostream* stream_ = nullptr;
+    std::string path_;
+    Mode mode_ = Mode::replace;
+    unsigned long reports_ = 0;   // reports written so far (the next %n is one more)
+};
+
+// Human-readable, the default (stderr): a header (what is left, where the scope was opened, the
+// minus side), a partition table of the sites (rank, blocks, %, bytes, %, cumulative %, type,
+// site; the 20 largest) and the top frames of the 10 largest sites. Fits 80 columns; colour only
+// on a terminal (and not with NO_COLOR set or TERM=dumb).
+class TextWriter : public OutputWriter {
+   public:
+    using OutputWriter::OutputWriter;
+    explicit TextWriter(std::FILE* out = stderr) noexcept;
+
+   protected:
+    void render_to(const Report& report, std::string& out) const override;
+};
+
+// One JSON document per report, on one line (so a file in Mode::append is JSON Lines); the
+// schema is in the README. Any byte string gives valid JSON: bytes that are not UTF-8 become
+// U+FFFD.
+class JsonWriter : public OutputWriter {
+   public:
+    using OutputWriter::OutputWriter;
+
+   protected:
+    void render_to(const Report& report, std::string& out) const override;
+};
+
+// Folded stacks, one line per site, "root;...;leaf bytes", as flamegraph.pl and speedscope read
+// them. Frames are Site::frames (the standard library's allocation frames stay out).
+class FoldedWriter : public OutputWriter {
+   public:
+    using OutputWriter::OutputWriter;
+
+   protected:
+    void render_to(const Report& report, std::string& out) const override;
+};
+
+// One self-contained HTML file (no network, no external script): an interactive flame graph
+// (click to zoom, hover for function, file:line, blocks, bytes) and the partition table.
+class HtmlWriter : public OutputWriter {
+   public:
+    using OutputWriter::OutputWriter;
+
+   protected:
+    void render_to(const Report& report, std::string& out) const override;
+};
+
+// profile.proto (gzip), readable by the pprof tool: sample types inuse_objects/count and
+// inuse_space/bytes, functions with file and line, inlined frames as lines of one location,
+// mappings of the loaded modules with their GNU build ids.
+class PprofWriter : public OutputWriter {
+   public:
+    using OutputWriter::OutputWriter;
+
+   protected:
+    void render_to(const Report& report, std::string& out) const override;
 };
 
 void set_writers(std::vector<std::shared_ptr<Writer>> writers);   // replaces all (empty: default)
@@ -244,12 +341,71 @@ std::size_t current_stack(std::uintptr_t* out, std::size_t max, Unwinder how = U
 // in-process from the ELF and DWARF of the module, cached; never starts a process.
 std::vector<Frame> symbolize(std::uintptr_t return_address);
 
+// ---- attribution: types and suppressions ---------------------------------------------------------
+// A report's sites start at the user's line: leakscope's own frames and the standard library's
+// allocation plumbing go to Site::allocator_frames. Site::type is read from those frames' names:
+// make_shared<T>/allocate_shared<T> and their control block, make_unique<T>, and the allocator
+// (std::allocator<T>, __new_allocator<T>, allocator_traits) of a container — which gives the
+// container's element type: vector<T> and deque<T> give T, list/set nodes their value, a map's
+// nodes (and an unordered container's bucket array) std::pair<K const, V>, std::string char.
+// A plain `new T` has no such frame: tag it (below) where the type matters.
+
+// Suppression rules in the syntax of a suppressions= file (one rule per line; see the options
+// comment at the top of this header), kept in addition to the file's. A malformed line gets one
+// stderr line naming `source` and its line number; the others still apply.
+void suppress(std::string_view rules, std::string_view source = "suppress()");
+void clear_suppressions();   // drops the rules given to suppress() (not the file's)
+
+// Explicit type tags, where inference cannot see the type (raw buffers, type-erased storage): the
+// tag's non-inlined frame is in the block's captured stack and names Tag, and report building
+// reads it as it reads std::allocator<T>. Nothing changes on the allocation path.
+//     auto* v = leakscope::tagged<Vehicle>::make<FloatingVehicle>(args...);   // typed "Vehicle"
+//     void* raw = leakscope::tagged<struct FrameBuffer>::allocate(4096);       // typed "FrameBuffer"
+//     std::vector<char, leakscope::tagged_allocator<char, Image>> pixels;        // typed "Image"
+namespace detail {
+template <class Tag> struct tag_anchor { static constexpr char id = 0; };
+// Keeps the calling frame real: no tail call (the frame would vanish from the stack) and no
+// identical-code folding of two tags' functions (the anchor differs per Tag).
+template <class Tag> inline void keep_tag_frame(const void* p) { asm volatile("" : : "r"(p), "r"(&tag_anchor<Tag>::id) : "memory"); }
+}  // namespace detail
+template <class Tag>
+struct tagged {
+    template <class T = Tag, class... Args>
+    __attribute__((noinline)) static T* make(Args&&... args) {
+        T* p = new T(static_cast<Args&&>(args)...);
+        detail::keep_tag_frame<Tag>(p);
+        return p;
+    }
+    __attribute__((noinline)) static void* allocate(std::size_t bytes) {
+        void* p = ::operator new(bytes);
+        detail::keep_tag_frame<Tag>(p);
+        return p;
+    }
+    static void deallocate(void* p) noexcept { ::operator delete(p); }
+};
+// A standard allocator whose blocks are typed Tag (rebinding keeps the tag: a container's nodes too).
+template <class T, class Tag = T>
+struct tagged_allocator {
+    using value_type = T;
+    template <class U> struct rebind { using other = tagged_allocator<U, Tag>; };
+    tagged_allocator() noexcept = default;
+    template <class U> tagged_allocator(const tagged_allocator<U, Tag>&) noexcept {}
+    T* allocate(std::size_t n) { return static_cast<T*>(tagged<Tag>::allocate(n * sizeof(T))); }
+    void deallocate(T* p, std::size_t) noexcept { tagged<Tag>::deallocate(p); }
+    template <class U> bool operator==(const tagged_allocator<U, Tag>&) const noexcept { return true; }
+    template <class U> bool operator!=(const tagged_allocator<U, Tag>&) const noexcept { return false; }
+};
+
 // Applies options in the LEAKSCOPE_OPTIONS syntax (`key=value`, separated by ':' or white space,
 // values may be quoted). Keys this version knows:
 //   stacks=on|off|demand   capture allocating stacks (demand: for a scope name's runs after it
 //                          first leaked)                                   default on
 //   unwinder=fast|fp|libgcc                                                default fast
 //   stack_depth=1..256     frames kept per stack                          default 32
+//   group_depth=0..256     top frames of the trimmed stack deciding a site (0: all)  default 0
+//   suppressions=PATH      suppression rules file, read here at once (syntax: section 1)
+//   report=text,json=leaks-%p-%n.json,...   the writers (they replace set_writers()'s, and
+//                          set_writers() replaces theirs: the later wins)  default text
 // A malformed entry gets one line on stderr naming it; the other entries still apply.
 void configure(std::string_view options) noexcept;
 
@@ -283,6 +439,8 @@ namespace detail {
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdarg>
 #include <cstdlib>
 #include <cstring>
 #include <cxxabi.h>
@@ -292,6 +450,7 @@ namespace detail {
 #include <link.h>
 #include <malloc.h>
 #include <mutex>
+#include <ostream>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -2609,9 +2768,54 @@ struct Module {
 struct Symbolizer {
     std::mutex mutex;
     std::vector<std::unique_ptr<Module>> modules;
+    std::vector<std::unique_ptr<Module>> unloaded;   // objects dlclose'd, read from their files
     std::unordered_map<std::uintptr_t, std::vector<Frame>> cache;
     unsigned long long unloads = 0;   // the loader's count of unloaded objects when last looked
 };
+
+// Objects the dlclose wrapper saw unloading: path and address range, so that a stack captured
+// while one was loaded still names it (module + offset, and what its file on disk says). Plain
+// POD written without allocating; the newest kUnloadedSlots are kept.
+struct UnloadedRecord { std::uintptr_t base, start, end; char path[512]; };
+constexpr unsigned kUnloadedSlots = 64;
+struct UnloadedTable {
+    SpinLock lock;
+    u32 count;   // records ever written; slot = count % kUnloadedSlots
+    UnloadedRecord records[kUnloadedSlots];
+};
+inline UnloadedTable& unloaded_table() noexcept {
+    static UnloadedTable table;   // zero-initialised
+    return table;
+}
+// Called by the dlclose wrapper before the real dlclose: remembers the object behind `handle`.
+// No allocation (dlinfo and dl_iterate_phdr do not allocate); an object still referenced elsewhere
+// stays loaded, and loaded objects are always looked up first, so a record too many is harmless.
+inline void remember_unloading(void* handle) noexcept {
+    link_map* map = nullptr;
+    if (!handle || ::dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || !map || !map->l_name || !map->l_name[0]) return;
+    UnloadedRecord rec{};
+    rec.base = map->l_addr;
+    std::snprintf(rec.path, sizeof rec.path, "%s", map->l_name);
+    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
+        auto& r = *static_cast<UnloadedRecord*>(arg);
+        if (info->dlpi_addr != r.base || !info->dlpi_name || std::strcmp(info->dlpi_name, r.path) != 0) return 0;
+        std::uintptr_t lo = ~std::uintptr_t(0), hi = 0;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+            const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+            if (ph.p_type != PT_LOAD) continue;
+            lo = std::min<std::uintptr_t>(lo, info->dlpi_addr + ph.p_vaddr);
+            hi = std::max<std::uintptr_t>(hi, info->dlpi_addr + ph.p_vaddr + ph.p_memsz);
+        }
+        r.start = lo;
+        r.end = hi;
+        return 1;
+    }, &rec);
+    if (rec.end <= rec.start) return;
+    UnloadedTable& t = unloaded_table();
+    SpinGuard guard(t.lock);
+    t.records[t.count % kUnloadedSlots] = rec;
+    ++t.count;
+}
 inline Symbolizer& symbolizer() {
     static Symbolizer* instance = new Symbolizer();   // never destroyed: reports at exit use it
     return *instance;
@@ -2646,8 +2850,10 @@ inline void read_elf(Module& m) {
     ElfW(Ehdr) eh;
     std::memcpy(&eh, m.image, sizeof eh);
     if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64) return;
+    // Offsets and sizes come from the file: compared without overflow (a corrupt one is skipped).
+    auto fits = [&](u64 offset, u64 size) { return offset <= m.image_size && size <= m.image_size - offset; };
     if (eh.e_shoff == 0 || eh.e_shentsize != sizeof(ElfW(Shdr)) ||
-        eh.e_shoff + u64(eh.e_shnum) * sizeof(ElfW(Shdr)) > m.image_size || eh.e_shstrndx >= eh.e_shnum)
+        !fits(eh.e_shoff, u64(eh.e_shnum) * sizeof(ElfW(Shdr))) || eh.e_shstrndx >= eh.e_shnum)
         return;
     auto header = [&](unsigned i) {
         ElfW(Shdr) sh;
@@ -2655,13 +2861,13 @@ inline void read_elf(Module& m) {
         return sh;
     };
     ElfW(Shdr) names = header(eh.e_shstrndx);
-    if (names.sh_offset + names.sh_size > m.image_size) return;
+    if (!fits(names.sh_offset, names.sh_size)) return;
     Section shstr{m.image + names.sh_offset, std::size_t(names.sh_size)};
     ElfW(Shdr) symtab{}, dynsym{};
     bool have_symtab = false, have_dynsym = false;
     for (unsigned i = 0; i < eh.e_shnum; ++i) {
         ElfW(Shdr) sh = header(i);
-        if (sh.sh_type == SHT_NOBITS || sh.sh_offset + sh.sh_size > m.image_size) continue;
+        if (sh.sh_type == SHT_NOBITS || !fits(sh.sh_offset, sh.sh_size)) continue;
         Section s{m.image + sh.sh_offset, std::size_t(sh.sh_size)};
         std::string_view name = section_string(shstr, sh.sh_name);
         if (sh.sh_type == SHT_SYMTAB) { symtab = sh; have_symtab = true; }
@@ -2681,7 +2887,7 @@ inline void read_elf(Module& m) {
     const ElfW(Shdr)& table = have_symtab ? symtab : dynsym;
     if ((have_symtab || have_dynsym) && table.sh_link < eh.e_shnum && table.sh_entsize == sizeof(ElfW(Sym))) {
         ElfW(Shdr) strings = header(table.sh_link);
-        if (strings.sh_offset + strings.sh_size <= m.image_size) {
+        if (fits(strings.sh_offset, strings.sh_size) && fits(table.sh_offset, table.sh_size)) {
             Section strs{m.image + strings.sh_offset, std::size_t(strings.sh_size)};
             std::size_t count = table.sh_size / sizeof(ElfW(Sym));
             for (std::size_t i = 0; i < count; ++i) {
@@ -3097,6 +3303,8 @@ inline void read_line_program(Module& m, DwarfUnit& unit) {
                 format.emplace_back(type, form);
             }
             u64 count = r.uleb();
+            // Each entry must consume bytes, or a corrupt count would loop (and grow) for ever.
+            if (format.empty() && count) r.ok = false;
             for (u64 i = 0; i < count && r.ok; ++i) {
                 const char* path = "";
                 u64 dir = 0;
@@ -3201,6 +3409,32 @@ inline std::string self_path() {
     return n > 0 ? std::string(buffer, std::size_t(n)) : std::string();
 }
 
+// An address no loaded object covers: an object unloaded since (the newest record covering it).
+inline Module* unloaded_module_of(Symbolizer& s, std::uintptr_t address) {
+    UnloadedRecord rec{};
+    {
+        UnloadedTable& t = unloaded_table();
+        SpinGuard guard(t.lock);
+        for (u32 i = 0; i < std::min(t.count, kUnloadedSlots); ++i) {
+            const UnloadedRecord& r = t.records[(t.count - 1 - i) % kUnloadedSlots];
+            if (address >= r.start && address < r.end) {
+                rec = r;
+                break;
+            }
+        }
+    }
+    if (rec.end == 0) return nullptr;
+    for (auto& m : s.unloaded)
+        if (m->base == rec.base && m->start == rec.start && m->path == rec.path) return m.get();
+    auto m = std::make_unique<Module>();
+    m->path = rec.path;
+    m->base = rec.base;
+    m->start = rec.start;
+    m->end = rec.end;
+    s.unloaded.push_back(std::move(m));
+    return s.unloaded.back().get();
+}
+
 // The module holding a runtime address, found (and added) through the loader's list.
 inline Module* module_of(Symbolizer& s, std::uintptr_t address) {
     for (auto& m : s.modules)
@@ -3223,7 +3457,7 @@ inline Module* module_of(Symbolizer& s, std::uintptr_t address) {
         f.ok = true;
         return 1;
     }, &found);
-    if (!found.ok) return nullptr;
+    if (!found.ok) return unloaded_module_of(s, address);
     auto m = std::make_unique<Module>();
     m->path = found.path.empty() ? self_path() : found.path;
     m->base = found.base;
@@ -3243,6 +3477,8 @@ inline void ensure_indexed(Module& m) {
     index_dwarf(m);
 }
 
+inline std::vector<Frame> frames_in(Module& module, u64 address, const Frame& base_frame);
+
 inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t return_address) {
     std::vector<Frame> frames;
     Frame base_frame;
@@ -3254,7 +3490,14 @@ inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t retur
     }
     base_frame.module = m->path;
     ensure_indexed(*m);
-    u64 address = u64(return_address - 1 - m->base);   // the call instruction, as a file address
+    // the call instruction, as a file address
+    return frames_in(*m, u64(return_address - 1 - m->base), base_frame);
+}
+
+// The frames of one file address of a module (indexed): its inlined chain, innermost first.
+inline std::vector<Frame> frames_in(Module& module, u64 address, const Frame& base_frame) {
+    Module* m = &module;
+    std::vector<Frame> frames;
     const LineRow* row = nullptr;
     if (!m->ranges_sorted.empty() || !m->units.empty()) {
         index_lines(*m);
@@ -3313,40 +3556,532 @@ inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t retur
     return frames;
 }
 
+// The frames of `file_address` in the ELF file at `path`, read afresh and uncached (for tests on
+// crafted files: corrupt, truncated, stripped, compressed).
+inline std::vector<Frame> symbolize_file(const std::string& path, u64 file_address) {
+    InternalGuard internal;
+    Module m;
+    m.path = path;
+    m.end = ~std::uintptr_t(0);
+    ensure_indexed(m);
+    Frame base_frame;
+    base_frame.address = std::uintptr_t(file_address);
+    base_frame.module = path;
+    std::vector<Frame> frames = frames_in(m, file_address, base_frame);
+    if (m.image) ::munmap(const_cast<u8*>(m.image), m.image_size);
+    return frames;
+}
+
+}  // namespace detail
+
+namespace detail {
+// Answers for one address, the symbolizer's mutex held.
+inline const std::vector<Frame>& symbolize_locked(Symbolizer& s, std::uintptr_t return_address) {
+    auto it = s.cache.find(return_address);
+    if (it != s.cache.end()) return it->second;
+    return s.cache.emplace(return_address, symbolize_uncached(s, return_address)).first->second;
+}
+
+// An object unloaded since the last look: its addresses may now be another's. Start afresh (what
+// was unloaded is still named through the dlclose wrapper's table, see unloaded_module_of).
+inline void forget_if_unloaded(Symbolizer& s) {
+    unsigned long long unloads = 0;
+    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
+        *static_cast<unsigned long long*>(arg) = info->dlpi_subs;
+        return 1;
+    }, &unloads);
+    if (unloads == s.unloads) return;
+    s.unloads = unloads;
+    s.cache.clear();
+    for (auto* list : {&s.modules, &s.unloaded})
+        for (auto& m : *list)
+            if (m->image) ::munmap(const_cast<u8*>(m->image), m->image_size);
+    s.modules.clear();
+    s.unloaded.clear();
+}
+}  // namespace detail
+
+namespace detail {
+// Forgets cached answers; with `keep_modules` the modules' indexes stay (a warm symbolizer),
+// without, everything goes (the next answer pays for mapping and indexing: cold). Benchmarks.
+inline void symbolizer_reset(bool keep_modules) {
+    InternalGuard internal;
+    Symbolizer& s = symbolizer();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.cache.clear();
+    if (keep_modules) return;
+    for (auto* list : {&s.modules, &s.unloaded})
+        for (auto& m : *list)
+            if (m->image) ::munmap(const_cast<u8*>(m->image), m->image_size);
+    s.modules.clear();
+    s.unloaded.clear();
+}
 }  // namespace detail
 
 std::vector<Frame> symbolize(std::uintptr_t return_address) {
     InternalGuard internal;
     Symbolizer& s = symbolizer();
     std::lock_guard<std::mutex> lock(s.mutex);
-    // An object unloaded since: its addresses may now be another's. Start afresh.
-    unsigned long long unloads = 0;
-    dl_iterate_phdr([](dl_phdr_info* info, std::size_t, void* arg) -> int {
-        *static_cast<unsigned long long*>(arg) = info->dlpi_subs;
-        return 1;
-    }, &unloads);
-    if (unloads != s.unloads) {
-        s.unloads = unloads;
-        s.cache.clear();
-        for (auto& m : s.modules)
-            if (m->image) ::munmap(const_cast<u8*>(m->image), m->image_size);
-        s.modules.clear();
-    }
-    auto it = s.cache.find(return_address);
-    if (it != s.cache.end()) return it->second;
-    std::vector<Frame> frames = symbolize_uncached(s, return_address);
-    s.cache.emplace(return_address, frames);
-    return frames;
+    forget_if_unloaded(s);
+    return symbolize_locked(s, return_address);
 }
 
+// ---- attribution: trimming, type inference, grouping, suppressions (report time only) ----------
 namespace detail {
-// A site's frames from its interned stack: addresses, and what the dynamic loader can name.
-void fill_frames(u32 stack, Site& site) {
+
+inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+    return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+inline bool ends_with(std::string_view s, std::string_view suffix) noexcept {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+inline std::string_view trimmed(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) s.remove_suffix(1);
+    return s;
+}
+inline bool identifier_char(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// The qualified name in a demangled signature: no return type ("std::shared_ptr<T> std::make_shared<T>()"
+// names std::make_shared<T>), no parameters, no " const" or " [clone .isra.0]".
+inline std::string_view qualified_name(std::string_view s) noexcept {
+    int depth = 0;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        if (c == '(' && s.compare(i, 21, "(anonymous namespace)") == 0) {
+            i += 20;
+            continue;
+        }
+        if (depth == 0 && c == 'o' && s.compare(i, 8, "operator") == 0 && (i == 0 || !identifier_char(s[i - 1])) &&
+            (i + 8 == s.size() || !identifier_char(s[i + 8]))) {
+            // operator(), operator<<, operator new[], conversions: the token ends at the parameters.
+            std::size_t j = i + 8;
+            if (s.compare(j, 2, "()") == 0) j += 2;
+            while (j < s.size() && s[j] != '(') ++j;
+            i = j - 1;
+            continue;
+        }
+        if (c == '<' || c == '[' || c == '{') {
+            ++depth;
+        } else if (c == '>' || c == ']' || c == '}' || c == ')') {
+            if (depth > 0) --depth;
+        } else if (c == '(') {
+            if (depth == 0) return s.substr(start, i - start);
+            ++depth;
+        } else if (c == ' ' && depth == 0) {
+            start = i + 1;
+        }
+    }
+    return s.substr(start);
+}
+
+// "a::b<c::d>::e" -> {"a", "b<c::d>", "e"}: splits at "::" outside brackets.
+inline std::vector<std::string_view> scope_parts(std::string_view q) {
+    std::vector<std::string_view> parts;
+    int depth = 0;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < q.size(); ++i) {
+        char c = q[i];
+        if (c == '<' || c == '(' || c == '[' || c == '{') ++depth;
+        else if ((c == '>' || c == ')' || c == ']' || c == '}') && depth > 0) --depth;
+        else if (c == ':' && depth == 0 && i + 1 < q.size() && q[i + 1] == ':') {
+            parts.push_back(q.substr(start, i - start));
+            start = i + 2;
+            ++i;
+        }
+    }
+    parts.push_back(q.substr(start));
+    return parts;
+}
+inline std::string_view template_name(std::string_view part) noexcept { return part.substr(0, part.find('<')); }
+// The first template argument of "name<arg, ...>" (empty when there is none).
+inline std::string_view first_template_arg(std::string_view part) noexcept {
+    std::size_t open = part.find('<');
+    if (open == std::string_view::npos) return {};
+    int depth = 0;
+    for (std::size_t i = open + 1; i < part.size(); ++i) {
+        char c = part[i];
+        if (c == '<' || c == '(' || c == '[' || c == '{') ++depth;
+        else if ((c == ')' || c == ']' || c == '}') && depth > 0) --depth;
+        else if (c == '>' && depth > 0) --depth;
+        else if ((c == ',' || c == '>') && depth == 0) return trimmed(part.substr(open + 1, i - open - 1));
+    }
+    return {};
+}
+template <std::size_t N>
+inline bool one_of(std::string_view s, const char* const (&names)[N]) noexcept {
+    for (const char* n : names)
+        if (s == n) return true;
+    return false;
+}
+
+// A frame of leakscope itself or of the standard library's machinery between the user's line
+// and operator new (allocators, allocator_traits, make_shared's control block, containers' node
+// makers, string growth): trimmed from the front of a site's stack, so frames[0] is the user's.
+// Any standard-library frame counts (a std::to_string or an ostream growing a buffer is
+// allocation plumbing as far as the user's line is concerned); trimming stops at the first other.
+inline bool is_allocation_plumbing(const Frame& f) {
+    std::string_view q = qualified_name(f.function);
+    if (starts_with(q, "leakscope::") || starts_with(q, "operator new")) return true;
+    if (starts_with(q, "std::") || starts_with(q, "__gnu_cxx::") || starts_with(q, "__cxxabiv1::")) return true;
+    // DWARF may name an inlined library function shortly ("allocate"): its file says where it is.
+    if (f.file.find("/include/c++/") != std::string::npos || ends_with(f.file, "/leakscope.hpp")) return true;
+    // Unnamed code inside the standard library's shared object (a hidden helper).
+    std::string_view module = f.module;
+    module = module.substr(module.rfind('/') == std::string_view::npos ? 0 : module.rfind('/') + 1);
+    return f.function.empty() && (starts_with(module, "libstdc++.so") || starts_with(module, "libc++.so"));
+}
+
+// A standard-library type that only wraps the one the user allocated: unwrap it.
+inline std::string element_type(std::string_view t) {
+    static const char* const wrappers[] = {"allocator", "__new_allocator", "new_allocator", "allocator_traits",
+                                           "_Rb_tree_node", "_Hash_node", "_List_node", "_Fwd_list_node",
+                                           "_Sp_counted_ptr_inplace", "__allocated_ptr"};
+    for (int guard = 0; guard < 8; ++guard) {
+        t = trimmed(t);
+        if (!starts_with(t, "std::") && !starts_with(t, "__gnu_cxx::")) break;
+        std::vector<std::string_view> parts = scope_parts(t);
+        if (!one_of(template_name(parts.back()), wrappers)) break;
+        t = first_template_arg(parts.back());
+    }
+    // The library's private types (bucket arrays, deque maps) are nobody's element type.
+    if (t.empty() || starts_with(t, "std::__detail::") ||
+        (starts_with(t, "std::_") && t.size() > 6 && t[6] >= 'A' && t[6] <= 'Z'))
+        return std::string();
+    if (t == "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >") return "std::string";
+    return std::string(t);
+}
+
+// The type a plumbing frame allocates for, where its name says so; empty otherwise.
+inline std::string type_of_frame(const Frame& f) {
+    std::string_view q = qualified_name(f.function);
+    std::vector<std::string_view> parts = scope_parts(q);
+    if (parts.size() < 2) return std::string();
+    // leakscope::tagged<Tag>::...: the explicit tag, as the user wrote it.
+    if (parts[0] == "leakscope")
+        return template_name(parts[1]) == "tagged" ? std::string(first_template_arg(parts[1])) : std::string();
+    if (parts[0] != "std" && parts[0] != "__gnu_cxx") return std::string();
+    static const char* const factories[] = {"make_shared", "allocate_shared", "make_unique", "__make_shared",
+                                            "__allocate_shared", "make_shared_for_overwrite",
+                                            "make_unique_for_overwrite"};
+    static const char* const allocators[] = {"allocator", "__new_allocator", "new_allocator", "allocator_traits",
+                                             "_Sp_counted_ptr_inplace", "_Hashtable_alloc", "basic_string",
+                                             "__allocated_ptr"};
+    if (one_of(template_name(parts.back()), factories)) return element_type(first_template_arg(parts.back()));
+    std::string_view owner = parts[parts.size() - 2];
+    if (one_of(template_name(owner), allocators)) {
+        // basic_string<C>'s blocks hold C; the others' first argument is (or wraps) the type.
+        if (template_name(owner) == "basic_string") return std::string(first_template_arg(owner));
+        return element_type(first_template_arg(owner));
+    }
+    return std::string();
+}
+
+// The first type named by the trimmed frames, innermost first.
+inline std::string infer_type(const std::vector<Frame>& plumbing) {
+    for (const Frame& f : plumbing) {
+        std::string t = type_of_frame(f);
+        if (!t.empty()) return t;
+    }
+    return std::string();
+}
+
+// Options of this part (group_depth=, suppressions=), set by the options parser without
+// allocating (it may run inside the hook); a suppressions file is read at report time.
+struct AttributionOptions {
+    std::atomic<u32> group_depth;          // top frames of the trimmed stack deciding a site; 0: all
+    std::atomic<u32> suppressions_set;     // bumped by each suppressions= entry
+    SpinLock path_lock;
+    char suppressions_path[4096];
+};
+inline AttributionOptions& attribution_options() noexcept {
+    static AttributionOptions options;   // zero-initialised: usable before main
+    return options;
+}
+
+// ---- suppressions ----
+// Rules, one per line ('#' starts a comment line):
+//   leak:PATTERN              LSan's form: any frame of the whole stack matches PATTERN
+//   stack:P1;P2;...           consecutive frames of the trimmed stack match P1, P2, ... anywhere
+//   top:P1;P2;...             the same, anchored: frames[0] matches P1
+// A frame matches a pattern when its function, file or module does: a substring, with '*' for any
+// run of characters, a leading '^' anchoring at the start and a trailing '$' at the end (LSan's).
+// A rule may end with a budget, max_blocks=N and/or max_bytes=N[K|M|G]: a site larger than that is
+// reported again (and the next rules are tried).
+struct SuppressionRule {
+    enum Kind { leak, stack, top } kind;
+    std::string text;                     // as written, for Report::suppressed
+    std::vector<std::string> patterns;
+    u64 max_blocks = ~u64(0), max_bytes = ~u64(0);
+};
+struct Suppressions {
+    std::mutex mutex;
+    std::vector<SuppressionRule> from_file, from_code;
+    u32 loaded = 0;                       // the suppressions_set value from_file was read for
+};
+inline Suppressions& suppression_rules() {
+    static Suppressions* rules = new Suppressions();   // never destroyed: reports at exit use it
+    return *rules;
+}
+
+// LSan's TemplateMatch: '*' wildcards, '^' and '$' anchors, otherwise a substring.
+inline bool template_match(std::string_view pattern, std::string_view text) {
+    if (pattern.empty() || text.empty()) return false;
+    bool at_start = pattern.front() == '^';
+    if (at_start) pattern.remove_prefix(1);
+    bool at_end = !pattern.empty() && pattern.back() == '$';
+    if (at_end) pattern.remove_suffix(1);
+    std::size_t pos = 0;
+    bool first = true;
+    for (;;) {
+        std::size_t star = pattern.find('*');
+        std::string_view piece = pattern.substr(0, star);
+        bool last = star == std::string_view::npos;
+        if (last && at_end) {   // the last piece ends the text, after what matched so far
+            if (text.size() < pos + piece.size() || !ends_with(text, piece)) return false;
+            return !(first && at_start) || text.size() == piece.size();
+        }
+        if (first && at_start) {
+            if (!starts_with(text, piece)) return false;
+            pos = piece.size();
+        } else if (!piece.empty()) {
+            std::size_t found = text.find(piece, pos);
+            if (found == std::string_view::npos) return false;
+            pos = found + piece.size();
+        }
+        if (last) return true;
+        pattern.remove_prefix(star + 1);
+        first = false;
+    }
+}
+inline bool frame_matches(const std::string& pattern, const Frame& f) {
+    return template_match(pattern, f.function) || template_match(pattern, f.file) || template_match(pattern, f.module);
+}
+inline bool sequence_at(const SuppressionRule& rule, const std::vector<Frame>& frames, std::size_t at) {
+    if (frames.size() - at < rule.patterns.size()) return false;
+    for (std::size_t k = 0; k < rule.patterns.size(); ++k)
+        if (!frame_matches(rule.patterns[k], frames[at + k])) return false;
+    return true;
+}
+inline bool rule_matches(const SuppressionRule& rule, const Site& site) {
+    switch (rule.kind) {
+        case SuppressionRule::leak:
+            for (const auto* list : {&site.allocator_frames, &site.frames})
+                for (const Frame& f : *list)
+                    if (frame_matches(rule.patterns[0], f)) return true;
+            return false;
+        case SuppressionRule::top:
+            return !site.frames.empty() && sequence_at(rule, site.frames, 0);
+        case SuppressionRule::stack:
+            for (std::size_t at = 0; at < site.frames.size(); ++at)
+                if (sequence_at(rule, site.frames, at)) return true;
+            return false;
+    }
+    return false;
+}
+
+// A number with an optional K/M/G suffix (bytes); false when it is not one.
+inline bool parse_count(std::string_view s, bool suffix, u64& out) {
+    u64 scale = 1;
+    if (suffix && !s.empty()) {
+        char c = s.back();
+        if (c == 'K' || c == 'k') scale = u64(1) << 10;
+        if (c == 'M' || c == 'm') scale = u64(1) << 20;
+        if (c == 'G' || c == 'g') scale = u64(1) << 30;
+        if (scale != 1) s.remove_suffix(1);
+    }
+    if (s.empty() || s.size() > 15) return false;
+    u64 v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        v = v * 10 + u64(c - '0');
+    }
+    out = v * scale;
+    return true;
+}
+
+// Parses one line; returns false with `error` set for a malformed one (blank and comment lines
+// are fine and give no rule: `rule.patterns` stays empty).
+inline bool parse_suppression(std::string_view line, SuppressionRule& rule, const char*& error) {
+    line = trimmed(line);
+    if (line.empty() || line.front() == '#') return true;
+    std::size_t colon = line.find(':');
+    std::string_view kind = colon == std::string_view::npos ? line : trimmed(line.substr(0, colon));
+    if (kind == "leak") rule.kind = SuppressionRule::leak;
+    else if (kind == "stack") rule.kind = SuppressionRule::stack;
+    else if (kind == "top") rule.kind = SuppressionRule::top;
+    else {
+        error = colon == std::string_view::npos ? "expected kind:pattern (leak:, stack: or top:)"
+                                                : "unknown rule kind (leak:, stack: or top:)";
+        return false;
+    }
+    std::string_view rest = trimmed(line.substr(colon + 1));
+    // Budget tokens, from the end.
+    for (;;) {
+        std::size_t space = rest.find_last_of(" \t");
+        std::string_view token = space == std::string_view::npos ? rest : rest.substr(space + 1);
+        bool blocks = starts_with(token, "max_blocks="), bytes = starts_with(token, "max_bytes=");
+        if (!blocks && !bytes) break;
+        std::string_view number = token.substr(token.find('=') + 1);
+        if (!parse_count(number, bytes, blocks ? rule.max_blocks : rule.max_bytes)) {
+            error = blocks ? "max_blocks needs a number" : "max_bytes needs a number (K, M, G allowed)";
+            return false;
+        }
+        rest = space == std::string_view::npos ? std::string_view() : trimmed(rest.substr(0, space));
+    }
+    if (rest.empty()) {
+        error = "empty pattern";
+        return false;
+    }
+    if (rule.kind == SuppressionRule::leak) {
+        rule.patterns.emplace_back(rest);
+    } else {
+        for (std::size_t start = 0;;) {
+            std::size_t semi = rest.find(';', start);
+            std::string_view piece = trimmed(rest.substr(start, semi == std::string_view::npos ? semi : semi - start));
+            if (piece.empty()) {
+                rule.patterns.clear();
+                error = "empty frame pattern in the sequence";
+                return false;
+            }
+            rule.patterns.emplace_back(piece);
+            if (semi == std::string_view::npos) break;
+            start = semi + 1;
+        }
+    }
+    rule.text = std::string(line);
+    return true;
+}
+
+// Parses rules text; a malformed line gets one stderr line naming `source` and its line number,
+// the others still apply.
+inline void parse_suppressions(std::string_view text, const char* source, std::vector<SuppressionRule>& out) {
+    unsigned number = 0;
+    for (std::size_t start = 0; start <= text.size();) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string_view::npos) end = text.size();
+        ++number;
+        std::string_view line = text.substr(start, end - start);
+        SuppressionRule rule{};
+        const char* error = nullptr;
+        if (!parse_suppression(line, rule, error)) {
+            char message[400];
+            std::snprintf(message, sizeof message, "suppressions %s:%u: %s in '%.*s'; line ignored", source, number,
+                          error, int(std::min<std::size_t>(trimmed(line).size(), 120)), trimmed(line).data());
+            diagnostic(message);
+        } else if (!rule.patterns.empty()) {
+            out.push_back(std::move(rule));
+        }
+        start = end + 1;
+    }
+}
+
+// (Re)reads the suppressions= file when that option changed since the last look.
+inline void refresh_suppressions(Suppressions& rules) {
+    AttributionOptions& o = attribution_options();
+    u32 set = o.suppressions_set.load(acquire);
+    if (set == rules.loaded) return;
+    rules.loaded = set;
+    rules.from_file.clear();
+    std::string path;
+    {
+        SpinGuard guard(o.path_lock);
+        path = o.suppressions_path;
+    }
+    if (path.empty()) return;
+    std::string text;
+    if (std::FILE* file = std::fopen(path.c_str(), "rb")) {
+        char buffer[4096];
+        for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, file)) > 0;) text.append(buffer, n);
+        std::fclose(file);
+    } else {
+        char message[300];
+        std::snprintf(message, sizeof message, "suppressions: cannot read '%.200s'; no rules from it", path.c_str());
+        diagnostic(message);
+        return;
+    }
+    parse_suppressions(text, path.c_str(), rules.from_file);
+}
+
+// Hides the sites a rule covers (within its budget), accounting for each rule in the report.
+inline void apply_suppressions(Report& out) {
+    Suppressions& rules = suppression_rules();
+    std::lock_guard<std::mutex> lock(rules.mutex);
+    refresh_suppressions(rules);
+    if (rules.from_file.empty() && rules.from_code.empty()) return;
+    std::vector<const SuppressionRule*> all;
+    for (const auto* list : {&rules.from_file, &rules.from_code})
+        for (const SuppressionRule& r : *list) all.push_back(&r);
+    std::vector<Suppression> hid(all.size());
+    std::vector<Site> kept;
+    for (Site& site : out.sites) {
+        bool hidden = false;
+        for (std::size_t i = 0; i < all.size() && !hidden; ++i) {
+            const SuppressionRule& r = *all[i];
+            if (site.blocks > r.max_blocks || site.bytes > r.max_bytes || !rule_matches(r, site)) continue;
+            hid[i].blocks += site.blocks;
+            hid[i].bytes += site.bytes;
+            hidden = true;
+        }
+        if (hidden) {
+            out.blocks -= site.blocks;
+            out.bytes -= site.bytes;
+        } else {
+            kept.push_back(std::move(site));
+        }
+    }
+    out.sites.swap(kept);
+    for (std::size_t i = 0; i < all.size(); ++i)
+        if (hid[i].blocks) {
+            hid[i].rule = all[i]->text;
+            out.suppressed.push_back(std::move(hid[i]));
+        }
+}
+
+// ---- sites ----
+// A site's frames from its interned stack, split into plumbing (allocator_frames) and the user's
+// (frames), and its type. Inlined chains are split frame by frame: at -O2 the user's line is
+// usually an inlined-into frame of the same address as the allocator's.
+inline void fill_frames(Symbolizer& s, u32 stack, Site& site) {
     const StackEntry* e = stack_entry(stack);
     if (!e) return;
-    site.frames.reserve(e->depth);
+    std::vector<Frame> all;
+    all.reserve(e->depth * 2);
     for (u32 i = 0; i < e->depth; ++i)
-        for (Frame& f : symbolize(e->frames[i])) site.frames.push_back(std::move(f));
+        for (const Frame& f : symbolize_locked(s, e->frames[i])) all.push_back(f);
+    std::size_t trim = 0;
+    while (trim < all.size() && is_allocation_plumbing(all[trim])) ++trim;
+    site.type = infer_type(std::vector<Frame>(all.begin(), all.begin() + std::ptrdiff_t(trim)));
+    if (trim == all.size()) trim = 0;   // nothing but library frames: keep the whole stack in `frames`
+    site.allocator_frames.assign(std::make_move_iterator(all.begin()), std::make_move_iterator(all.begin() + std::ptrdiff_t(trim)));
+    site.frames.assign(std::make_move_iterator(all.begin() + std::ptrdiff_t(trim)), std::make_move_iterator(all.end()));
+}
+
+// What decides a site: its type and its first `depth` frames (0: all) — by source line where
+// there is one (an unrolled loop's call sites on one line are one site), else by address.
+inline std::string site_key(const Site& site, u32 depth) {
+    std::string key = site.type;
+    std::size_t n = depth ? std::min<std::size_t>(depth, site.frames.size()) : site.frames.size();
+    char number[48];
+    for (std::size_t i = 0; i < n; ++i) {
+        const Frame& f = site.frames[i];
+        key += '\x1f';
+        if (f.line && !f.file.empty()) {
+            std::snprintf(number, sizeof number, ":%u%s", f.line, f.inlined ? "i" : "");
+            key += f.function;
+            key += '\x1e';
+            key += f.file;
+            key += number;
+        } else {
+            std::snprintf(number, sizeof number, "@%llx", static_cast<unsigned long long>(f.address));
+            key += f.module;
+            key += number;
+        }
+    }
+    return key;
 }
 
 // Builds the report of a scope's current leftovers (leakscope's own allocations inside).
@@ -3357,18 +4092,52 @@ void build_leftovers(u32 index, Report& out) {
         items.push_back(Item{r.stack, r.size});
     });
     std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.stack < b.stack; });
-    for (std::size_t i = 0; i < items.size();) {
-        Site site;
-        std::size_t j = i;
-        for (; j < items.size() && items[j].stack == items[i].stack; ++j) {
-            ++site.blocks;
-            site.bytes += items[j].size;
+    // Sites by whole stack first (by source line: an unrolled loop's call sites are one stack):
+    // suppression rules and their budgets see whole stacks. Then group_depth merges what remains.
+    {
+        Symbolizer& s = symbolizer();
+        std::lock_guard<std::mutex> lock(s.mutex);
+        forget_if_unloaded(s);
+        std::unordered_map<std::string, std::size_t> stacks;   // key -> index in out.sites
+        for (std::size_t i = 0; i < items.size();) {
+            Site site;
+            std::size_t j = i;
+            for (; j < items.size() && items[j].stack == items[i].stack; ++j) {
+                ++site.blocks;
+                site.bytes += items[j].size;
+            }
+            out.blocks += site.blocks;
+            out.bytes += site.bytes;
+            fill_frames(s, items[i].stack, site);
+            auto found = stacks.emplace(site_key(site, 0), out.sites.size());
+            if (found.second) {
+                out.sites.push_back(std::move(site));
+            } else {
+                out.sites[found.first->second].blocks += site.blocks;
+                out.sites[found.first->second].bytes += site.bytes;
+            }
+            i = j;
         }
-        out.blocks += site.blocks;
-        out.bytes += site.bytes;
-        fill_frames(items[i].stack, site);
-        out.sites.push_back(std::move(site));
-        i = j;
+    }
+    apply_suppressions(out);
+    if (u32 depth = attribution_options().group_depth.load(relaxed)) {
+        // A site is its deciding frames (what lies beyond differs between its stacks); its
+        // allocator frames are those of its largest stack.
+        std::stable_sort(out.sites.begin(), out.sites.end(),
+                         [](const Site& a, const Site& b) { return a.bytes > b.bytes; });
+        std::unordered_map<std::string, std::size_t> groups;
+        std::vector<Site> merged;
+        for (Site& site : out.sites) {
+            auto found = groups.emplace(site_key(site, depth), merged.size());
+            if (found.second) {
+                if (site.frames.size() > depth) site.frames.resize(depth);
+                merged.push_back(std::move(site));
+            } else {
+                merged[found.first->second].blocks += site.blocks;
+                merged[found.first->second].bytes += site.bytes;
+            }
+        }
+        out.sites.swap(merged);
     }
     std::stable_sort(out.sites.begin(), out.sites.end(),
                      [](const Site& a, const Site& b) { return a.bytes > b.bytes; });
@@ -3377,6 +4146,21 @@ void build_leftovers(u32 index, Report& out) {
     out.released_bytes = s.owner_released_bytes.load(relaxed) + s.remote_released_bytes.load(relaxed);
 }
 }  // namespace detail
+
+void suppress(std::string_view rules, std::string_view source) {
+    InternalGuard internal;
+    Suppressions& s = suppression_rules();
+    std::string name(source.empty() ? std::string_view("suppress()") : source);
+    std::lock_guard<std::mutex> lock(s.mutex);
+    parse_suppressions(rules, name.c_str(), s.from_code);
+}
+
+void clear_suppressions() {
+    InternalGuard internal;
+    Suppressions& s = suppression_rules();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.from_code.clear();
+}
 
 Report LeakScope::leftovers() const {
     InternalGuard internal;
@@ -3565,6 +4349,9 @@ inline void option_error(const char* source, const char* what, std::string_view 
     diagnostic(line);
 }
 
+// report=: checked now, the writers built at the next report (see the writers section).
+bool accept_report_option(std::string_view value, std::string_view entry, const char* source) noexcept;
+
 // Applies one key=value entry; `entry` is the whole text, for messages.
 inline void apply_option(std::string_view key, std::string_view value, std::string_view entry, const char* source) noexcept {
     auto pick = [&](std::initializer_list<std::string_view> names, std::atomic<u32>& into) {
@@ -3593,7 +4380,30 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
             st.depth.store(depth, relaxed);
         else
             option_error(source, "stack_depth must be 1..256 in", entry);
-    } else if (key == "report" || key == "suppressions" || key == "track" || key == "sample_bytes" ||
+    } else if (key == "group_depth") {
+        u32 depth = 0;
+        bool digits = !value.empty() && value.size() <= 3;
+        for (char c : value) {
+            digits = digits && c >= '0' && c <= '9';
+            depth = depth * 10 + u32(c - '0');
+        }
+        if (digits && depth <= kMaxStackDepth)
+            attribution_options().group_depth.store(depth, relaxed);
+        else
+            option_error(source, "group_depth must be 0..256 in", entry);
+    } else if (key == "suppressions") {
+        AttributionOptions& o = attribution_options();
+        if (value.size() >= sizeof o.suppressions_path) {
+            option_error(source, "suppressions path too long in", entry);
+        } else {
+            SpinGuard guard(o.path_lock);
+            std::memcpy(o.suppressions_path, value.data(), value.size());
+            o.suppressions_path[value.size()] = '\0';
+            o.suppressions_set.fetch_add(1, release);   // read at the next report (reading allocates)
+        }
+    } else if (key == "report") {
+        accept_report_option(value, entry, source);
+    } else if (key == "track" || key == "sample_bytes" ||
                key == "settle_ms" || key == "exit_report" || key == "signal" || key == "monitor") {
         option_error(source, "option not available in this version of leakscope:", entry);
     } else {
@@ -3643,6 +4453,15 @@ void apply_environment_options() noexcept {
 void configure(std::string_view options) noexcept {
     ensure_init();   // LEAKSCOPE_OPTIONS first, so that what code sets wins
     apply_options(options, "configure()");
+    // A suppressions file named here is read now, so that its malformed lines show at once.
+    InternalGuard internal;
+    try {
+        Suppressions& rules = suppression_rules();
+        std::lock_guard<std::mutex> lock(rules.mutex);
+        refresh_suppressions(rules);
+    } catch (...) {
+        diagnostic("could not read the suppressions (out of memory?)");
+    }
 }
 
 Stats stats() noexcept {
@@ -3672,53 +4491,1225 @@ Stats stats() noexcept {
 
 // ---- writers ----------------------------------------------------------------------------------
 namespace detail {
-// A frame of the standard library's allocation machinery (or of operator new itself).
-inline bool is_plumbing(const Frame& f) {
-    auto starts = [](const std::string& s, const char* prefix) { return s.compare(0, std::strlen(prefix), prefix) == 0; };
-    if (starts(f.file, "/usr/include/c++/") || starts(f.file, "/usr/lib/gcc/")) return true;
-    if (!f.file.empty()) return false;
-    return starts(f.function, "std::") || starts(f.function, "__gnu_cxx::") || starts(f.function, "operator new");
+// The length of the well-formed UTF-8 sequence at p (1..4), or 0 if the bytes there are not one
+// (overlong forms, surrogates and code points past U+10FFFF are not).
+inline std::size_t utf8_sequence(const unsigned char* p, std::size_t n) noexcept {
+    unsigned c = p[0];
+    if (c < 0x80) return 1;
+    std::size_t length;
+    u32 code, least;
+    if (c >= 0xC2 && c <= 0xDF) {
+        length = 2, code = c & 0x1F, least = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        length = 3, code = c & 0x0F, least = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        length = 4, code = c & 0x07, least = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < length) return 0;
+    for (std::size_t i = 1; i < length; ++i) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        code = code << 6 | (p[i] & 0x3F);
+    }
+    if (code < least || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return 0;
+    return length;
+}
+
+constexpr const char* kReplacementCharacter = "\xEF\xBF\xBD";   // U+FFFD in UTF-8
+
+// Appends `s` as the inside of a JSON string. Quotes, backslashes and control characters are
+// escaped and bytes that are not UTF-8 become U+FFFD, so that any function name or path gives
+// valid JSON. `in_html`: '<', '>' and '&' too, so the text can sit inside a <script> element.
+inline void append_json_string(std::string& out, std::string_view s, bool in_html = false) {
+    static const char hex[] = "0123456789abcdef";
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    for (std::size_t i = 0; i < s.size();) {
+        std::size_t plain = i;   // a run that needs no escape goes in at once
+        while (plain < s.size() && p[plain] >= 0x20 && p[plain] < 0x7F && p[plain] != '"' && p[plain] != '\\' &&
+               !(in_html && (p[plain] == '<' || p[plain] == '>' || p[plain] == '&')))
+            ++plain;
+        if (plain > i) {
+            out.append(s.data() + i, plain - i);
+            i = plain;
+            continue;
+        }
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            std::size_t length = utf8_sequence(p + i, s.size() - i);
+            if (length == 0) {
+                out += kReplacementCharacter;
+                ++i;
+            } else {
+                out.append(s.data() + i, length);
+                i += length;
+            }
+            continue;
+        }
+        ++i;
+        switch (c) {
+            case '"': out += "\\\""; continue;
+            case '\\': out += "\\\\"; continue;
+            case '\n': out += "\\n"; continue;
+            case '\t': out += "\\t"; continue;
+            case '\r': out += "\\r"; continue;
+            default: break;
+        }
+        if (c < 0x20 || c == 0x7F || (in_html && (c == '<' || c == '>' || c == '&'))) {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += char(c);
+        }
+    }
+}
+
+// Appends `s` as plain text for a terminal, a folded-stack line or a profile: control characters
+// become '?' (no escape sequence reaches a terminal), bytes that are not UTF-8 become U+FFFD, and
+// each character of `avoid` becomes `instead`.
+inline void append_clean(std::string& out, std::string_view s, std::string_view avoid = {}, char instead = '?') {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    for (std::size_t i = 0; i < s.size();) {
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            std::size_t length = utf8_sequence(p + i, s.size() - i);
+            if (length == 0) {
+                out += kReplacementCharacter;
+                ++i;
+            } else {
+                out.append(s.data() + i, length);
+                i += length;
+            }
+            continue;
+        }
+        ++i;
+        if (c < 0x20 || c == 0x7F)
+            out += '?';
+        else if (avoid.find(char(c)) != std::string_view::npos)
+            out += instead;
+        else
+            out += char(c);
+    }
+}
+
+inline std::string clean(std::string_view s) {
+    std::string out;
+    append_clean(out, s);
+    return out;
+}
+
+inline void append_number(std::string& out, unsigned long long v) {
+    char digits[24];
+    char* end = digits + sizeof digits;
+    char* p = end;
+    do *--p = char('0' + v % 10);
+    while ((v /= 10) != 0);
+    out.append(p, std::size_t(end - p));
+}
+
+inline void append_hex(std::string& out, unsigned long long v) {
+    char digits[24];
+    int n = std::snprintf(digits, sizeof digits, "0x%llx", v);
+    out.append(digits, std::size_t(n));
+}
+
+inline unsigned percent(std::size_t part, std::size_t whole) noexcept {
+    return whole == 0 ? 0u : unsigned(double(part) * 100.0 / double(whole) + 0.5);
+}
+
+// Characters (code points) in clean UTF-8 text, for column widths.
+inline std::size_t columns(std::string_view s) noexcept {
+    std::size_t n = 0;
+    for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    return n;
+}
+
+// Shortens clean text to `width` columns by cutting its middle ("std::vec...::push_back"): both
+// ends of a C++ name or a path say more than its middle.
+inline std::string elide(std::string s, std::size_t width) {
+    std::size_t have = columns(s);
+    if (have <= width || width < 5) return s;
+    std::size_t keep = width - 3, head = keep / 2, tail = keep - head;
+    auto byte_at = [&](std::size_t column) {   // byte offset of the column-th code point
+        std::size_t i = 0;
+        for (std::size_t seen = 0; i < s.size(); ++i)
+            if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && seen++ == column) break;
+        return i;
+    };
+    return s.substr(0, byte_at(head)) + "..." + s.substr(byte_at(have - tail));
+}
+
+// A function's name without its parameter list ("Cache::fill(std::map<int, int>&) const" gives
+// "Cache::fill"): the partition table's site column is narrow, the frames below say the rest.
+inline std::string without_parameters(std::string name) {
+    std::size_t end = name.rfind(')');
+    if (end == std::string::npos || name.find_first_not_of(" const&volatile", end + 1) != std::string::npos) return name;
+    int depth = 0;
+    for (std::size_t i = end + 1; i-- > 0;) {
+        if (name[i] == ')') ++depth;
+        if (name[i] == '(' && --depth == 0) return i ? name.substr(0, i) : name;
+    }
+    return name;
+}
+
+inline const char* plural(std::size_t n) noexcept { return n == 1 ? "" : "s"; }
+
+inline std::string frame_function(const Frame& f) {
+    if (!f.function.empty()) return clean(f.function);
+    std::string out = f.module.empty() ? std::string("??") : clean(f.module);
+    out += '+';
+    append_hex(out, f.address);
+    return out;
+}
+
+// "file:line", or "" when the frame was not symbolized to a line.
+inline std::string frame_place(const Frame& f) {
+    if (f.file.empty()) return std::string();
+    std::string out = clean(f.file);
+    out += ':';
+    append_number(out, f.line);
+    return out;
+}
+
+// Byte strings to dense ids 0, 1, 2, ... in order of first sight. The keys lie back to back in
+// one buffer and the table is open addressing: a 100k-site profile interns some 300k strings,
+// functions and locations, and a node-based map spent most of the writer's time allocating,
+// chasing and freeing its nodes.
+class Interner {
+   public:
+    // The id of `key`; `added` tells whether it is new.
+    u64 intern(std::string_view key, bool& added) {
+        if ((ends_.size() + 1) * 2 > slots_.size()) grow();
+        u64 hash = hash_of(key);
+        for (std::size_t i = std::size_t(hash) & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+            u64 id = slots_[i];
+            if (id == 0) {
+                arena_.append(key.data(), key.size());
+                ends_.push_back(arena_.size());
+                hashes_.push_back(hash);
+                slots_[i] = ends_.size();   // ids are stored plus one: 0 marks a free slot
+                added = true;
+                return ends_.size() - 1;
+            }
+            if (hashes_[id - 1] == hash && this->key(id - 1) == key) {
+                added = false;
+                return id - 1;
+            }
+        }
+    }
+    std::size_t size() const noexcept { return ends_.size(); }
+
+   private:
+    static u64 hash_of(std::string_view key) noexcept {   // FNV-1a, then a final mix for the low bits
+        u64 h = 0xcbf29ce484222325ull;
+        for (char c : key) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+        return h ^ (h >> 29);
+    }
+    std::string_view key(std::size_t index) const noexcept {
+        std::size_t begin = index ? std::size_t(ends_[index - 1]) : 0;
+        return std::string_view(arena_).substr(begin, std::size_t(ends_[index]) - begin);
+    }
+    void grow() {
+        std::vector<u64> slots(std::max<std::size_t>(64, slots_.size() * 2), 0);
+        for (std::size_t index = 0; index < ends_.size(); ++index)
+            for (std::size_t i = std::size_t(hashes_[index]) & (slots.size() - 1);; i = (i + 1) & (slots.size() - 1))
+                if (slots[i] == 0) {
+                    slots[i] = index + 1;
+                    break;
+                }
+        slots_.swap(slots);
+    }
+    std::string arena_;
+    std::vector<u64> ends_, hashes_, slots_;
+};
+
+// ---- text -------------------------------------------------------------------------------------
+struct TextStyle {
+    bool colour;
+    const char* on(const char* code) const noexcept { return colour ? code : ""; }
+    const char* off() const noexcept { return colour ? "\x1b[0m" : ""; }
+};
+constexpr std::size_t kTextTableRows = 20, kTextDetailedSites = 10, kTextFrames = 6, kTextWidth = 80;
+constexpr const char* kTextPrefix = "leakscope: ";
+
+inline void text_line(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
+inline void text_line(std::string& out, const char* format, ...) {
+    char line[1024];
+    va_list args;
+    va_start(args, format);
+    int n = std::vsnprintf(line, sizeof line, format, args);
+    va_end(args);
+    out += kTextPrefix;
+    if (n > 0) out.append(line, std::min<std::size_t>(std::size_t(n), sizeof line - 1));
+    out += '\n';
+}
+
+inline void render_text(const Report& r, std::string& out, bool colour) {
+    TextStyle style{colour};
+    const char* bold = style.on("\x1b[1m");
+    std::string name = r.scope.empty() ? std::string("(unnamed)") : clean(r.scope);
+    const std::size_t width = kTextWidth - std::strlen(kTextPrefix);
+    // Two lines, so that each fits: what is left, then where the scope was opened.
+    char totals[96];
+    std::snprintf(totals, sizeof totals, "%zu block%s (%zu bytes)", r.blocks, plural(r.blocks), r.bytes);
+    if (r.kind.empty() || r.kind == "leftovers") {
+        name = elide(name, width - std::strlen(totals) - 22);
+        text_line(out, "%sscope \"%s\" left %s behind%s", style.on("\x1b[1;31m"), name.c_str(), totals, style.off());
+    } else {
+        std::string kind = elide(clean(r.kind), 12);
+        name = elide(name, width - std::strlen(totals) - kind.size() - 20);
+        text_line(out, "%s%s report \"%s\": %s live%s", style.on("\x1b[1;31m"), kind.c_str(), name.c_str(), totals,
+                  style.off());
+    }
+    const char* exception = r.by_exception ? ", ended by an exception" : "";
+    char line[16];
+    std::snprintf(line, sizeof line, ":%u", r.line);
+    std::string where = elide(clean(r.file) + line, width - 13 - std::strlen(exception));
+    text_line(out, "  opened at %s%s", where.c_str(), exception);
+    text_line(out, "  older blocks freed inside: %zu (%zu bytes)", r.released_blocks, r.released_bytes);
+    if (!r.sites.empty()) {
+        // The partition table (guppy's): one row per site, largest first, with running totals.
+        text_line(out, "%s%6s %7s %3s %11s %3s %5s  %s%s", bold, "rank", "blocks", "%", "bytes", "%", "cum%",
+                  "type  site", style.off());
+        const std::size_t site_width = kTextWidth - std::strlen(kTextPrefix) - 42;
+        std::size_t cumulative = 0, rows = std::min(r.sites.size(), kTextTableRows);
+        for (std::size_t i = 0; i < rows; ++i) {
+            const Site& s = r.sites[i];
+            cumulative += s.bytes;
+            std::string what = s.type.empty() ? std::string() : clean(s.type) + "  ";
+            what += s.frames.empty() ? std::string("(no stack)") : without_parameters(frame_function(s.frames[0]));
+            text_line(out, "%6zu %7zu %3u %11zu %3u %5u  %s", i + 1, s.blocks, percent(s.blocks, r.blocks), s.bytes,
+                      percent(s.bytes, r.bytes), percent(cumulative, r.bytes), elide(what, site_width).c_str());
+        }
+        if (r.sites.size() > rows) {
+            std::size_t blocks = 0, bytes = 0;
+            for (std::size_t i = rows; i < r.sites.size(); ++i) blocks += r.sites[i].blocks, bytes += r.sites[i].bytes;
+            text_line(out, "  ... %zu more site%s: %zu block%s, %zu bytes", r.sites.size() - rows,
+                      plural(r.sites.size() - rows), blocks, plural(blocks), bytes);
+        }
+    }
+    // Where each of the largest sites allocated: frames as given (report building has already
+    // moved the standard library's allocation frames to allocator_frames).
+    const std::size_t frame_width = kTextWidth - std::strlen(kTextPrefix) - 10;   // after "       at "
+    for (std::size_t i = 0; i < std::min(r.sites.size(), kTextDetailedSites); ++i) {
+        const Site& s = r.sites[i];
+        std::string type = s.type.empty() ? std::string() : ", " + clean(s.type);
+        text_line(out, "  %s#%zu%s  %zu block%s, %zu bytes%s", bold, i + 1, style.off(), s.blocks, plural(s.blocks),
+                  s.bytes, elide(type, frame_width - 20).c_str());
+        if (!s.allocator_frames.empty())
+            text_line(out, "       (%zu standard-library frame%s above)", s.allocator_frames.size(),
+                      plural(s.allocator_frames.size()));
+        std::size_t shown = std::min(s.frames.size(), kTextFrames);
+        for (std::size_t k = 0; k < shown; ++k) {
+            const Frame& f = s.frames[k];
+            std::string place = frame_place(f);
+            if (place.empty()) place = f.module.empty() ? std::string("?") : clean(f.module);
+            place = elide(place, frame_width / 2);
+            std::size_t room = frame_width > columns(place) + 3 ? frame_width - columns(place) - 3 : 8;
+            text_line(out, "       at %s%s%s (%s)", style.on("\x1b[36m"), elide(frame_function(f), room).c_str(),
+                      style.off(), place.c_str());
+        }
+        if (s.frames.size() > shown)
+            text_line(out, "       ... %zu more frame%s", s.frames.size() - shown, plural(s.frames.size() - shown));
+        if (s.frames.empty()) text_line(out, "       (no call stack captured)");
+    }
+    if (!r.suppressed.empty()) {
+        std::size_t blocks = 0, bytes = 0;
+        for (const Suppression& s : r.suppressed) blocks += s.blocks, bytes += s.bytes;
+        text_line(out, "  suppressed: %zu block%s (%zu bytes) by %zu rule%s", blocks, plural(blocks), bytes,
+                  r.suppressed.size(), plural(r.suppressed.size()));
+        for (const Suppression& s : r.suppressed)
+            text_line(out, "    %s: %zu block%s, %zu bytes", elide(clean(s.rule), 40).c_str(), s.blocks,
+                      plural(s.blocks), s.bytes);
+    }
+}
+
+// ---- JSON -------------------------------------------------------------------------------------
+inline void json_key(std::string& out, const char* key) {
+    out += '"';
+    out += key;
+    out += "\":";
+}
+
+inline void json_frames(std::string& out, const std::vector<Frame>& frames) {
+    out += '[';
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        const Frame& f = frames[i];
+        if (i) out += ',';
+        out += "{\"function\":\"";
+        append_json_string(out, f.function);
+        out += "\",\"file\":\"";
+        append_json_string(out, f.file);
+        out += "\",\"line\":";
+        append_number(out, f.line);
+        out += ",\"module\":\"";
+        append_json_string(out, f.module);
+        out += "\",\"address\":\"";
+        append_hex(out, f.address);
+        out += "\",\"inlined\":";
+        out += f.inlined ? "true" : "false";
+        out += '}';
+    }
+    out += ']';
+}
+
+inline void render_json(const Report& r, std::string& out) {
+    out += "{\"leakscope\":1,\"kind\":\"";
+    append_json_string(out, r.kind);
+    out += "\",\"scope\":\"";
+    append_json_string(out, r.scope);
+    out += "\",\"file\":\"";
+    append_json_string(out, r.file);
+    out += "\",";
+    json_key(out, "line");
+    append_number(out, r.line);
+    out += r.by_exception ? ",\"by_exception\":true," : ",\"by_exception\":false,";
+    json_key(out, "blocks");
+    append_number(out, r.blocks);
+    out += ',';
+    json_key(out, "bytes");
+    append_number(out, r.bytes);
+    out += ',';
+    json_key(out, "released_blocks");
+    append_number(out, r.released_blocks);
+    out += ',';
+    json_key(out, "released_bytes");
+    append_number(out, r.released_bytes);
+    out += ",\"sites\":[";
+    for (std::size_t i = 0; i < r.sites.size(); ++i) {
+        const Site& s = r.sites[i];
+        if (i) out += ',';
+        out += "{\"blocks\":";
+        append_number(out, s.blocks);
+        out += ",\"bytes\":";
+        append_number(out, s.bytes);
+        out += ",\"type\":\"";
+        append_json_string(out, s.type);
+        out += "\",\"frames\":";
+        json_frames(out, s.frames);
+        out += ",\"allocator_frames\":";
+        json_frames(out, s.allocator_frames);
+        out += '}';
+    }
+    out += "],\"suppressed\":[";
+    for (std::size_t i = 0; i < r.suppressed.size(); ++i) {
+        const Suppression& s = r.suppressed[i];
+        if (i) out += ',';
+        out += "{\"rule\":\"";
+        append_json_string(out, s.rule);
+        out += "\",\"blocks\":";
+        append_number(out, s.blocks);
+        out += ",\"bytes\":";
+        append_number(out, s.bytes);
+        out += '}';
+    }
+    out += "]}\n";
+}
+
+// ---- folded stacks ------------------------------------------------------------------------------
+inline void render_folded(const Report& r, std::string& out) {
+    for (const Site& s : r.sites) {
+        if (s.frames.empty()) out += "[no stack]";
+        // Root first; ';' separates frames and the last space the count, so ';' in a name
+        // becomes ':' (spaces may stay: the count is the last field).
+        for (std::size_t i = s.frames.size(); i-- > 0;) {
+            append_clean(out, frame_function(s.frames[i]), ";", ':');
+            if (i) out += ';';
+        }
+        out += ' ';
+        append_number(out, s.bytes);
+        out += '\n';
+    }
+}
+
+// ---- HTML -------------------------------------------------------------------------------------
+// The page: the data sits in a JSON <script> element (every '<' escaped), the script builds the
+// flame graph from it. Frames are drawn as absolutely placed <div>s, only those at least half a
+// pixel wide, so a 100k-site report stays a few thousand elements.
+constexpr const char* kHtmlHead = R"html(<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>leakscope report</title>
+<style>
+body{font:13px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fff}
+h1{font-size:17px;margin:0 0 4px}
+#summary{margin:0 0 10px;color:#444}
+#flame{position:relative;width:100%;overflow:hidden;border:1px solid #ddd;background:#fafafa}
+.frame{position:absolute;height:17px;box-sizing:border-box;border:1px solid #fff;overflow:hidden;
+ white-space:nowrap;font:11px/15px ui-monospace,monospace;padding:0 3px;cursor:pointer;color:#000}
+.frame:hover{border-color:#000}
+.frame.ancestor{opacity:.55}
+#tip{position:fixed;display:none;pointer-events:none;background:#ffffe8;border:1px solid #999;
+ padding:4px 6px;font:12px ui-monospace,monospace;max-width:640px;word-break:break-all;z-index:2}
+#controls{margin:6px 0}
+table{border-collapse:collapse;margin-top:14px;font:12px ui-monospace,monospace}
+th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}
+td.l,th.l{text-align:left}
+</style></head><body>
+<h1 id="title">leakscope report</h1>
+<div id="summary"></div>
+<div id="controls"><button id="reset" type="button">Reset zoom</button>
+<span id="zoomed"></span></div>
+<div id="flame"></div>
+<div id="tip"></div>
+<table id="partition"><thead><tr><th>rank</th><th>blocks</th><th>%</th><th>bytes</th><th>%</th>
+<th>cum%</th><th class="l">type</th><th class="l">site</th></tr></thead><tbody></tbody></table>
+<p id="more"></p>
+<script id="leakscope-data" type="application/json">)html";
+
+constexpr const char* kHtmlTail = R"html(</script>
+<script>
+"use strict";
+(function () {
+  const D = JSON.parse(document.getElementById("leakscope-data").textContent);
+  const R = D.report, F = D.frames, ROW = 18, TABLE_ROWS = 1000;
+  const $ = (id) => document.getElementById(id);
+  const plural = (n, w) => n + " " + w + (n === 1 ? "" : "s");
+  const pct = (a, b) => (b ? Math.round(100 * a / b) : 0);
+  const name = R.scope || "(unnamed)";
+  document.title = "leakscope: " + name;
+  $("title").textContent = (R.kind === "leftovers" ? "Scope \u201c" + name + "\u201d" : R.kind + " report \u201c" + name + "\u201d") +
+    (R.file ? " opened at " + R.file + ":" + R.line : "");
+  $("summary").textContent = plural(R.blocks, "block") + " (" + R.bytes + " bytes) left behind" +
+    (R.by_exception ? ", ended by an exception" : "") + "; older blocks freed inside: " +
+    R.released_blocks + " (" + R.released_bytes + " bytes)" +
+    (D.suppressed ? "; suppressed: " + D.suppressed : "");
+
+  // The tree: children keyed by frame index, sizes summed over the sites below.
+  const root = { f: -1, bytes: 0, blocks: 0, kids: new Map(), parent: null, depth: 0 };
+  let maxDepth = 0;
+  for (const s of D.sites) {
+    let n = root;
+    n.bytes += s[1]; n.blocks += s[0];
+    for (const f of s[3]) {
+      let k = n.kids.get(f);
+      if (!k) { k = { f: f, bytes: 0, blocks: 0, kids: new Map(), parent: n, depth: n.depth + 1 }; n.kids.set(f, k); }
+      k.bytes += s[1]; k.blocks += s[0];
+      n = k;
+    }
+    if (n.depth > maxDepth) maxDepth = n.depth;
+  }
+  // Largest child first, and each node's offset (in bytes) from the left edge.
+  (function place(n, x) {
+    n.x = x;
+    n.list = [...n.kids.values()].sort((a, b) => b.bytes - a.bytes);
+    for (const k of n.list) { place(k, x); x += k.bytes; }
+  })(root, 0);
+
+  const label = (n) => (n.f < 0 ? "all" : F[n.f][0]);
+  const where = (n) => (n.f < 0 || !F[n.f][1] ? "" : F[n.f][1] + ":" + F[n.f][2]);
+  const hue = (s) => { let h = 0; for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) >>> 0; return h; };
+  const colour = (n) => { if (n.f < 0) return "#ccc"; const h = hue(label(n)); return "hsl(" + (10 + h % 40) + "," + (60 + h % 30) + "%," + (55 + (h >> 8) % 15) + "%)"; };
+
+  const flame = $("flame"), tip = $("tip");
+  flame.style.height = ((maxDepth + 1) * ROW + 2) + "px";
+  let zoom = root;
+  function draw() {
+    flame.textContent = "";
+    const width = flame.clientWidth || 1000;
+    const z0 = zoom.x, zw = zoom.bytes || 1;
+    const frag = document.createDocumentFragment();
+    (function visit(n) {
+      const left = (n.x - z0) / zw * width, w = n.bytes / zw * width;
+      const x0 = Math.max(left, 0), x1 = Math.min(left + w, width);
+      if (x1 - x0 < 0.5 && n !== root) return;
+      const e = document.createElement("div");
+      e.className = "frame" + (n.depth < zoom.depth ? " ancestor" : "");
+      e.style.left = x0 + "px"; e.style.width = (x1 - x0) + "px"; e.style.top = (n.depth * ROW) + "px";
+      e.style.background = colour(n);
+      e.textContent = x1 - x0 > 30 ? label(n) : "";
+      e.dataset.name = label(n); e.dataset.bytes = n.bytes; e.dataset.depth = n.depth;
+      e.leakNode = n;
+      frag.appendChild(e);
+      for (const k of n.list) if (k.x < z0 + zw && k.x + k.bytes > z0) visit(k);
+    })(root);
+    flame.appendChild(frag);
+    $("zoomed").textContent = zoom === root ? "" : "zoomed on " + label(zoom);
+  }
+  flame.addEventListener("click", (ev) => {
+    const n = ev.target.leakNode; if (!n) return;
+    zoom = n === zoom ? (n.parent || root) : n; draw();
+  });
+  flame.addEventListener("mousemove", (ev) => {
+    const n = ev.target.leakNode; if (!n) { tip.style.display = "none"; return; }
+    tip.textContent = label(n) + (where(n) ? "\n" + where(n) : "") + "\n" + plural(n.blocks, "block") + ", " +
+      n.bytes + " bytes (" + pct(n.bytes, root.bytes) + "%)";
+    tip.style.whiteSpace = "pre-wrap"; tip.style.display = "block";
+    tip.style.left = Math.min(ev.clientX + 12, window.innerWidth - 320) + "px"; tip.style.top = (ev.clientY + 14) + "px";
+  });
+  flame.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+  $("reset").addEventListener("click", () => { zoom = root; draw(); });
+  window.addEventListener("resize", draw);
+  draw();
+
+  // The partition table: the largest sites first, with running totals.
+  const body = document.querySelector("#partition tbody");
+  let cumulative = 0;
+  const rows = Math.min(D.sites.length, TABLE_ROWS);
+  for (let i = 0; i < rows; i++) {
+    const s = D.sites[i], leaf = s[3].length ? F[s[3][s[3].length - 1]] : null;
+    cumulative += s[1];
+    const tr = document.createElement("tr");
+    for (const [v, cls] of [[i + 1], [s[0]], [pct(s[0], R.blocks)], [s[1]], [pct(s[1], R.bytes)],
+                            [pct(cumulative, R.bytes)], [s[2], "l"],
+                            [leaf ? leaf[0] + (leaf[1] ? " (" + leaf[1] + ":" + leaf[2] + ")" : "") : "(no stack)", "l"]]) {
+      const td = document.createElement("td"); td.textContent = v; if (cls) td.className = cls; tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+  if (D.sites.length > rows) $("more").textContent = "... and " + (D.sites.length - rows) + " more sites";
+  window.leakscopeReport = { root: root, zoomTo: (n) => { zoom = n; draw(); } };
+})();
+</script>
+</body></html>
+)html";
+
+inline void render_html(const Report& r, std::string& out) {
+    out += kHtmlHead;
+    // Frames once each (function, file, line), sites as [blocks, bytes, type, [frame indices,
+    // root first]]: the page rebuilds the tree, so a frame shared by many sites is sent once.
+    std::string frames = "[";
+    Interner index;
+    std::string sites = "[";
+    std::string key;
+    for (std::size_t i = 0; i < r.sites.size(); ++i) {
+        const Site& s = r.sites[i];
+        if (i) sites += ',';
+        sites += '[';
+        append_number(sites, s.blocks);
+        sites += ',';
+        append_number(sites, s.bytes);
+        sites += ",\"";
+        append_json_string(sites, s.type, true);
+        sites += "\",[";
+        for (std::size_t k = s.frames.size(); k-- > 0;) {
+            const Frame& f = s.frames[k];
+            std::string function = frame_function(f);
+            key.assign(function).append(1, '\0').append(f.file).append(1, '\0');
+            append_number(key, f.line);
+            bool added;
+            u64 id = index.intern(key, added);
+            if (added) {
+                if (id) frames += ',';
+                frames += "[\"";
+                append_json_string(frames, function, true);
+                frames += "\",\"";
+                append_json_string(frames, f.file, true);
+                frames += "\",";
+                append_number(frames, f.line);
+                frames += ']';
+            }
+            append_number(sites, id);
+            if (k) sites += ',';
+        }
+        sites += "]]";
+    }
+    frames += ']';
+    sites += ']';
+    std::size_t suppressed_blocks = 0;
+    for (const Suppression& s : r.suppressed) suppressed_blocks += s.blocks;
+    out += "{\"report\":{\"kind\":\"";
+    append_json_string(out, r.kind.empty() ? std::string_view("leftovers") : std::string_view(r.kind), true);
+    out += "\",\"scope\":\"";
+    append_json_string(out, r.scope, true);
+    out += "\",\"file\":\"";
+    append_json_string(out, r.file, true);
+    out += "\",\"line\":";
+    append_number(out, r.line);
+    out += r.by_exception ? ",\"by_exception\":true" : ",\"by_exception\":false";
+    out += ",\"blocks\":";
+    append_number(out, r.blocks);
+    out += ",\"bytes\":";
+    append_number(out, r.bytes);
+    out += ",\"released_blocks\":";
+    append_number(out, r.released_blocks);
+    out += ",\"released_bytes\":";
+    append_number(out, r.released_bytes);
+    out += "},\"suppressed\":\"";
+    if (!r.suppressed.empty()) {
+        std::string summary;
+        append_number(summary, suppressed_blocks);
+        summary += suppressed_blocks == 1 ? " block by " : " blocks by ";
+        append_number(summary, r.suppressed.size());
+        summary += r.suppressed.size() == 1 ? " rule" : " rules";
+        append_json_string(out, summary, true);
+    }
+    out += "\",\n\"frames\":";
+    out += frames;
+    out += ",\n\"sites\":";
+    out += sites;
+    out += "}\n";
+    out += kHtmlTail;
+}
+
+// ---- pprof: profile.proto, encoded by hand ------------------------------------------------------
+// Protocol buffers' wire format: varints, and length-delimited fields for strings, packed
+// repeated numbers and nested messages (encoded apart first, so their length is known).
+struct Proto {
+    std::string bytes;
+    void varint(u64 v) {
+        while (v >= 0x80) {
+            bytes += char(u8(v) | 0x80);
+            v >>= 7;
+        }
+        bytes += char(u8(v));
+    }
+    void tag(u32 field, u32 wire_type) { varint(u64(field) << 3 | wire_type); }
+    void number(u32 field, u64 v) {   // proto3 leaves zero out
+        if (!v) return;
+        tag(field, 0);
+        varint(v);
+    }
+    void boolean(u32 field, bool v) { number(field, v ? 1 : 0); }
+    void data(u32 field, std::string_view v) {
+        tag(field, 2);
+        varint(v.size());
+        bytes.append(v.data(), v.size());
+    }
+    void message(u32 field, const Proto& m) { data(field, m.bytes); }
+    void packed(u32 field, const std::vector<u64>& values) {
+        if (values.empty()) return;
+        Proto p;
+        for (u64 v : values) p.varint(v);
+        data(field, p.bytes);
+    }
+};
+
+// A loaded module (from dl_iterate_phdr): where it lies, its file and its GNU build id.
+struct LoadedModule {
+    std::uintptr_t start = 0, limit = 0, file_offset = 0;
+    std::string path, build_id;
+};
+
+inline std::string build_id_of(const dl_phdr_info* info) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+        if (ph.p_type != PT_NOTE) continue;
+        const std::size_t align = ph.p_align == 8 ? 8 : 4;
+        auto up = [align](std::size_t n) { return (n + align - 1) & ~(align - 1); };
+        const auto* p = reinterpret_cast<const unsigned char*>(info->dlpi_addr + ph.p_vaddr);
+        std::size_t at = 0, size = ph.p_memsz;
+        while (at + sizeof(ElfW(Nhdr)) <= size) {
+            ElfW(Nhdr) note;
+            std::memcpy(&note, p + at, sizeof note);
+            std::size_t name_at = at + sizeof note, desc_at = name_at + up(note.n_namesz);
+            if (desc_at > size || note.n_descsz > size - desc_at) break;
+            if (note.n_type == NT_GNU_BUILD_ID && note.n_namesz == 4 && std::memcmp(p + name_at, "GNU", 4) == 0) {
+                std::string id;
+                for (std::size_t k = 0; k < note.n_descsz; ++k) {
+                    id += hex[p[desc_at + k] >> 4];
+                    id += hex[p[desc_at + k] & 15];
+                }
+                return id;
+            }
+            at = desc_at + up(note.n_descsz);
+        }
+    }
+    return std::string();
+}
+
+inline std::vector<LoadedModule> loaded_modules() {
+    std::vector<LoadedModule> modules;
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* data) -> int {
+            LoadedModule m;
+            bool any = false;
+            for (int i = 0; i < info->dlpi_phnum; ++i) {
+                const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+                if (ph.p_type != PT_LOAD) continue;
+                std::uintptr_t start = info->dlpi_addr + ph.p_vaddr, limit = start + ph.p_memsz;
+                if (!any || start < m.start) m.start = start, m.file_offset = ph.p_offset;
+                if (!any || limit > m.limit) m.limit = limit;
+                any = true;
+            }
+            if (!any) return 0;
+            // Page-align the start as the kernel maps it, keeping start - offset unchanged.
+            std::uintptr_t misalign = m.start & 4095;
+            m.start -= misalign;
+            m.file_offset -= std::min<std::uintptr_t>(misalign, m.file_offset);
+            if (info->dlpi_name && info->dlpi_name[0]) {
+                m.path = info->dlpi_name;
+            } else {   // the executable: the loader leaves its name empty
+                char buffer[4096];
+                ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+                if (n > 0) m.path.assign(buffer, std::size_t(n));
+            }
+            m.build_id = build_id_of(info);
+            static_cast<std::vector<LoadedModule>*>(data)->push_back(std::move(m));
+            return 0;
+        },
+        &modules);
+    std::sort(modules.begin(), modules.end(), [](const LoadedModule& a, const LoadedModule& b) { return a.start < b.start; });
+    return modules;
+}
+
+inline void render_pprof_profile(const Report& r, std::string& out) {
+    Interner string_ids;
+    Proto strings;
+    std::string cleaned;
+    auto str = [&](std::string_view s) -> u64 {
+        bool added;
+        u64 id = string_ids.intern(s, added);
+        if (added) {
+            cleaned.clear();
+            append_clean(cleaned, s);   // valid UTF-8, as protobuf strings must be
+            strings.data(6, cleaned);
+        }
+        return id;
+    };
+    str("");   // index 0 is the empty string, by the format's rule
+
+    Proto profile;
+    for (const char* type_unit : {"inuse_objects\0count", "inuse_space\0bytes"}) {
+        Proto value_type;
+        value_type.number(1, str(type_unit));
+        value_type.number(2, str(type_unit + std::strlen(type_unit) + 1));
+        profile.message(1, value_type);
+    }
+
+    // Mappings: the loaded module holding each address (with its build id); for an address in
+    // none (a module since unloaded, a report built by hand) one per module name, spanning its
+    // frames' addresses.
+    std::vector<LoadedModule> loaded = loaded_modules();
+    std::vector<u64> loaded_ids(loaded.size(), 0);
+    struct Unloaded {
+        std::uintptr_t low, high;
+        u64 id;
+    };
+    std::unordered_map<std::string, Unloaded> unloaded;
+    std::vector<std::pair<std::uintptr_t, std::string>> location_modules;   // filled below
+    u64 next_mapping = 1;
+    auto mapping_of = [&](const Frame& f) -> u64 {
+        if (f.address) {
+            auto it = std::upper_bound(loaded.begin(), loaded.end(), f.address,
+                                       [](std::uintptr_t a, const LoadedModule& m) { return a < m.start; });
+            if (it != loaded.begin() && f.address < (it - 1)->limit) {
+                std::size_t i = std::size_t(it - 1 - loaded.begin());
+                if (!loaded_ids[i]) loaded_ids[i] = next_mapping++;
+                return loaded_ids[i];
+            }
+        }
+        if (f.module.empty()) return 0;
+        auto found = unloaded.emplace(f.module, Unloaded{f.address, f.address, 0});
+        Unloaded& u = found.first->second;
+        if (found.second) u.id = next_mapping++;
+        u.low = std::min(u.low, f.address);
+        u.high = std::max(u.high, f.address);
+        return u.id;
+    };
+
+    // Functions by (name, file); locations by (address, mapping, lines): the frames of one
+    // return address (the inlined ones and the one they were inlined into) make one location
+    // whose lines run innermost first, as profile.proto wants them.
+    Interner function_ids, location_ids;   // ids are these plus one (0 means none in pprof)
+    Proto functions, locations, samples, lines, line, m;
+    std::string key, function_key, unnamed;
+    std::vector<u64> stack, values;
+    for (const Site& s : r.sites) {
+        stack.clear();
+        for (std::size_t i = 0; i < s.frames.size();) {
+            std::size_t end = i;
+            while (end + 1 < s.frames.size() && s.frames[end].inlined) ++end;
+            lines.bytes.clear();
+            u64 mapping = mapping_of(s.frames[end]);
+            key.assign(reinterpret_cast<const char*>(&s.frames[end].address), sizeof(std::uintptr_t));
+            key.append(reinterpret_cast<const char*>(&mapping), sizeof mapping);
+            for (std::size_t k = i; k <= end; ++k) {
+                const Frame& f = s.frames[k];
+                if (f.function.empty()) unnamed = frame_function(f);
+                const std::string& function = f.function.empty() ? unnamed : f.function;
+                function_key.assign(function).append(1, '\0').append(f.file);
+                bool added;
+                u64 function_id = function_ids.intern(function_key, added) + 1;
+                if (added) {
+                    m.bytes.clear();
+                    m.number(1, function_id);
+                    m.number(2, str(function));
+                    m.number(3, str(function));
+                    m.number(4, str(f.file));
+                    functions.message(5, m);
+                }
+                line.bytes.clear();
+                line.number(1, function_id);
+                line.number(2, f.line);
+                lines.message(4, line);
+                key.append(reinterpret_cast<const char*>(&function_id), sizeof function_id);
+                key.append(reinterpret_cast<const char*>(&f.line), sizeof f.line);
+            }
+            bool added;
+            u64 location_id = location_ids.intern(key, added) + 1;
+            if (added) {
+                m.bytes.clear();
+                m.number(1, location_id);
+                m.number(2, mapping);
+                m.number(3, s.frames[end].address);
+                m.bytes += lines.bytes;
+                locations.message(4, m);
+            }
+            stack.push_back(location_id);
+            i = end + 1;
+        }
+        Proto sample;
+        sample.packed(1, stack);   // leaf first
+        values.assign({u64(s.blocks), u64(s.bytes)});
+        sample.packed(2, values);
+        if (!s.type.empty()) {
+            Proto label;
+            label.number(1, str("type"));
+            label.number(2, str(s.type));
+            sample.message(3, label);
+        }
+        samples.message(2, sample);
+    }
+    profile.bytes += samples.bytes;
+    for (std::size_t i = 0; i < loaded.size(); ++i) {
+        if (!loaded_ids[i]) continue;
+        Proto m;
+        m.number(1, loaded_ids[i]);
+        m.number(2, loaded[i].start);
+        m.number(3, loaded[i].limit);
+        m.number(4, loaded[i].file_offset);
+        m.number(5, str(loaded[i].path));
+        m.number(6, str(loaded[i].build_id));
+        for (u32 field = 7; field <= 10; ++field) m.boolean(field, true);   // has_functions .. has_inline_frames
+        profile.message(3, m);
+    }
+    std::vector<std::pair<const std::string*, const Unloaded*>> by_id;
+    for (const auto& u : unloaded) by_id.emplace_back(&u.first, &u.second);
+    std::sort(by_id.begin(), by_id.end(), [](const auto& a, const auto& b) { return a.second->id < b.second->id; });
+    for (const auto& u : by_id) {
+        Proto m;
+        m.number(1, u.second->id);
+        m.number(2, u.second->low);
+        m.number(3, u.second->high + 1);
+        m.number(5, str(*u.first));
+        for (u32 field = 7; field <= 10; ++field) m.boolean(field, true);
+        profile.message(3, m);
+    }
+    profile.bytes += locations.bytes;
+    profile.bytes += functions.bytes;
+    // What the profile is: pprof shows these with -comments.
+    std::vector<u64> comments;
+    std::string text = "leakscope ";
+    text += r.kind.empty() ? std::string("leftovers") : r.kind;
+    text += " report: scope \"" + r.scope + "\" opened at " + r.file + ":";
+    append_number(text, r.line);
+    if (r.by_exception) text += ", ended by an exception";
+    comments.push_back(str(text));
+    text = "older blocks freed inside: ";
+    append_number(text, r.released_blocks);
+    text += " (";
+    append_number(text, r.released_bytes);
+    text += " bytes)";
+    comments.push_back(str(text));
+    for (const Suppression& s : r.suppressed) {
+        text = "suppressed by " + s.rule + ": ";
+        append_number(text, s.blocks);
+        text += s.blocks == 1 ? " block, " : " blocks, ";
+        append_number(text, s.bytes);
+        text += " bytes";
+        comments.push_back(str(text));
+    }
+    Proto period_type;
+    period_type.number(1, str("space"));
+    period_type.number(2, str("bytes"));
+    u64 default_type = str("inuse_space");
+    profile.bytes += strings.bytes;   // every string is interned by now
+    profile.message(11, period_type);
+    profile.number(12, 1);
+    profile.packed(13, comments);
+    profile.number(14, default_type);
+    out += profile.bytes;
+}
+
+// ---- gzip: stored deflate blocks and CRC-32, by hand (no zlib) ---------------------------------
+inline u32 crc32(const unsigned char* p, std::size_t n, u32 crc = 0) noexcept {
+    static const struct Table {
+        u32 entry[256];
+        Table() noexcept {
+            for (u32 i = 0; i < 256; ++i) {
+                u32 c = i;
+                for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+                entry[i] = c;
+            }
+        }
+    } table;
+    crc = ~crc;
+    for (std::size_t i = 0; i < n; ++i) crc = table.entry[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+inline void append_gzip(std::string& out, std::string_view data) {
+    auto le32 = [&](u32 v) {
+        for (int i = 0; i < 4; ++i) out += char(u8(v >> (8 * i)));
+    };
+    // Header: magic, deflate, no flags, no time, no extra flags, Unix.
+    static const unsigned char header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+    out.append(reinterpret_cast<const char*>(header), sizeof header);
+    std::size_t at = 0;
+    do {   // stored blocks of at most 65535 bytes; an empty input is one empty final block
+        std::size_t n = std::min<std::size_t>(data.size() - at, 65535);
+        bool final = at + n == data.size();
+        out += char(final ? 1 : 0);   // BFINAL, BTYPE 00 (stored); the rest of the byte is padding
+        out += char(u8(n)), out += char(u8(n >> 8));
+        out += char(u8(~n)), out += char(u8(~n >> 8));
+        out.append(data.data() + at, n);
+        at += n;
+    } while (at < data.size());
+    le32(crc32(reinterpret_cast<const unsigned char*>(data.data()), data.size()));
+    le32(u32(data.size()));   // ISIZE: the length modulo 2^32
+}
+
+inline void render_pprof(const Report& r, std::string& out) {
+    std::string profile;
+    render_pprof_profile(r, profile);
+    append_gzip(out, profile);
+}
+
+// ---- delivering the bytes -----------------------------------------------------------------------
+// The path for report number `number`: %p the process id, %n the number, %% a '%'.
+inline std::string expand_path(const std::string& pattern, unsigned long number) {
+    std::string out;
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        if (pattern[i] != '%' || i + 1 == pattern.size()) {
+            out += pattern[i];
+            continue;
+        }
+        char c = pattern[++i];
+        if (c == 'p')
+            append_number(out, static_cast<unsigned long long>(::getpid()));
+        else if (c == 'n')
+            append_number(out, number);
+        else if (c == '%')
+            out += '%';
+        else
+            out.append(1, '%').append(1, c);
+    }
+    return out;
+}
+
+inline bool write_all(int fd, const char* p, std::size_t n) noexcept {
+    while (n) {
+        ssize_t done = ::write(fd, p, n);
+        if (done < 0 && errno == EINTR) continue;
+        if (done <= 0) return false;
+        p += done;
+        n -= std::size_t(done);
+    }
+    return true;
+}
+
+// Writes `bytes` to `path`; on failure returns why (and sets errno where it applies).
+// replace: a temporary file beside the path (mkstemp: created exclusively, so never through a
+// planted link), renamed over it: readers see the old report or the new one, never half. rename
+// replaces a symbolic link rather than following it; one found at the path is refused anyway,
+// as a sign of someone else's plan. append: O_NOFOLLOW, and a regular file only.
+inline const char* write_file(const std::string& path, std::string_view bytes, bool append) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0) {
+        errno = 0;   // the reasons below are not the system's
+        if (S_ISLNK(st.st_mode)) return "it is a symbolic link (not followed)";
+        if (!S_ISREG(st.st_mode)) return "it is not a regular file";
+    } else if (errno != ENOENT) {
+        return "cannot inspect it";
+    }
+    if (append) {
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+        if (fd < 0) return errno == ELOOP ? "it is a symbolic link (not followed)" : "cannot open it";
+        const char* why = nullptr;
+        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+            why = "it is not a regular file", errno = 0;
+        else if (!write_all(fd, bytes.data(), bytes.size()))
+            why = "cannot write it";
+        if (::close(fd) != 0 && !why) why = "cannot write it";
+        return why;
+    }
+    std::string temporary = path + ".leakscope-XXXXXX";
+    int fd = ::mkostemp(&temporary[0], O_CLOEXEC);
+    if (fd < 0) return "cannot create a file in its directory";
+    ::fchmod(fd, 0644);   // mkstemp's 0600 would hide the report from its reader
+    bool written = write_all(fd, bytes.data(), bytes.size());
+    if (::close(fd) != 0) written = false;
+    if (!written || ::rename(temporary.c_str(), path.c_str()) != 0) {
+        int saved = errno;
+        ::unlink(temporary.c_str());
+        errno = saved;
+        return written ? "cannot rename the temporary file into place" : "cannot write it";
+    }
+    return nullptr;
+}
+
+inline std::mutex& output_lock() {
+    static std::mutex lock;   // constexpr constructor: no static-initialisation order issue
+    return lock;
 }
 }  // namespace detail
 
-void TextWriter::write(const Report& r) {
-    std::FILE* out = out_ ? out_ : stderr;
-    const char* name = r.scope.empty() ? "(unnamed)" : r.scope.c_str();
-    std::fprintf(out, "leakscope: scope \"%s\" opened at %s:%u left %zu block%s (%zu bytes) behind%s\n", name,
-                 r.file.c_str(), r.line, r.blocks, r.blocks == 1 ? "" : "s", r.bytes,
-                 r.by_exception ? " [ended by an exception]" : "");
-    std::fprintf(out, "leakscope:   older blocks freed inside: %zu (%zu bytes)\n", r.released_blocks,
-                 r.released_bytes);
-    std::size_t rank = 0;
-    for (const Site& site : r.sites) {
-        std::fprintf(out, "leakscope:   #%zu  %zu block%s, %zu bytes%s%s\n", ++rank, site.blocks,
-                     site.blocks == 1 ? "" : "s", site.bytes, site.type.empty() ? "" : "  type ",
-                     site.type.c_str());
-        // The allocator's own plumbing (std::allocator, containers' node makers, operator new)
-        // says nothing about who leaked: start at the first frame outside it.
-        std::size_t skip = 0;
-        while (skip + 1 < site.frames.size() && is_plumbing(site.frames[skip])) ++skip;
-        if (skip) std::fprintf(out, "leakscope:        (%zu standard-library frame%s above)\n", skip, skip == 1 ? "" : "s");
-        std::size_t shown = 0;
-        for (std::size_t i = skip; i < site.frames.size(); ++i) {
-            const Frame& f = site.frames[i];
-            if (++shown > 8) break;
-            const char* function = f.function.empty() ? "??" : f.function.c_str();
-            if (!f.file.empty())
-                std::fprintf(out, "leakscope:        at %s (%s:%u)\n", function, f.file.c_str(), f.line);
-            else   // not symbolized to a line: the module and the address are what is known
-                std::fprintf(out, "leakscope:        at %s (%s) [0x%llx]\n", function,
-                             f.module.empty() ? "?" : f.module.c_str(), static_cast<unsigned long long>(f.address));
-        }
-        if (site.frames.size() - skip > 8)
-            std::fprintf(out, "leakscope:        ... %zu more frames\n", site.frames.size() - skip - 8);
-        if (site.frames.empty()) std::fprintf(out, "leakscope:        (no call stack captured)\n");
-    }
-    std::fflush(out);
+OutputWriter::OutputWriter(std::FILE* out) noexcept : file_(out ? out : stderr) {
+    int fd = ::fileno(file_);
+    terminal_ = fd >= 0 && ::isatty(fd) && !std::getenv("NO_COLOR");
+    if (const char* term = std::getenv("TERM")) terminal_ = terminal_ && std::strcmp(term, "dumb") != 0;
 }
+
+OutputWriter::OutputWriter(std::ostream& out) noexcept : stream_(&out) {}
+
+OutputWriter::OutputWriter(std::string path, Mode mode) : path_(std::move(path)), mode_(mode) {}
+
+std::string OutputWriter::render(const Report& report) const {
+    InternalGuard internal;
+    std::string out;
+    render_to(report, out);
+    return out;
+}
+
+void OutputWriter::write(const Report& report) {
+    InternalGuard internal;   // a user may call write() inside a scope: this is never its leak
+    std::string bytes;
+    render_to(report, bytes);
+    std::lock_guard<std::mutex> lock(output_lock());
+    unsigned long number = ++reports_;
+    if (stream_) {
+        stream_->write(bytes.data(), std::streamsize(bytes.size()));
+        stream_->flush();
+        return;
+    }
+    if (file_) {
+        std::fwrite(bytes.data(), 1, bytes.size(), file_);
+        std::fflush(file_);
+        return;
+    }
+    std::string path = expand_path(path_, number);
+    if (const char* why = write_file(path, bytes, mode_ == Mode::append)) {
+        int error = errno;
+        char line[512];
+        std::snprintf(line, sizeof line, "cannot write the report to '%.300s': %s%s%s%s; it follows on stderr",
+                      path.c_str(), why, error ? " (" : "", error ? std::strerror(error) : "", error ? ")" : "");
+        diagnostic(line);
+        std::string text;
+        render_text(report, text, false);
+        std::fwrite(text.data(), 1, text.size(), stderr);
+        std::fflush(stderr);
+    }
+}
+
+TextWriter::TextWriter(std::FILE* out) noexcept : OutputWriter(out) {}
+
+void TextWriter::render_to(const Report& report, std::string& out) const { render_text(report, out, terminal_); }
+void JsonWriter::render_to(const Report& report, std::string& out) const { render_json(report, out); }
+void FoldedWriter::render_to(const Report& report, std::string& out) const { render_folded(report, out); }
+void HtmlWriter::render_to(const Report& report, std::string& out) const { render_html(report, out); }
+void PprofWriter::render_to(const Report& report, std::string& out) const { render_pprof(report, out); }
+
+// ---- choosing writers: code, or the report= option ----------------------------------------------
+namespace detail {
+// report=kind[=destination|:destination],... — the kinds in the order of kReportKinds.
+constexpr std::string_view kReportKinds[] = {"text", "json", "jsonl", "folded", "html", "pprof"};
+
+// Calls each(kind, destination) per item; returns the first malformed item, or an empty view.
+// Never allocates (the option parser runs inside the allocation hook).
+template <class Each>
+std::string_view for_each_report_item(std::string_view value, Each&& each) {
+    if (value.empty()) return std::string_view("(empty)");
+    std::size_t at = 0;
+    while (at <= value.size()) {
+        std::size_t comma = std::min(value.find(',', at), value.size());
+        std::string_view item = value.substr(at, comma - at);
+        std::size_t split = item.find_first_of("=:");
+        std::string_view kind = item.substr(0, split);
+        std::string_view destination = split == std::string_view::npos ? std::string_view() : item.substr(split + 1);
+        std::size_t k = 0;
+        while (k < std::size(kReportKinds) && kReportKinds[k] != kind) ++k;
+        if (k == std::size(kReportKinds) || (split != std::string_view::npos && destination.empty())) return item.empty() ? value : item;
+        each(k, destination);
+        at = comma + 1;
+    }
+    return std::string_view();
+}
+
+// A report= option waits here until the next report (or set_writers/add_writer): the option
+// parser may run inside the allocation hook, where writers cannot be built.
+struct PendingReportOption {
+    SpinLock lock;
+    bool pending;
+    std::size_t size;
+    char text[1024];
+};
+inline PendingReportOption& pending_report_option() noexcept {
+    static PendingReportOption pending;   // zero-initialised POD: no constructor, no guard
+    return pending;
+}
+
+bool accept_report_option(std::string_view value, std::string_view entry, const char* source) noexcept {
+    std::string_view bad = for_each_report_item(value, [](std::size_t, std::string_view) {});
+    if (!bad.empty()) {
+        option_error(source, "report= wants text, json, jsonl, folded, html or pprof, each with an optional =destination, not", bad);
+        return false;
+    }
+    PendingReportOption& p = pending_report_option();
+    if (value.size() > sizeof p.text) {
+        option_error(source, "report= value too long in", entry);
+        return false;
+    }
+    SpinGuard guard(p.lock);
+    std::memcpy(p.text, value.data(), value.size());
+    p.size = value.size();
+    p.pending = true;
+    return true;
+}
+
+inline std::shared_ptr<Writer> make_writer(std::size_t kind, std::string_view destination) {
+    static const char* const default_paths[] = {nullptr, "leakscope-%p-%n.json", "leakscope-%p.jsonl",
+                                                "leakscope-%p-%n.folded", "leakscope-%p-%n.html",
+                                                "leakscope-%p-%n.pb.gz"};
+    std::FILE* stream = destination == "stderr" ? stderr : destination == "stdout" ? stdout : nullptr;
+    std::string path = destination.empty() ? std::string(default_paths[kind] ? default_paths[kind] : "")
+                                           : std::string(destination);
+    if (kind == 0 && destination.empty()) stream = stderr;
+    auto make = [&](auto* tag, OutputWriter::Mode mode) -> std::shared_ptr<Writer> {
+        using W = std::remove_pointer_t<decltype(tag)>;
+        if (stream) return std::make_shared<W>(stream);
+        return std::make_shared<W>(path, mode);
+    };
+    switch (kind) {
+        case 0: return make(static_cast<TextWriter*>(nullptr), OutputWriter::Mode::replace);
+        case 1: return make(static_cast<JsonWriter*>(nullptr), OutputWriter::Mode::replace);
+        case 2: return make(static_cast<JsonWriter*>(nullptr), OutputWriter::Mode::append);
+        case 3: return make(static_cast<FoldedWriter*>(nullptr), OutputWriter::Mode::replace);
+        case 4: return make(static_cast<HtmlWriter*>(nullptr), OutputWriter::Mode::replace);
+        default: return make(static_cast<PprofWriter*>(nullptr), OutputWriter::Mode::replace);
+    }
+}
+
+// Builds the writers of a pending report= option; true if there was one (then `out` holds them).
+inline bool take_report_option(std::vector<std::shared_ptr<Writer>>& out) {
+    PendingReportOption& p = pending_report_option();
+    char text[sizeof p.text];
+    std::size_t size;
+    {
+        SpinGuard guard(p.lock);
+        if (!p.pending) return false;
+        p.pending = false;
+        size = p.size;
+        std::memcpy(text, p.text, size);
+    }
+    out.clear();
+    for_each_report_item(std::string_view(text, size),
+                         [&](std::size_t kind, std::string_view destination) { out.push_back(make_writer(kind, destination)); });
+    return true;
+}
+
+inline void forget_report_option() noexcept {
+    PendingReportOption& p = pending_report_option();
+    SpinGuard guard(p.lock);
+    p.pending = false;
+}
+}  // namespace detail
 
 void set_writers(std::vector<std::shared_ptr<Writer>> writers) {
     InternalGuard internal;
+    forget_report_option();   // the later choice wins: this one
     std::vector<std::shared_ptr<Writer>> old;
     {
         SpinGuard guard(g.writer_lock);
@@ -3731,6 +5722,8 @@ void set_writers(std::vector<std::shared_ptr<Writer>> writers) {
 void add_writer(std::shared_ptr<Writer> writer) {
     if (!writer) return;
     InternalGuard internal;
+    std::vector<std::shared_ptr<Writer>> from_option;
+    if (take_report_option(from_option)) set_writers(std::move(from_option));
     SpinGuard guard(g.writer_lock);
     if (!g.writers) g.writers = new std::vector<std::shared_ptr<Writer>>();
     g.writers->push_back(std::move(writer));
@@ -3741,6 +5734,8 @@ void dispatch(const Report& report) noexcept {
     InternalGuard internal;
     try {
         std::vector<std::shared_ptr<Writer>> list;
+        if (take_report_option(list)) set_writers(list);
+        list.clear();
         {
             SpinGuard guard(g.writer_lock);
             if (g.writers) list = *g.writers;
@@ -3927,6 +5922,7 @@ extern "C" int dlclose(void* handle) noexcept {
         if (!call) return -1;
         real.store(call, release);
     }
+    remember_unloading(handle);   // its stacks still name it after the unload (the symbolizer)
     st.unloading.fetch_add(1, acq_rel);
     st.loader_generation.fetch_add(1, acq_rel);
     int result = call(handle);

@@ -7,6 +7,9 @@ packages=(
   build-essential g++ clang cmake ninja-build meson pkgconf
   catch2 libbenchmark-dev libgtest-dev googletest doctest-dev
   valgrind binutils llvm
+  # the writers stage: the HTML report in headless Chromium, the pprof report read by pprof
+  # (built offline from Debian's Go sources)
+  chromium golang-go golang-github-google-pprof-dev
 )
 
 # The clang runtime (sanitizers) is libclang-rt-14-dev on Debian 12; newer

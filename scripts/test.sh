@@ -12,6 +12,10 @@
 #              {g++, clang++} x {-O0, -O2, -O2 -fomit-frame-pointer} x {PIE, non-PIE}
 #   symbolize  scripts/test-symbolize.sh: symbolize() against addr2line -i -f -C on a corpus,
 #              {g++, clang++} x {-O0 -g, -O2 -g} x {PIE, non-PIE}, DWARF 4, no -g, stripped
+#   writers    tests/writers/run.sh: the reports read by their real readers — pprof (-top,
+#              -traces, -raw; built offline from Debian's sources), headless Chromium (the HTML
+#              flame graph: no console message, widest frame, click zoom; screenshots kept in
+#              build/writers/reports), python3's json module, the folded-stack grammar
 #   asan       clang++ C++17  RelWithDebInfo  -fsanitize=address,undefined
 #   tsan       g++     C++17  RelWithDebInfo  -fsanitize=thread
 #              (g++, not clang++: clang 14 links its static TSan runtime with
@@ -41,7 +45,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_STAGES=(gcc17 gcc20 clang17 clang20 unwind symbolize asan tsan meson consumers)
+ALL_STAGES=(gcc17 gcc20 clang17 clang20 unwind symbolize writers asan tsan meson consumers)
 JOBS=2
 export CMAKE_BUILD_PARALLEL_LEVEL=$JOBS
 export CTEST_PARALLEL_LEVEL=$JOBS
@@ -219,6 +223,10 @@ stage_symbolize() {
   bash "$ROOT/scripts/test-symbolize.sh"
 }
 
+stage_writers() {
+  bash "$ROOT/tests/writers/run.sh"
+}
+
 stage_consumers() {
   CXX=g++ bash "$ROOT/scripts/test-consumers.sh"
 }
@@ -234,6 +242,7 @@ run_stage() {
     clang20)   stage_plain clang20 clang++ 20 Debug ;;
     unwind)    stage_unwind ;;
     symbolize) stage_symbolize ;;
+    writers)   stage_writers ;;
     asan)      stage_asan ;;
     tsan)      stage_tsan ;;
     meson)     stage_meson ;;

@@ -1,0 +1,417 @@
+// leakscope/catch2.hpp — Catch2 tests that leave allocations behind fail the run.
+//
+//     // exactly one translation unit of the test program:
+//     #define LEAKSCOPE_IMPLEMENTATION
+//     #include <leakscope/catch2.hpp>
+//     // any test file:
+//     #include <leakscope/catch2.hpp>
+//
+// Catch2 v2 (the single header <catch2/catch.hpp>) and v3 (<catch2/catch_test_macros.hpp> and
+// friends) are both supported; the version is the one already included, else the one
+// __has_include finds (v3 first). The tests of this adapter build and run against v2 (Debian's);
+// the v3 branch is written to v3's documented listener and assertion API.
+//
+// Two routes, because a Catch2 listener cannot fail a test:
+//
+//  1. The listener (registered once, however many translation units include this header) checks
+//     every test case automatically, each run of it separately — a test case with SECTIONs runs
+//     once per leaf section. A leaking run is printed on stderr, naming the test case and its
+//     sections, and the process's exit status becomes 1 when Catch2 itself would return 0.
+//     (Catch2 computes its exit status itself; the adapter changes it with an on_exit handler that
+//     flushes the standard streams and calls _Exit(1) — later exit handlers, such as gcov's, are
+//     skipped then. A main() of one's own can return
+//     leakscope::test::exit_status(session.run(argc, argv)) instead.)
+//
+//  2. The guard, placed first in a test body:
+//         TEST_CASE("cache fills") {
+//             LEAKSCOPE_GUARD();
+//             ...
+//         }
+//     judges the run when the body ends and fails the test *inside* Catch2 (a failed assertion
+//     at the guard's line, with leakscope's report as its message): it counts in Catch2's totals,
+//     its exit status and the JUnit/XML reporters. A guarded run is judged by its guard only.
+//
+// Escape hatches (in the test body): LEAKSCOPE_EXPECT_LEFTOVERS(n) — exactly n blocks must be
+// left; LEAKSCOPE_ALLOW_LEAKS() — no verdict. A run that already failed gets no leak verdict.
+//
+// Never leftovers: what Catch2 keeps while a test runs (assertion results, INFO/CAPTURE messages,
+// section and generator trackers, reporters' records, captured output). In v2 every call the
+// test makes into Catch2 runs under leakscope::Ignore (the adapter wraps Catch2's result
+// capture); in both versions, what remains is inspected (see leakscope/test_common.hpp).
+//
+// Like leakscope.hpp, this header never defines LEAKSCOPE_IMPLEMENTATION itself.
+#ifndef LEAKSCOPE_CATCH2_HPP_INCLUDED
+#define LEAKSCOPE_CATCH2_HPP_INCLUDED
+
+#include <leakscope/test_common.hpp>
+
+#if !defined(CATCH_VERSION_MAJOR)
+#if defined(__has_include)
+#if __has_include(<catch2/catch_test_macros.hpp>)
+#include <catch2/catch_test_macros.hpp>
+#elif __has_include(<catch2/catch.hpp>)
+#include <catch2/catch.hpp>
+#else
+#error "leakscope/catch2.hpp: Catch2 not found (neither <catch2/catch_test_macros.hpp> nor <catch2/catch.hpp>)"
+#endif
+#else
+#include <catch2/catch.hpp>
+#endif
+#endif
+
+#if !defined(CATCH_VERSION_MAJOR)
+#include <catch2/catch_version_macros.hpp>
+#endif
+
+#if CATCH_VERSION_MAJOR >= 3
+#include <catch2/catch_test_case_info.hpp>
+#include <catch2/interfaces/catch_interfaces_reporter.hpp>
+#include <catch2/internal/catch_reusable_string_stream.hpp>
+#include <catch2/reporters/catch_reporter_event_listener.hpp>
+#include <catch2/reporters/catch_reporter_registrars.hpp>
+#endif
+
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace leakscope {
+namespace test {
+namespace catch2_detail {
+
+inline const char* const kNamespaces[] = {"Catch::", "/catch2/", nullptr};
+
+// What the listener knows about the run in progress (the guard reads it for its report).
+struct RunInfo {
+    std::string test;                    // the test case's name
+    const char* file = "";
+    unsigned line = 0;
+    std::vector<std::string> sections;   // the sections open now
+    std::string path;                    // the deepest section path entered in this run
+    int depth = 0;                       // section depth (the test case itself is 1)
+    bool failed = false;                 // a failed assertion in this run
+};
+inline RunInfo& run_info() {
+    static RunInfo info;
+    return info;
+}
+
+inline std::string display_name(const RunInfo& r) {
+    return r.path.empty() ? r.test : r.test + " / " + r.path;
+}
+
+// Keeps Catch2's string-stream pool (used by INFO, CAPTURE and stringification) from growing
+// inside the first tests that use it: a few streams with some room, created before any test.
+inline void warm_up() {
+    Ignore quiet;
+    std::optional<Catch::ReusableStringStream> streams[8];
+    for (auto& s : streams) {
+        s.emplace();
+        *s << std::string(256, ' ');
+    }
+}
+
+// Reports a failed assertion at the guard's line, inside the running test.
+inline void fail_at(const char* file, unsigned line, const std::string& message) {
+    Catch::AssertionHandler handler(Catch::StringRef("LEAKSCOPE_GUARD"), Catch::SourceLineInfo(file, line),
+                                    Catch::StringRef(), Catch::ResultDisposition::ContinueOnFailure);
+    handler.handleMessage(Catch::ResultWas::ExplicitFailure, std::string(message));
+    handler.complete();   // may throw when Catch2 aborts the run (--abort): the guard lets it
+}
+
+#if CATCH_VERSION_MAJOR < 3
+// Catch2 v2 sends every call a test makes (assertions, messages, sections, generators) through
+// the context's IResultCapture. While a test case runs, this one stands in for the run context
+// and forwards each call under leakscope::Ignore.
+class QuietCapture : public Catch::IResultCapture {
+   public:
+    Catch::IResultCapture* inner = nullptr;
+
+    bool sectionStarted(Catch::SectionInfo const& info, Catch::Counts& assertions) override {
+        Ignore q;
+        return inner->sectionStarted(info, assertions);
+    }
+    void sectionEnded(Catch::SectionEndInfo const& info) override {
+        Ignore q;
+        inner->sectionEnded(info);
+    }
+    void sectionEndedEarly(Catch::SectionEndInfo const& info) override {
+        Ignore q;
+        inner->sectionEndedEarly(info);
+    }
+    auto acquireGeneratorTracker(Catch::StringRef name, Catch::SourceLineInfo const& line)
+        -> Catch::IGeneratorTracker& override {
+        Ignore q;
+        return inner->acquireGeneratorTracker(name, line);
+    }
+#if defined(CATCH_CONFIG_ENABLE_BENCHMARKING)
+    void benchmarkPreparing(std::string const& name) override {
+        Ignore q;
+        inner->benchmarkPreparing(name);
+    }
+    void benchmarkStarting(Catch::BenchmarkInfo const& info) override {
+        Ignore q;
+        inner->benchmarkStarting(info);
+    }
+    void benchmarkEnded(Catch::BenchmarkStats<> const& stats) override {
+        Ignore q;
+        inner->benchmarkEnded(stats);
+    }
+    void benchmarkFailed(std::string const& error) override {
+        Ignore q;
+        inner->benchmarkFailed(error);
+    }
+#endif
+    void pushScopedMessage(Catch::MessageInfo const& message) override {
+        Ignore q;
+        inner->pushScopedMessage(message);
+    }
+    void popScopedMessage(Catch::MessageInfo const& message) override {
+        Ignore q;
+        inner->popScopedMessage(message);
+    }
+    void emplaceUnscopedMessage(Catch::MessageBuilder const& builder) override {
+        Ignore q;
+        inner->emplaceUnscopedMessage(builder);
+    }
+    void handleFatalErrorCondition(Catch::StringRef message) override {
+        Ignore q;
+        inner->handleFatalErrorCondition(message);
+    }
+    void handleExpr(Catch::AssertionInfo const& info, Catch::ITransientExpression const& expr,
+                    Catch::AssertionReaction& reaction) override {
+        Ignore q;
+        inner->handleExpr(info, expr, reaction);
+    }
+    void handleMessage(Catch::AssertionInfo const& info, Catch::ResultWas::OfType type,
+                       Catch::StringRef const& message, Catch::AssertionReaction& reaction) override {
+        Ignore q;
+        inner->handleMessage(info, type, message, reaction);
+    }
+    void handleUnexpectedExceptionNotThrown(Catch::AssertionInfo const& info,
+                                            Catch::AssertionReaction& reaction) override {
+        Ignore q;
+        inner->handleUnexpectedExceptionNotThrown(info, reaction);
+    }
+    void handleUnexpectedInflightException(Catch::AssertionInfo const& info, std::string const& message,
+                                           Catch::AssertionReaction& reaction) override {
+        Ignore q;
+        inner->handleUnexpectedInflightException(info, message, reaction);
+    }
+    void handleIncomplete(Catch::AssertionInfo const& info) override {
+        Ignore q;
+        inner->handleIncomplete(info);
+    }
+    void handleNonExpr(Catch::AssertionInfo const& info, Catch::ResultWas::OfType type,
+                       Catch::AssertionReaction& reaction) override {
+        Ignore q;
+        inner->handleNonExpr(info, type, reaction);
+    }
+    bool lastAssertionPassed() override { return inner->lastAssertionPassed(); }
+    void assertionPassed() override { inner->assertionPassed(); }
+    std::string getCurrentTestName() const override {
+        Ignore q;
+        return inner->getCurrentTestName();
+    }
+    const Catch::AssertionResult* getLastResult() const override { return inner->getLastResult(); }
+    void exceptionEarlyReported() override { inner->exceptionEarlyReported(); }
+};
+using ListenerBase = Catch::TestEventListenerBase;
+#else
+using ListenerBase = Catch::EventListenerBase;
+#endif
+
+class Listener : public ListenerBase {
+   public:
+    using ListenerBase::ListenerBase;
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
+    ~Listener() override {
+        if (scope_) scope_->dismiss();   // the process is exiting inside a test (exit())
+    }
+
+    void testRunStarting(Catch::TestRunInfo const&) override { warm_up(); }
+
+    void testCaseStarting(Catch::TestCaseInfo const& info) override {
+        Ignore quiet;
+        RunInfo& r = run_info();
+        r.test = info.name;
+        r.file = info.lineInfo.file;
+        r.line = unsigned(info.lineInfo.line);
+#if CATCH_VERSION_MAJOR < 3
+        Catch::IMutableContext& context = Catch::getCurrentMutableContext();
+        capture_.inner = context.getResultCapture();
+        context.setResultCapture(&capture_);
+#endif
+    }
+
+    void sectionStarting(Catch::SectionInfo const& section) override {
+        RunInfo& r = run_info();
+        if (r.depth++ == 0) {
+#if CATCH_VERSION_MAJOR < 3
+            // Catch2 v2 built this SectionInfo (a copy of the test's name) after the previous
+            // run ended: it belongs to Catch2.
+            detail::ignore_string(section.name);
+            end_run();
+#endif
+            begin_run();
+            return;
+        }
+        Ignore quiet;
+        r.sections.push_back(section.name);
+        if (r.sections.size() > count_sections(r.path)) {
+            r.path.clear();
+            for (const std::string& s : r.sections) r.path.append(r.path.empty() ? "" : " / ").append(s);
+        }
+    }
+
+    void sectionEnded(Catch::SectionStats const& stats) override {
+        RunInfo& r = run_info();
+        if (stats.assertions.failed > 0 || stats.assertions.failedButOk > 0) r.failed = true;
+        if (--r.depth > 0) {
+            Ignore quiet;
+            if (!r.sections.empty()) r.sections.pop_back();
+        }
+    }
+
+#if CATCH_VERSION_MAJOR < 3
+    bool assertionEnded(Catch::AssertionStats const& stats) override {
+        if (!stats.assertionResult.isOk()) note_failure();
+        return true;
+    }
+
+    void testCaseEnded(Catch::TestCaseStats const& stats) override {
+        // Catch2 v2 copies the test's description into the stats it hands the reporters.
+        detail::ignore_string(stats.testInfo.name);
+        detail::ignore_string(stats.testInfo.className);
+        detail::ignore_string(stats.testInfo.description);
+        for (const auto* tags : {&stats.testInfo.tags, &stats.testInfo.lcaseTags}) {
+            for (const std::string& t : *tags) detail::ignore_string(t);
+            detail::ignore_vector(*tags);
+        }
+        detail::ignore_string(stats.stdOut);
+        detail::ignore_string(stats.stdErr);
+        end_run();
+        Catch::getCurrentMutableContext().setResultCapture(capture_.inner);
+    }
+#else
+    void assertionEnded(Catch::AssertionStats const& stats) override {
+        if (!stats.assertionResult.isOk()) note_failure();
+    }
+
+    void testCasePartialEnded(Catch::TestCaseStats const& stats, std::uint64_t) override {
+        detail::ignore_string(stats.stdOut);   // this run's captured output, moved into the stats
+        detail::ignore_string(stats.stdErr);
+        end_run();
+    }
+#endif
+
+    void testRunEnded(Catch::TestRunStats const&) override {
+        unsigned n = detail::globals().leaking_runs;
+        if (n)
+            detail::print_report("leakscope: " + std::to_string(n) + " test run" + (n == 1 ? "" : "s") +
+                                 " left allocations behind (reported above); the exit status will be non-zero");
+    }
+
+   private:
+    static std::size_t count_sections(const std::string& path) {
+        if (path.empty()) return 0;
+        std::size_t n = 1;
+        for (std::size_t i = path.find(" / "); i != std::string::npos; i = path.find(" / ", i + 3)) ++n;
+        return n;
+    }
+    static void note_failure() {
+        run_info().failed = true;
+        ++detail::globals().run.failures;
+    }
+
+    void begin_run() {
+        RunInfo& r = run_info();
+        {
+            Ignore quiet;
+            r.sections.clear();
+            r.path.clear();
+            r.failed = false;
+        }
+        detail::begin_run();
+        scope_.emplace(r.test, detail::globals().threads, r.file, r.line);
+        detail::globals().scope = &*scope_;
+    }
+
+    void end_run() {
+        if (!scope_) return;
+        detail::globals().scope = nullptr;
+        RunInfo& r = run_info();
+        detail::Verdict verdict;
+        if (r.failed || detail::globals().run.guarded) {
+            scope_->dismiss();   // failed already, or judged by its guard
+        } else {
+            std::string display;
+            {
+                Ignore quiet;
+                display = display_name(r);
+            }
+            verdict = detail::judge(*scope_, display, kNamespaces);
+        }
+        scope_.reset();
+        if (!verdict.failed) return;
+        Ignore quiet;
+        std::string where = std::string(r.file) + ":" + std::to_string(r.line);
+        std::string head = "leakscope: test case \"" + r.test + "\"";
+        if (!r.path.empty()) head += " section \"" + r.path + "\"";
+        detail::print_report(head + " (" + where + ") FAILED: it left allocations behind\n" + verdict.message);
+        detail::note_uncounted_leak();
+    }
+
+#if CATCH_VERSION_MAJOR < 3
+    QuietCapture capture_;
+#endif
+    std::optional<LeakScope> scope_;
+};
+
+// The in-test guard (LEAKSCOPE_GUARD()).
+class Guard {
+   public:
+    Guard(const char* file, unsigned line) noexcept
+        : file_(file), line_(line), uncaught_(std::uncaught_exceptions()),
+          scope_(run_info().test, detail::globals().threads, file, line) {}
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+    ~Guard() noexcept(false) {
+        detail::globals().run.guarded = true;
+        if (std::uncaught_exceptions() > uncaught_ || run_info().failed) {
+            scope_.dismiss();   // the test is failing already
+            return;
+        }
+        std::string display;
+        {
+            Ignore quiet;
+            display = display_name(run_info());
+        }
+        detail::Verdict verdict = detail::judge(scope_, display, kNamespaces);
+        if (verdict.failed) fail_at(file_, line_, verdict.message);
+    }
+
+   private:
+    const char* file_;
+    unsigned line_;
+    int uncaught_;
+    LeakScope scope_;
+};
+
+#if CATCH_VERSION_MAJOR < 3
+inline const Catch::ListenerRegistrar<Listener> registrar{};
+#else
+inline const Catch::ListenerRegistrar<Listener> registrar{"leakscope"};
+#endif
+
+}  // namespace catch2_detail
+}  // namespace test
+}  // namespace leakscope
+
+// Placed first in a test body: the run fails inside Catch2 when the body leaves allocations behind.
+#define LEAKSCOPE_GUARD() ::leakscope::test::catch2_detail::Guard leakscope_guard_(__FILE__, __LINE__)
+
+#endif  // LEAKSCOPE_CATCH2_HPP_INCLUDED

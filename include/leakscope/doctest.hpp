@@ -1,0 +1,219 @@
+// leakscope/doctest.hpp — doctest test cases that leave allocations behind fail the run.
+//
+//     // exactly one translation unit of the test program (e.g. the one with
+//     // DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN):
+//     #define LEAKSCOPE_IMPLEMENTATION
+//     #include <leakscope/doctest.hpp>
+//     // any test file:
+//     #include <leakscope/doctest.hpp>
+//
+// Two routes, because a doctest listener cannot fail a test:
+//
+//  1. The listener "leakscope" (registered once, however many translation units include this
+//     header) checks every test case automatically, each run of it separately — a test case with
+//     SUBCASEs runs once per leaf subcase. A leaking run is printed on stderr, naming the test
+//     case and its subcases, and the process's exit status becomes 1 when doctest itself would
+//     return 0 (an on_exit handler: see leakscope/test_common.hpp; a main() of one's own can
+//     return leakscope::test::exit_status(context.run()) instead).
+//
+//  2. The guard, placed first in a test body:
+//         TEST_CASE("cache fills") {
+//             LEAKSCOPE_GUARD();
+//             ...
+//         }
+//     judges the run when the body ends and fails the test inside doctest (ADD_FAIL_CHECK_AT the
+//     guard's line, with leakscope's report as the message): it counts in doctest's totals, its
+//     exit status and its JUnit/XML reporters. A guarded run is judged by its guard only.
+//
+// Escape hatches (in the test body): LEAKSCOPE_EXPECT_LEFTOVERS(n), LEAKSCOPE_ALLOW_LEAKS().
+// A run that already failed gets no leak verdict. What doctest keeps while a test runs (subcase
+// trackers, INFO contexts, reporters' records) is never a leftover (see test_common.hpp).
+//
+// Like leakscope.hpp, this header never defines LEAKSCOPE_IMPLEMENTATION itself.
+#ifndef LEAKSCOPE_DOCTEST_HPP_INCLUDED
+#define LEAKSCOPE_DOCTEST_HPP_INCLUDED
+
+#include <leakscope/test_common.hpp>
+
+#include <doctest/doctest.h>
+
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace leakscope {
+namespace test {
+namespace doctest_detail {
+
+inline const char* const kNamespaces[] = {"doctest::", "/doctest/", nullptr};
+
+struct RunInfo {
+    std::string test;
+    std::string file;
+    unsigned line = 0;
+    std::vector<std::string> subcases;   // open now
+    std::string path;                    // the deepest subcase path entered in this run
+    bool failed = false;
+};
+inline RunInfo& run_info() {
+    static RunInfo info;
+    return info;
+}
+inline std::string display_name(const RunInfo& r) { return r.path.empty() ? r.test : r.test + " / " + r.path; }
+
+class Listener : public doctest::IReporter {
+   public:
+    explicit Listener(const doctest::ContextOptions&) {}
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
+    ~Listener() override {
+        if (scope_) scope_->dismiss();
+    }
+
+    void report_query(const doctest::QueryData&) override {}
+    void test_run_start() override {}
+    void test_run_end(const doctest::TestRunStats&) override {
+        unsigned n = detail::globals().leaking_runs;
+        if (n)
+            detail::print_report("leakscope: " + std::to_string(n) + " test run" + (n == 1 ? "" : "s") +
+                                 " left allocations behind (reported above); the exit status will be non-zero");
+    }
+    void test_case_start(const doctest::TestCaseData& tc) override {
+        {
+            Ignore quiet;
+            RunInfo& r = run_info();
+            r.test = tc.m_name ? tc.m_name : "";
+            r.file = tc.m_file.c_str();
+            r.line = tc.m_line;
+        }
+        begin_run();
+    }
+    void test_case_reenter(const doctest::TestCaseData&) override {
+        end_run();
+        begin_run();
+    }
+    void test_case_end(const doctest::CurrentTestCaseStats&) override { end_run(); }
+    void test_case_exception(const doctest::TestCaseException&) override { note_failure(); }
+    void subcase_start(const doctest::SubcaseSignature& s) override {
+        Ignore quiet;
+        RunInfo& r = run_info();
+        r.subcases.emplace_back(s.m_name.c_str());
+        std::string path;
+        for (const std::string& n : r.subcases) path.append(path.empty() ? "" : " / ").append(n);
+        if (path.size() > r.path.size() || r.path.compare(0, path.size(), path) != 0) r.path = path;
+    }
+    void subcase_end() override {
+        Ignore quiet;
+        RunInfo& r = run_info();
+        if (!r.subcases.empty()) r.subcases.pop_back();
+    }
+    void log_assert(const doctest::AssertData& a) override {
+        if (a.m_failed) note_failure();
+    }
+    void log_message(const doctest::MessageData& m) override {
+        if (m.m_severity & doctest::assertType::is_warn) return;
+        note_failure();   // FAIL_CHECK / ADD_FAIL_CHECK and friends
+    }
+    void test_case_skipped(const doctest::TestCaseData&) override {}
+
+   private:
+    static void note_failure() {
+        run_info().failed = true;
+        ++detail::globals().run.failures;
+    }
+
+    void begin_run() {
+        RunInfo& r = run_info();
+        {
+            Ignore quiet;
+            r.subcases.clear();
+            r.path.clear();
+            r.failed = false;
+        }
+        detail::begin_run();
+        scope_.emplace(r.test, detail::globals().threads, r.file.c_str(), r.line);
+        detail::globals().scope = &*scope_;
+    }
+
+    void end_run() {
+        if (!scope_) return;
+        detail::globals().scope = nullptr;
+        RunInfo& r = run_info();
+        detail::Verdict verdict;
+        if (r.failed || detail::globals().run.guarded) {
+            scope_->dismiss();
+        } else {
+            std::string display;
+            {
+                Ignore quiet;
+                display = display_name(r);
+            }
+            verdict = detail::judge(*scope_, display, kNamespaces);
+        }
+        scope_.reset();
+        if (!verdict.failed) return;
+        Ignore quiet;
+        std::string head = "leakscope: test case \"" + r.test + "\"";
+        if (!r.path.empty()) head += " subcase \"" + r.path + "\"";
+        detail::print_report(head + " (" + r.file + ":" + std::to_string(r.line) +
+                             ") FAILED: it left allocations behind\n" + verdict.message);
+        detail::note_uncounted_leak();
+    }
+
+    std::optional<LeakScope> scope_;
+};
+
+// A failed CHECK at the guard's line whose "values" are leakscope's report. An assertion rather
+// than ADD_FAIL_CHECK: doctest's JUnit reporter records failed assertions only.
+inline void fail_at(const char* file, unsigned line, const std::string& report) {
+    doctest::detail::ResultBuilder rb(doctest::assertType::DT_CHECK, file, int(line),
+                                      "LEAKSCOPE_GUARD(): the test left allocations behind");
+    rb.setResult(doctest::detail::Result(false, doctest::String(report.c_str())));
+    if (rb.log()) DOCTEST_BREAK_INTO_DEBUGGER();
+    rb.react();   // throws only when doctest aborts the run (--abort-after): the guard lets it
+}
+
+class Guard {
+   public:
+    Guard(const char* file, unsigned line) noexcept
+        : file_(file), line_(line), uncaught_(std::uncaught_exceptions()),
+          scope_(run_info().test, detail::globals().threads, file, line) {}
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+    ~Guard() noexcept(false) {
+        detail::globals().run.guarded = true;
+        if (std::uncaught_exceptions() > uncaught_ || run_info().failed) {
+            scope_.dismiss();
+            return;
+        }
+        std::string display;
+        {
+            Ignore quiet;
+            display = display_name(run_info());
+        }
+        detail::Verdict verdict = detail::judge(scope_, display, kNamespaces);
+        if (verdict.failed) fail_at(file_, line_, verdict.message);
+    }
+
+   private:
+    const char* file_;
+    unsigned line_;
+    int uncaught_;
+    LeakScope scope_;
+};
+
+inline doctest::IReporter* make_listener(const doctest::ContextOptions& options) {
+    Ignore quiet;
+    return new Listener(options);
+}
+inline const bool registered = (doctest::detail::registerReporterImpl("leakscope", 0, make_listener, false), true);
+
+}  // namespace doctest_detail
+}  // namespace test
+}  // namespace leakscope
+
+// Placed first in a test body: the run fails inside doctest when the body leaves allocations behind.
+#define LEAKSCOPE_GUARD() ::leakscope::test::doctest_detail::Guard leakscope_guard_(__FILE__, __LINE__)
+
+#endif  // LEAKSCOPE_DOCTEST_HPP_INCLUDED

@@ -1,0 +1,121 @@
+// leakscope/gtest.hpp — every GoogleTest test fails when it leaves allocations behind.
+//
+//     // exactly one translation unit of the test program (any test file; works with gtest_main):
+//     #define LEAKSCOPE_IMPLEMENTATION
+//     #include <leakscope/gtest.hpp>
+//     // other test files that want the escape hatches:
+//     #include <leakscope/gtest.hpp>
+//
+// Including this header anywhere in the program appends one listener (once, however many
+// translation units include it) after GoogleTest's default printer. For each test it opens a
+// leakscope::LeakScope named "Suite.Test" when the test starts (after the fixture's
+// SetUpTestSuite, before its constructor) and, when the test ends (after the fixture's
+// destructor), judges what is left: a leak fails the test through GoogleTest's own result —
+// ADD_FAILURE_AT the test's file and line with leakscope's report as the message — so it shows
+// as failed in the summary, in --gtest_output=xml/json and in the exit status.
+//
+// Like leakscope.hpp, this header never defines LEAKSCOPE_IMPLEMENTATION itself: the adapter may
+// be included by several test files, and the implementation (which replaces operator new) must
+// exist exactly once in the program.
+//
+// In a test:
+//     LEAKSCOPE_EXPECT_LEFTOVERS(2);   // exactly 2 blocks must be left behind (a cache that fills)
+//     LEAKSCOPE_ALLOW_LEAKS();         // no leak verdict for this test
+//     leakscope::Adopt a{leakscope::test::token()};   // in a thread: its allocations count
+// A test that failed (or was skipped) gets no leak verdict. What GoogleTest records while a test
+// runs (assertion results, SUCCEED(), skips, properties, SCOPED_TRACE) is never a leftover.
+#ifndef LEAKSCOPE_GTEST_HPP_INCLUDED
+#define LEAKSCOPE_GTEST_HPP_INCLUDED
+
+#include <leakscope/test_common.hpp>
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+
+namespace leakscope {
+namespace test {
+namespace gtest_detail {
+
+inline const char* const kNamespaces[] = {"testing::", "/gtest/", "/gmock/", "/googletest/", "/googlemock/", nullptr};
+
+// GoogleTest routes every test-part result of this thread (EXPECT_*, ASSERT_*, SUCCEED(),
+// GTEST_SKIP(), ADD_FAILURE()) through the thread's test-part reporter before storing it in the
+// test's result. HasNewFatalFailureHelper installs itself as that reporter and forwards to the one
+// it replaced; this subclass forwards under leakscope::Ignore, so the stored result (and the
+// vector that holds it) never counts for the test.
+class QuietReporter : public ::testing::internal::HasNewFatalFailureHelper {
+   public:
+    void ReportTestPartResult(const ::testing::TestPartResult& result) override {
+        Ignore quiet;
+        HasNewFatalFailureHelper::ReportTestPartResult(result);
+    }
+};
+
+class Listener : public ::testing::EmptyTestEventListener {
+   public:
+    Listener() = default;
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
+    // GoogleTest destroys its listeners at exit: a test that called exit() never ended, and gets
+    // no verdict.
+    ~Listener() override {
+        if (scope_) scope_->dismiss();
+    }
+
+    void OnTestProgramStart(const ::testing::UnitTest&) override {
+        // GoogleTest creates this thread's trace stack (SCOPED_TRACE) on first use and keeps it:
+        // create it now, with room for 4 nested traces, rather than inside the first test.
+        Ignore quiet;
+        ::testing::ScopedTrace a(__FILE__, __LINE__, ""), b(__FILE__, __LINE__, ""),
+            c(__FILE__, __LINE__, ""), d(__FILE__, __LINE__, "");
+    }
+
+    void OnTestStart(const ::testing::TestInfo& info) override {
+        detail::begin_run();
+        {
+            Ignore quiet;
+            name_.assign(info.test_suite_name()).append(".").append(info.name());
+            reporter_.emplace();
+        }
+        scope_.emplace(name_, detail::globals().threads, info.file(), unsigned(info.line()));
+        detail::globals().scope = &*scope_;
+    }
+
+    void OnTestEnd(const ::testing::TestInfo& info) override {
+        if (!scope_) return;
+        detail::globals().scope = nullptr;
+        const ::testing::TestResult& result = *info.result();
+        detail::Verdict verdict;
+        if (result.Failed() || result.Skipped())
+            scope_->dismiss();   // already failed: the leftovers are likely its consequence
+        else
+            verdict = detail::judge(*scope_, name_, kNamespaces);
+        scope_.reset();
+        reporter_.reset();
+        // This listener runs before the default printer's OnTestEnd (GoogleTest calls the end
+        // events in reverse order), so the failure is part of the test's result when printed.
+        if (verdict.failed) ADD_FAILURE_AT(info.file(), info.line()) << verdict.message;
+    }
+
+   private:
+    std::optional<QuietReporter> reporter_;
+    std::optional<LeakScope> scope_;
+    std::string name_;
+};
+
+inline bool install() {
+    Ignore quiet;
+    ::testing::UnitTest::GetInstance()->listeners().Append(new Listener);
+    return true;
+}
+
+// One listener per program, however many translation units include this header.
+inline const bool installed = install();
+
+}  // namespace gtest_detail
+}  // namespace test
+}  // namespace leakscope
+
+#endif  // LEAKSCOPE_GTEST_HPP_INCLUDED

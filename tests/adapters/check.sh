@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Runs a fixture test program of one framework adapter and checks, exactly, what it must say:
+# its exit status, which tests failed (and that no other did), the leftover counts, the leaking
+# lines (found in the fixture's source by their "LEAK:<id>" markers) and, where the framework
+# writes one, the XML/JUnit failure entries.
+#
+#   check.sh gtest|catch2|catch2_guard|doctest|doctest_guard|benchmark <binary> <fixture.cpp> <workdir>
+set -uo pipefail
+
+framework=$1 bin=$2 src=$3 work=$4
+mkdir -p "$work"
+fails=0
+fail() {
+  echo "FAIL [$framework]: $*" >&2
+  fails=$((fails + 1))
+}
+pass() { echo "ok   [$framework]: $*"; }
+
+# line_of ID: the line of the "LEAK:ID" marker in the fixture.
+line_of() {
+  local n
+  n=$(grep -n "LEAK:$1\$" "$src" | cut -d: -f1)
+  [ -n "$n" ] || { echo "check.sh: no LEAK:$1 marker in $src" >&2; exit 2; }
+  echo "$n"
+}
+# test_line NAME: the line of the first line of the fixture that contains NAME (a test's declaration).
+test_line() { grep -n -F "$1" "$src" | head -n 1 | cut -d: -f1; }
+base=$(basename "$src")
+
+# run OUT STATUS ARGS...: runs the binary, output (stdout+stderr) to OUT, expects exit STATUS.
+run() {
+  local out=$1 want=$2
+  shift 2
+  "$bin" "$@" >"$out" 2>&1
+  local rc=$?
+  if [ "$rc" -eq "$want" ]; then pass "exit status $rc (${*:-no arguments})"; else
+    fail "exit status $rc, expected $want (${*:-no arguments}); output in $out"
+    tail -n 40 "$out" >&2
+  fi
+}
+# same_set WHAT "expected names" "actual names": exact set equality, one name per line.
+same_set() {
+  local what=$1 want have
+  want=$(printf '%s\n' "$2" | sed '/^$/d' | sort -u)
+  have=$(printf '%s\n' "$3" | sed '/^$/d' | sort -u)
+  if [ "$want" = "$have" ]; then pass "$what: $(echo "$want" | paste -sd '|')"; else
+    fail "$what: expected [$(echo "$want" | paste -sd '|')], got [$(echo "$have" | paste -sd '|')]"
+  fi
+}
+# contains FILE TEXT WHAT
+contains() {
+  if grep -q -F -- "$2" "$1"; then pass "$3"; else fail "$3: '$2' not in $1"; fi
+}
+lacks() {
+  if grep -q -F -- "$2" "$1"; then fail "$3: '$2' found in $1"; else pass "$3"; fi
+}
+# between FILE START END: the lines from the first START to the next END (fixed strings).
+between() {
+  awk -v s="$2" -v e="$3" 'index($0, s) { on = 1 } on { print } on && index($0, e) && !index($0, s) { exit }' "$1"
+}
+# site_has TEXT ID WHAT: a frame "file:line)" of the marked line appears in TEXT (a report).
+site_has() {
+  local line
+  line=$(line_of "$2")
+  if printf '%s\n' "$1" | grep -q -E "$base:$line\\)"; then pass "$3 names $base:$line"; else
+    fail "$3 does not name $base:$line"
+    printf '%s\n' "$1" | head -n 30 >&2
+  fi
+}
+
+check_gtest() {
+  local out=$work/gtest.out xml=$work/gtest.xml
+  rm -f "$xml"
+  run "$out" 1 --gtest_filter=-ExitCall.* --gtest_output=xml:"$xml"
+  local expected
+  expected=$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne Bad.ThrowsOutOfBody Bad.AlreadyFailed)
+  same_set "failed tests (summary)" "$expected" \
+    "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$out")"
+  contains "$out" "[==========] 21 tests from 9 test suites ran." "21 tests ran"
+  local r
+  r=$(between "$out" "[ RUN      ] Leaks.OneBlock" "[  FAILED  ] Leaks.OneBlock")
+  printf '%s\n' "$r" | grep -q -F "scope \"Leaks.OneBlock\" opened at " &&
+    printf '%s\n' "$r" | grep -q -F "$base:$(test_line 'TEST(Leaks, OneBlock)') left 1 block (4 bytes) behind" &&
+    pass "Leaks.OneBlock: 1 block, 4 bytes, at the test's line" || fail "Leaks.OneBlock report: $r"
+  site_has "$r" gtest_one_block "Leaks.OneBlock's report"
+  r=$(between "$out" "[ RUN      ] Leaks.OnExceptionPath" "[  FAILED  ] Leaks.OnExceptionPath")
+  printf '%s\n' "$r" | grep -q -F "left 1 block (16 bytes) behind" && pass "Leaks.OnExceptionPath: 1 block" ||
+    fail "Leaks.OnExceptionPath report: $r"
+  site_has "$r" gtest_exception_path "Leaks.OnExceptionPath's report"
+  r=$(between "$out" "[ RUN      ] Escape.ExpectTwoButOne" "[  FAILED  ] Escape.ExpectTwoButOne")
+  printf '%s\n' "$r" | grep -q -F "leakscope: expected 2 leftover blocks, found 1" &&
+    pass "Escape.ExpectTwoButOne: expected 2, found 1" || fail "Escape.ExpectTwoButOne: $r"
+  site_has "$r" gtest_expect_two_but_one "Escape.ExpectTwoButOne's report"
+  for t in Bad.ThrowsOutOfBody Bad.AlreadyFailed; do
+    r=$(between "$out" "[ RUN      ] $t" "[  FAILED  ] $t")
+    if printf '%s\n' "$r" | grep -q leakscope; then fail "$t got a leak verdict: $r"; else
+      pass "$t: failed for its own reason only"; fi
+  done
+  # Every test that is not listed passed without a word from leakscope.
+  local leak_lines
+  leak_lines=$(grep -c '^leakscope: scope ' "$out")
+  [ "$leak_lines" -eq 3 ] && pass "3 leak reports in all" || fail "$leak_lines leak reports, expected 3"
+  # The XML: failures on exactly these test cases, with the report as the message.
+  if [ -f "$xml" ]; then
+    same_set "failed tests (XML)" "$expected" "$(awk '
+      /<testcase / { match($0, /name="[^"]*"/); n = substr($0, RSTART + 6, RLENGTH - 7)
+                     match($0, /classname="[^"]*"/); c = substr($0, RSTART + 11, RLENGTH - 12) }
+      /<failure / { print c "." n }' "$xml" | sort -u)"
+    contains "$xml" "leakscope: scope &quot;Leaks.OneBlock&quot; opened at" "XML failure message carries the report"
+  else
+    fail "no XML written"
+  fi
+  # A test that calls exit(): the process ends with its status; no verdict, no report, no crash.
+  run "$work/gtest_exit.out" 3 --gtest_filter=ExitCall.*
+  lacks "$work/gtest_exit.out" "leakscope" "exit() inside a test: no report"
+}
+
+# The listener routes (Catch2, doctest) print one header line per leaking run:
+#   leakscope: test case "NAME" [section|subcase "PATH"] (file:line) FAILED: ...
+# listener_runs OUT: "NAME / PATH" per leaking run.
+listener_runs() {
+  sed -n -e 's/^leakscope: test case "\(.*\)" \(section\|subcase\) "\(.*\)" (.*) FAILED: .*/\1 \/ \3/p' \
+    -e 's/^leakscope: test case "\([^"]*\)" (.*) FAILED: .*/\1/p' "$1"
+}
+# listener_report OUT NAME: the report of the leaking run whose header names NAME.
+listener_report() {
+  awk -v n="leakscope: test case \"$2\"" '
+    index($0, "leakscope: test case ") == 1 { on = (index($0, n) == 1) }
+    index($0, "leakscope: ") != 1 { on = 0 }
+    on { print }' "$1"
+}
+# listener_case OUT NAME LEFT ID: that run's report says "left LEFT" and names the marked line.
+listener_case() {
+  local r
+  r=$(listener_report "$1" "$2")
+  if printf '%s\n' "$r" | grep -q -F "left $3 behind"; then pass "\"$2\": left $3"; else
+    fail "\"$2\": no 'left $3 behind' in: $r"; fi
+  site_has "$r" "$4" "\"$2\"'s report"
+}
+# junit_failed FILE: "name" of every JUnit <testcase> holding a <failure>.
+junit_failed() {
+  awk '/<testcase / { match($0, / name="[^"]*"/); n = substr($0, RSTART + 7, RLENGTH - 8) }
+       /<failure/ { print n }' "$1" | sed 's/&quot;/"/g; s/&amp;/\&/g' | sort -u
+}
+
+check_catch2() {
+  local out=$work/catch2
+  # Clean tests stay clean under every reporter; the exit status stays 0.
+  for rep in console junit xml compact; do
+    run "$out.noise.$rep" 0 "[noise]" -r "$rep"
+    lacks "$out.noise.$rep" "leakscope" "[noise] with -r $rep: nothing from leakscope"
+  done
+  run "$out.noise.s" 0 "[noise]" -s
+  lacks "$out.noise.s" "leakscope" "[noise] with -s: nothing from leakscope"
+  # The listener: each leaking run named, with its sections; exit status 1 though Catch2 says 0.
+  run "$out.listener" 1 "[listener]"
+  contains "$out.listener" "All tests passed" "Catch2 itself saw no failure"
+  same_set "leaking runs (listener)" "$(printf '%s\n' \
+    "listener: leaks one block" \
+    "listener: leaks in one section only / leaking section" \
+    "listener: leaks three sections deep / level one / level two / level three" \
+    "listener: leaks on an exception path" \
+    "listener: expects two, leaves one")" "$(listener_runs "$out.listener")"
+  listener_case "$out.listener" "listener: leaks one block" "1 block (4 bytes)" catch2_one_block
+  listener_case "$out.listener" "listener: leaks in one section only\" section \"leaking section" "1 block (8 bytes)" catch2_section
+  listener_case "$out.listener" "listener: leaks three sections deep\" section \"level one / level two / level three" \
+    "1 block (2 bytes)" catch2_deep
+  listener_case "$out.listener" "listener: leaks on an exception path" "1 block (16 bytes)" catch2_exception_path
+  listener_case "$out.listener" "listener: expects two, leaves one" "1 block (4 bytes)" catch2_expect_two_but_one
+  contains "$out.listener" "leakscope: expected 2 leftover blocks, found 1" "expects two, leaves one: says so"
+  contains "$out.listener" "leakscope: 5 test runs left allocations behind" "summary: 5 leaking runs"
+  # The guard: failures inside Catch2 — its totals, its exit status (2 failed assertions), JUnit.
+  local xml=$work/catch2.junit.xml
+  rm -f "$xml"
+  run "$out.guard" 2 "[guard]" -r junit -o "$xml"
+  same_set "failed test cases (JUnit)" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one section")" \
+    "$(junit_failed "$xml")"
+  contains "$xml" "failures=\"2\" tests=\"4\"" "JUnit: 2 failures in 4 test runs"
+  contains "$xml" "<failure type=\"LEAKSCOPE_GUARD\">" "JUnit failure type names the guard"
+  if grep -q -E "^at .*$base:$(line_of catch2_guard_line)\$" "$xml"; then pass "JUnit failure at the guard's line"; else
+    fail "JUnit failure not at the guard's line $(line_of catch2_guard_line)"; fi
+  site_has "$(cat "$xml")" catch2_guard_leak "JUnit failure message (guard: leaks one block)"
+  site_has "$(cat "$xml")" catch2_guard_section "JUnit failure message (guard: leaks in one section)"
+  contains "$xml" "scope \"guard: leaks in one section / leaking\"" "JUnit message names the section"
+  lacks "$out.guard" "leakscope: test case" "guarded runs: the listener stays quiet"
+  # Tests that fail for their own reasons: Catch2's status (3 failed assertions), no verdict.
+  run "$out.bad" 3 "[bad]"
+  lacks "$out.bad" "leakscope" "[bad]: no leak verdict on failed tests"
+  run "$out.exit" 3 "[.exit]"
+  lacks "$out.exit" "leakscope" "exit() inside a test: no report"
+}
+
+check_doctest() {
+  local out=$work/doctest
+  for rep in console junit xml; do
+    run "$out.noise.$rep" 0 -ts=noise -r="$rep"
+    lacks "$out.noise.$rep" "leakscope" "noise with -r=$rep: nothing from leakscope"
+  done
+  run "$out.noise.s" 0 -ts=noise -s
+  lacks "$out.noise.s" "leakscope" "noise with -s: nothing from leakscope"
+  run "$out.listener" 1 -ts=listener
+  contains "$out.listener" "[doctest] Status: SUCCESS!" "doctest itself saw no failure"
+  same_set "leaking runs (listener)" "$(printf '%s\n' \
+    "listener: leaks one block" \
+    "listener: leaks in one subcase only / leaking subcase" \
+    "listener: leaks three subcases deep / level one / level two / level three" \
+    "listener: leaks on an exception path" \
+    "listener: expects two, leaves one")" "$(listener_runs "$out.listener")"
+  listener_case "$out.listener" "listener: leaks one block" "1 block (4 bytes)" doctest_one_block
+  listener_case "$out.listener" "listener: leaks in one subcase only\" subcase \"leaking subcase" "1 block (8 bytes)" doctest_subcase
+  listener_case "$out.listener" "listener: leaks three subcases deep\" subcase \"level one / level two / level three" \
+    "1 block (2 bytes)" doctest_deep
+  listener_case "$out.listener" "listener: leaks on an exception path" "1 block (16 bytes)" doctest_exception_path
+  listener_case "$out.listener" "listener: expects two, leaves one" "1 block (4 bytes)" doctest_expect_two_but_one
+  contains "$out.listener" "leakscope: expected 2 leftover blocks, found 1" "expects two, leaves one: says so"
+  contains "$out.listener" "leakscope: 5 test runs left allocations behind" "summary: 5 leaking runs"
+  local xml=$work/doctest.junit.xml
+  "$bin" -ts=guard -r=junit >"$xml" 2>"$out.guard.err"
+  local rc=$?
+  [ $rc -eq 1 ] && pass "exit status 1 (-ts=guard -r=junit)" || fail "exit status $rc (-ts=guard -r=junit), expected 1"
+  same_set "failed test runs (JUnit)" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one subcase/leaking")" \
+    "$(junit_failed "$xml")"
+  contains "$xml" "failures=\"2\" tests=\"4\"" "JUnit: 2 failures in 4 test runs"
+  if grep -q -E "$base:$(line_of doctest_guard_line):\$" "$xml"; then pass "JUnit failure at the guard's line"; else
+    fail "JUnit failure not at the guard's line $(line_of doctest_guard_line)"; fi
+  site_has "$(cat "$xml")" doctest_guard_leak "JUnit failure message (guard: leaks one block)"
+  site_has "$(cat "$xml")" doctest_guard_subcase "JUnit failure message (guard: leaks in one subcase)"
+  contains "$xml" "scope &quot;guard: leaks in one subcase / leaking&quot;" "JUnit message names the subcase"
+  lacks "$out.guard.err" "leakscope: test case" "guarded runs: the listener stays quiet"
+  run "$out.bad" 1 -ts=bad
+  lacks "$out.bad" "leakscope" "bad: no leak verdict on failed tests"
+  contains "$out.bad" "test cases: 3 | 0 passed | 3 failed" "bad: the 3 tests failed for their own reasons"
+  run "$out.exit" 3 -ts=exit
+  lacks "$out.exit" "leakscope" "exit() inside a test: no report"
+}
+
+check_benchmark() {
+  local json=$work/benchmark.json
+  "$bin" --benchmark_format=json >"$json" 2>"$work/benchmark.err"
+  local rc=$?
+  [ $rc -eq 0 ] && pass "exit status 0" || fail "exit status $rc"
+  # field BENCHMARK KEY: the value of KEY in that benchmark's JSON object.
+  field() {
+    awk -v b="\"name\": \"$1\"," -v k="\"$2\": " '
+      index($0, b) { on = 1 } on && index($0, k) { v = substr($0, index($0, k) + length(k)); sub(/,$/, "", v); print v; exit }' "$json"
+  }
+  expect_field() {
+    local v
+    v=$(field "$1" "$2")
+    [ "$v" = "$3" ] && pass "$1: $2 = $3" || fail "$1: $2 = '$v', expected $3"
+  }
+  # Google Benchmark 1.7 allocates one ThreadManager inside the measured run: +1 allocation over
+  # the run's min(16, iterations) iterations.
+  expect_field churn/iterations:10 allocs_per_iter 2.1000000000000001e+00
+  expect_field churn/iterations:10 net_heap_growth 0
+  expect_field grows/iterations:10 allocs_per_iter 1.1000000000000001e+00
+  expect_field grows/iterations:10 net_heap_growth 80
+  expect_field grows/iterations:10 max_bytes_used 80
+  expect_field peak/iterations:4 net_heap_growth 0
+  local peak
+  peak=$(field peak/iterations:4 max_bytes_used)
+  if [ -n "$peak" ] && [ "$peak" -ge 1048576 ] && [ "$peak" -lt 1114112 ]; then
+    pass "peak/iterations:4: max_bytes_used $peak (1 MiB held at once, within 64 KiB)"
+  else fail "peak/iterations:4: max_bytes_used '$peak', expected 1 MiB to 1 MiB + 64 KiB"; fi
+  lacks "$json" "total_allocated_bytes" "total_allocated_bytes: not reported"
+}
+
+case "$framework" in
+  benchmark) check_benchmark ;;
+  gtest) check_gtest ;;
+  catch2) check_catch2 ;;
+  doctest) check_doctest ;;
+  *) echo "check.sh: unknown framework '$framework'" >&2; exit 2 ;;
+esac
+
+if [ "$fails" -ne 0 ]; then
+  echo "check.sh [$framework]: $fails check(s) failed" >&2
+  exit 1
+fi
+echo "check.sh [$framework]: all checks passed"

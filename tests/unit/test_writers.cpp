@@ -1,0 +1,417 @@
+// The report writers: golden output of each format for a fixed report, valid output for bad
+// names, empty and 100k-site reports, destinations (FILE*, ostream, path with %p/%n), files
+// written safely, the report= option, and a user-defined writer receiving exactly the reports made.
+// Set LEAKSCOPE_UPDATE_GOLDEN=1 to rewrite tests/golden/ from the current output (then review the diff).
+#include "support.hpp"
+
+#include "../writers/checks.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+using checks::Json;
+using leakscope::Report;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+bool exists(const std::string& path) {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0;
+}
+
+// tests/golden/, found from this file's path (absolute with CMake, relative to the build tree's
+// root with Meson, whose tests run in a subdirectory of it).
+std::string golden_dir() {
+    std::string file = __FILE__;
+    std::string dir = file.substr(0, file.rfind('/')) + "/../golden/";
+    for (std::string up : {"", "../", "../../", "../../../"}) {
+        std::string candidate = (dir[0] == '/' ? "" : up) + dir;
+        if (exists(candidate + "report.txt") || std::getenv("LEAKSCOPE_UPDATE_GOLDEN")) return candidate;
+    }
+    FAIL("tests/golden not found from " << file);
+    return "";
+}
+
+void compare_with_golden(const std::string& name, const std::string& actual) {
+    std::string path = golden_dir() + name;
+    if (std::getenv("LEAKSCOPE_UPDATE_GOLDEN")) {
+        std::ofstream(path, std::ios::binary) << actual;
+        WARN("updated " << path);
+    }
+    std::string expected = slurp(path);
+    INFO("golden file " << path);
+    CHECK(actual == expected);
+}
+
+// A fresh directory for a test's files, removed when the test ends.
+struct Scratch {
+    std::string dir;
+    explicit Scratch(const char* name) : dir("writers-" + std::to_string(::getpid()) + "-" + name) {
+        remove();
+        REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+    }
+    ~Scratch() { remove(); }
+    void remove() const {
+        std::string rm = "rm -rf '" + dir + "'";
+        if (std::system(rm.c_str()) != 0) WARN("could not remove " << dir);
+    }
+};
+
+std::vector<std::string> list_dir(const std::string& dir) {
+    std::vector<std::string> names;
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d))
+            if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) names.push_back(e->d_name);
+        ::closedir(d);
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+// What `body` writes to file descriptor 2 (leakscope's diagnostics use write(2) directly).
+template <class Body>
+std::string stderr_of(Body&& body) {
+    std::fflush(stderr);
+    char name[] = "/tmp/leakscope-stderr-XXXXXX";
+    int fd = ::mkstemp(name);
+    REQUIRE(fd >= 0);
+    int saved = ::dup(2);
+    ::dup2(fd, 2);
+    body();
+    std::fflush(stderr);
+    ::dup2(saved, 2);
+    ::close(saved);
+    ::close(fd);
+    std::string text = slurp(name);
+    ::unlink(name);
+    return text;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::size_t at = 0;
+    while (at < text.size()) {
+        std::size_t end = text.find('\n', at);
+        if (end == std::string::npos) end = text.size();
+        lines.push_back(text.substr(at, end - at));
+        at = end + 1;
+    }
+    return lines;
+}
+
+std::size_t columns(const std::string& line) {
+    std::size_t n = 0;
+    for (char c : line) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    return n;
+}
+
+std::string pprof_dump(const std::string& gz) { return checks::ProtoDumper().dump(checks::gunzip_stored(gz)); }
+
+// Folded stacks as flamegraph.pl reads them: frames split on ';', the count after the last space.
+void check_folded(const std::string& folded, std::size_t sites) {
+    std::vector<std::string> lines = lines_of(folded);
+    REQUIRE(lines.size() == sites);
+    CHECK((folded.empty() || folded.back() == '\n'));
+    for (const std::string& line : lines) {
+        INFO(line);
+        std::size_t space = line.rfind(' ');
+        REQUIRE(space != std::string::npos);
+        CHECK(space > 0);
+        CHECK(line.find_first_not_of("0123456789", space + 1) == std::string::npos);
+        CHECK(line.size() > space + 1);
+        CHECK(line.find(";;") == std::string::npos);
+        CHECK(checks::valid_utf8(line));
+        bool printable = true;
+        for (char c : line) printable = printable && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+        CHECK(printable);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("each writer's output for the fixed report matches its golden file", "[writers]") {
+    Report r = checks::golden_report();
+    compare_with_golden("report.txt", leakscope::TextWriter(stdout).render(r));
+    compare_with_golden("report.json", leakscope::JsonWriter(stdout).render(r));
+    compare_with_golden("report.folded", leakscope::FoldedWriter(stdout).render(r));
+    compare_with_golden("report.html", leakscope::HtmlWriter(stdout).render(r));
+    compare_with_golden("report.pprof.txt", pprof_dump(leakscope::PprofWriter(stdout).render(r)));
+}
+
+TEST_CASE("the text writer fits 80 columns and keeps control characters away from the terminal", "[writers]") {
+    std::string text = leakscope::TextWriter(stdout).render(checks::golden_report());
+    for (const std::string& line : lines_of(text)) {
+        INFO(line);
+        CHECK(columns(line) <= 80);
+        CHECK(line.rfind("leakscope: ", 0) == 0);
+        CHECK(line.find('\x1b') == std::string::npos);   // not a terminal: no colour
+        CHECK(checks::valid_utf8(line));
+        for (char c : line) CHECK(static_cast<unsigned char>(c) >= 0x20);
+    }
+    // Long names are cut in the middle, file:line kept whole.
+    Report r = checks::golden_report();
+    r.sites[0].frames[0].function = "std::vector<std::pair<std::string, std::map<int, std::string>>>::emplace_back<int, int>(int&&, int&&)";
+    for (const std::string& line : lines_of(leakscope::TextWriter(stdout).render(r))) CHECK(columns(line) <= 80);
+    CHECK(leakscope::TextWriter(stdout).render(r).find("...") != std::string::npos);
+    CHECK(leakscope::TextWriter(stdout).render(r).find("(/src/render.cpp:17)") != std::string::npos);
+}
+
+TEST_CASE("JSON: the schema's fields in order, any bytes escaped into valid UTF-8", "[writers]") {
+    Report r = checks::golden_report();
+    std::string text = leakscope::JsonWriter(stdout).render(r);
+    REQUIRE(text.back() == '\n');
+    CHECK(text.find('\n') == text.size() - 1);   // one line: appended documents make JSON Lines
+    Json j = checks::parse_json(text);
+    REQUIRE(j.keys.size() == 12);
+    const char* order[] = {"leakscope", "kind", "scope", "file", "line", "by_exception", "blocks", "bytes",
+                           "released_blocks", "released_bytes", "sites", "suppressed"};
+    for (std::size_t i = 0; i < 12; ++i) CHECK(j.keys[i] == order[i]);
+    CHECK(j["leakscope"].value == 1);
+    CHECK(j["by_exception"].flag);
+    CHECK(j["sites"].items.size() == 3);
+    const Json& weird = j["sites"][2]["frames"][0];
+    // Quotes, backslashes, tab, ';', control characters survive; each byte that is not UTF-8
+    // (0xff, the overlong 0xc0 0x80, the surrogate 0xed 0xa0 0x80) becomes U+FFFD.
+    CHECK(weird["function"].text ==
+          "weird \"quoted\" back\\slash\ttab;semi\x01\x7f bad\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD "
+          "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD caf\xc3\xa9 \xf0\x9f\x98\x80");
+    CHECK(weird["file"].text == "/src/dir with space/w\"e;ird.cpp");
+    CHECK(j["sites"][0]["frames"][0]["inlined"].flag);
+    CHECK(j["sites"][0]["frames"][0]["address"].text == "0x2010");
+    CHECK(j["sites"][0]["allocator_frames"].items.size() == 2);
+    CHECK(j["suppressed"][0]["rule"].text == "leak:Cache::warm");
+    CHECK(j["suppressed"][0]["bytes"].value == 4096);
+}
+
+TEST_CASE("every writer gives valid output for an empty report", "[writers]") {
+    Report empty;
+    Json j = checks::parse_json(leakscope::JsonWriter(stdout).render(empty));
+    CHECK(j["sites"].items.empty());
+    CHECK(j["kind"].text.empty());
+    CHECK(leakscope::FoldedWriter(stdout).render(empty).empty());
+    std::string dump = pprof_dump(leakscope::PprofWriter(stdout).render(empty));
+    CHECK(dump.find("sample {") == std::string::npos);
+    CHECK(dump.find("sample_type { type: 1 unit: 2 }") == 0);
+    std::string html = leakscope::HtmlWriter(stdout).render(empty);
+    CHECK(html.find("\"sites\":[]") != std::string::npos);
+    std::string text = leakscope::TextWriter(stdout).render(empty);
+    CHECK(lines_of(text).size() == 3);   // what is left, where the scope was, the minus side
+    CHECK(text.find("left 0 blocks (0 bytes) behind") != std::string::npos);
+}
+
+TEST_CASE("100k sites: JSON parses, folded has a line per site, pprof decodes, HTML holds them", "[writers]") {
+    const std::size_t n = 100000;
+    Report r = checks::many_sites_report(n);
+    Json j = checks::parse_json(leakscope::JsonWriter(stdout).render(r));
+    CHECK(j["sites"].items.size() == n);
+    CHECK(j["sites"][n - 1]["frames"][0]["function"].text == "leaf_99999(int)");
+    check_folded(leakscope::FoldedWriter(stdout).render(r), n);
+    std::string profile = checks::gunzip_stored(leakscope::PprofWriter(stdout).render(r));
+    checks::ProtoDumper dumper;
+    CHECK(dumper.count(profile, 2) == n);            // samples
+    CHECK(dumper.count(profile, 5) == n + 1000 + 3); // functions: leaves, middles, worker/run/main
+    CHECK(!dumper.dump(profile).empty());            // well-formed all through
+    std::string html = leakscope::HtmlWriter(stdout).render(r);
+    std::size_t data = html.find("<script id=\"leakscope-data\" type=\"application/json\">");
+    REQUIRE(data != std::string::npos);
+    data = html.find('>', data) + 1;
+    Json page = checks::parse_json(html.substr(data, html.find("</script>", data) - data));
+    CHECK(page["sites"].items.size() == n);
+    std::string text = leakscope::TextWriter(stdout).render(r);
+    CHECK(text.find("... 99980 more sites") != std::string::npos);
+}
+
+TEST_CASE("folded stacks: root first, one line per site, ';' and control characters kept out of names", "[writers]") {
+    std::string folded = leakscope::FoldedWriter(stdout).render(checks::golden_report());
+    check_folded(folded, 3);
+    CHECK(lines_of(folded)[0] == "main;handle(Request const&, Response&);render_page(Request const&) 120");
+    CHECK(lines_of(folded)[1] == "main;/build/libplugin.so+0x3400;Cache::fill(std::map<int, std::string>&) 64");
+}
+
+TEST_CASE("the HTML page is self-contained and cannot be broken out of by a name", "[writers]") {
+    Report r = checks::golden_report();
+    r.sites[1].frames[0].function = "</script><script>alert(1)</script><!--";
+    std::string html = leakscope::HtmlWriter(stdout).render(r);
+    CHECK(html.find("alert(1)") != std::string::npos);
+    CHECK(html.find("<script>alert") == std::string::npos);
+    CHECK(html.find("http://") == std::string::npos);
+    CHECK(html.find("https://") == std::string::npos);
+    CHECK(html.find(" src=") == std::string::npos);
+    CHECK(checks::valid_utf8(html));
+}
+
+TEST_CASE("pprof: inlined frames are lines of one location, functions carry file and line", "[writers]") {
+    std::string dump = pprof_dump(leakscope::PprofWriter(stdout).render(checks::golden_report()));
+    // render_page was inlined into handle at 0x2010: one location, two lines, innermost first.
+    CHECK(dump.find("location { id: 1 mapping_id: 1 address: 8208 line { function_id: 1 line: 17 } line { "
+                    "function_id: 2 line: 22 } }") != std::string::npos);
+    CHECK(dump.find("sample { location_id: [1 2] value: [3 120] label { key: ") != std::string::npos);
+}
+
+TEST_CASE("a writer delivers the same bytes to a FILE*, an ostream and a path", "[writers]") {
+    Scratch scratch("same");
+    const std::string& dir = scratch.dir;
+    Report r = checks::golden_report();
+    std::string expected = leakscope::JsonWriter(stdout).render(r);
+    std::ostringstream stream;
+    leakscope::JsonWriter(stream).write(r);
+    CHECK(stream.str() == expected);
+    std::string file_path = dir + "/file.json";
+    std::FILE* f = std::fopen(file_path.c_str(), "w");
+    REQUIRE(f);
+    leakscope::JsonWriter(f).write(r);
+    std::fclose(f);
+    CHECK(slurp(file_path) == expected);
+    leakscope::JsonWriter(dir + "/path.json").write(r);
+    CHECK(slurp(dir + "/path.json") == expected);
+    CHECK(list_dir(dir) == std::vector<std::string>{"file.json", "path.json"});   // no temporary left
+}
+
+TEST_CASE("paths: %p is the pid, %n the report number; replace vs append (JSON Lines)", "[writers]") {
+    Scratch scratch("numbers");
+    const std::string& dir = scratch.dir;
+    Report r = checks::golden_report();
+    leakscope::JsonWriter numbered(dir + "/r-%p-%n.json");
+    numbered.write(r);
+    numbered.write(r);
+    numbered.write(r);
+    std::string pid = std::to_string(::getpid());
+    CHECK(list_dir(dir) ==
+          std::vector<std::string>{"r-" + pid + "-1.json", "r-" + pid + "-2.json", "r-" + pid + "-3.json"});
+    leakscope::JsonWriter replacing(dir + "/latest.json");
+    r.scope = "first";
+    replacing.write(r);
+    r.scope = "second";
+    replacing.write(r);
+    CHECK(checks::parse_json(slurp(dir + "/latest.json"))["scope"].text == "second");
+    leakscope::JsonWriter appending(dir + "/all.jsonl", leakscope::OutputWriter::Mode::append);
+    appending.write(r);
+    r.scope = "third";
+    appending.write(r);
+    std::vector<std::string> lines = lines_of(slurp(dir + "/all.jsonl"));
+    REQUIRE(lines.size() == 2);
+    CHECK(checks::parse_json(lines[0])["scope"].text == "second");
+    CHECK(checks::parse_json(lines[1])["scope"].text == "third");
+    leakscope::JsonWriter percent(dir + "/100%%-%q.json");
+    percent.write(r);
+    CHECK(exists(dir + "/100%-%q.json"));
+}
+
+TEST_CASE("files: never through a planted symlink; an unwritable path warns once and reports on stderr", "[writers]") {
+    Scratch scratch("safe");
+    const std::string& dir = scratch.dir;
+    std::string victim = dir + "/victim";
+    { std::ofstream(victim) << "precious"; }
+    REQUIRE(::symlink("victim", (dir + "/leaks.json").c_str()) == 0);
+    Report r = checks::golden_report();
+    for (auto mode : {leakscope::OutputWriter::Mode::replace, leakscope::OutputWriter::Mode::append}) {
+        leakscope::JsonWriter writer(dir + "/leaks.json", mode);
+        std::string err = stderr_of([&] { writer.write(r); });
+        std::vector<std::string> lines = lines_of(err);
+        REQUIRE(lines.size() >= 2);
+        CHECK(lines[0] == "leakscope: cannot write the report to '" + dir +
+                              "/leaks.json': it is a symbolic link (not followed); it follows on stderr");
+        CHECK(err.substr(lines[0].size() + 1) == leakscope::TextWriter(stdout).render(r));   // the report, as text
+        CHECK(slurp(victim) == "precious");
+        struct stat st;
+        REQUIRE(::lstat((dir + "/leaks.json").c_str(), &st) == 0);
+        CHECK(S_ISLNK(st.st_mode));
+    }
+    std::string missing = dir + "/no/such/dir/r.json";
+    std::string err = stderr_of([&] { leakscope::JsonWriter(missing).write(r); });
+    CHECK(lines_of(err)[0] == "leakscope: cannot write the report to '" + missing +
+                                  "': cannot create a file in its directory (No such file or directory); it follows on stderr");
+    CHECK(lines_of(err).size() == 1 + lines_of(leakscope::TextWriter(stdout).render(r)).size());
+    CHECK(list_dir(dir) == std::vector<std::string>{"leaks.json", "victim"});
+}
+
+TEST_CASE("a user-defined writer receives exactly the reports produced", "[writers]") {
+    struct Counting : leakscope::Writer {
+        std::vector<std::string> scopes;
+        void write(const Report& r) override { scopes.push_back(r.scope); }
+    };
+    auto counting = std::make_shared<Counting>();
+    std::ostringstream json;
+    leakscope::set_writers({counting});
+    leakscope::add_writer(std::make_shared<leakscope::JsonWriter>(json));
+    std::vector<int*> kept;
+    kept.reserve(10);   // no reallocation inside a scope
+    for (int i = 0; i < 10; ++i) {
+        leakscope::LeakScope scope("request " + std::to_string(i));
+        int* p = test::kept(new int(i));
+        if (i % 3 == 0)
+            kept.push_back(p);   // requests 0, 3, 6, 9 leak
+        else
+            delete p;
+        if (i == 9) scope.dismiss();   // ... but 9 is dismissed: no report
+    }
+    leakscope::set_writers({});
+    for (int* p : kept) delete p;
+    CHECK(counting->scopes == std::vector<std::string>{"request 0", "request 3", "request 6"});
+    std::vector<std::string> lines = lines_of(json.str());
+    REQUIRE(lines.size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(checks::parse_json(lines[i])["scope"].text == counting->scopes[i]);
+}
+
+TEST_CASE("report= selects the writers; a bad entry is one line on stderr", "[writers][options]") {
+    Scratch scratch("option");
+    const std::string& dir = scratch.dir;
+    std::string options = "report='json:" + dir + "/r-%n.json,folded=" + dir + "/r-%n.folded,jsonl:" + dir + "/all.jsonl'";
+    std::string err = stderr_of([&] { leakscope::configure(options); });
+    CHECK(err.empty());
+    std::vector<int*> kept;
+    kept.reserve(10);
+    for (int i = 0; i < 2; ++i) {
+        leakscope::LeakScope scope("opt");
+        kept.push_back(test::kept(new int(i)));
+    }
+    leakscope::set_writers({});
+    for (int* p : kept) delete p;
+    CHECK(list_dir(dir) == std::vector<std::string>{"all.jsonl", "r-1.folded", "r-1.json", "r-2.folded", "r-2.json"});
+    CHECK(checks::parse_json(slurp(dir + "/r-2.json"))["scope"].text == "opt");
+    CHECK(lines_of(slurp(dir + "/all.jsonl")).size() == 2);
+
+    // set_writers() after report= wins; report= after set_writers() wins.
+    leakscope::configure("report=json=" + dir + "/never.json");
+    auto capture = std::make_shared<test::CaptureWriter>();
+    leakscope::set_writers({capture});
+    {
+        leakscope::LeakScope scope("code wins");
+        kept.assign(1, test::kept(new int(1)));
+    }
+    delete kept[0];
+    CHECK(capture->reports.size() == 1);
+    CHECK(!exists(dir + "/never.json"));
+    leakscope::configure("report=text=" + dir + "/later.txt");
+    {
+        leakscope::LeakScope scope("option wins");
+        kept.assign(1, test::kept(new int(1)));
+    }
+    delete kept[0];
+    leakscope::set_writers({});
+    CHECK(capture->reports.size() == 1);
+    CHECK(slurp(dir + "/later.txt").find("scope \"option wins\"") != std::string::npos);
+
+    err = stderr_of([&] { leakscope::configure("report=text,xml=out.xml stacks=on"); });
+    CHECK(err ==
+          "leakscope: configure(): report= wants text, json, jsonl, folded, html or pprof, each with an optional "
+          "=destination, not 'xml=out.xml'; ignored\n");
+    err = stderr_of([&] { leakscope::configure("report=json="); });
+    CHECK(err.find("not 'json='; ignored") != std::string::npos);
+    err = stderr_of([&] { leakscope::configure("report="); });
+    CHECK(err.find("not '(empty)'; ignored") != std::string::npos);
+    leakscope::set_writers({});
+}
