@@ -4640,6 +4640,17 @@ inline std::string elide(std::string s, std::size_t width) {
     return s.substr(0, byte_at(head)) + "..." + s.substr(byte_at(have - tail));
 }
 
+// Shortens a path to `width` columns by cutting its front ("...adapters/fixture.cpp:101"): a
+// file's name and line are what a reader needs from it.
+inline std::string elide_front(const std::string& s, std::size_t width) {
+    std::size_t have = columns(s);
+    if (have <= width || width < 5) return s;
+    std::size_t skip = have - (width - 3), i = 0;
+    for (std::size_t seen = 0; i < s.size(); ++i)
+        if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && seen++ == skip) break;
+    return "..." + s.substr(i);
+}
+
 // A function's name without its parameter list ("Cache::fill(std::map<int, int>&) const" gives
 // "Cache::fill"): the partition table's site column is narrow, the frames below say the rest.
 inline std::string without_parameters(std::string name) {
@@ -4754,8 +4765,14 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
     char totals[96];
     std::snprintf(totals, sizeof totals, "%zu block%s (%zu bytes)", r.blocks, plural(r.blocks), r.bytes);
     if (r.kind.empty() || r.kind == "leftovers") {
-        name = elide(name, width - std::strlen(totals) - 22);
-        text_line(out, "%sscope \"%s\" left %s behind%s", style.on("\x1b[1;31m"), name.c_str(), totals, style.off());
+        // The name is what a reader searches for: cut only if it cannot have a line of its own.
+        name = elide(name, width - 8);
+        if (columns(name) + std::strlen(totals) + 22 <= width) {
+            text_line(out, "%sscope \"%s\" left %s behind%s", style.on("\x1b[1;31m"), name.c_str(), totals, style.off());
+        } else {
+            text_line(out, "%sscope \"%s\"%s", style.on("\x1b[1;31m"), name.c_str(), style.off());
+            text_line(out, "%s  left %s behind%s", style.on("\x1b[1;31m"), totals, style.off());
+        }
     } else {
         std::string kind = elide(clean(r.kind), 12);
         name = elide(name, width - std::strlen(totals) - kind.size() - 20);
@@ -4765,7 +4782,7 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
     const char* exception = r.by_exception ? ", ended by an exception" : "";
     char line[16];
     std::snprintf(line, sizeof line, ":%u", r.line);
-    std::string where = elide(clean(r.file) + line, width - 13 - std::strlen(exception));
+    std::string where = elide_front(clean(r.file) + line, width - 13 - std::strlen(exception));
     text_line(out, "  opened at %s%s", where.c_str(), exception);
     text_line(out, "  older blocks freed inside: %zu (%zu bytes)", r.released_blocks, r.released_bytes);
     if (!r.sites.empty()) {
@@ -4805,10 +4822,15 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
             const Frame& f = s.frames[k];
             std::string place = frame_place(f);
             if (place.empty()) place = f.module.empty() ? std::string("?") : clean(f.module);
-            place = elide(place, frame_width / 2);
-            std::size_t room = frame_width > columns(place) + 3 ? frame_width - columns(place) - 3 : 8;
-            text_line(out, "       at %s%s%s (%s)", style.on("\x1b[36m"), elide(frame_function(f), room).c_str(),
-                      style.off(), place.c_str());
+            std::string function = frame_function(f);
+            if (columns(function) + columns(place) + 3 <= frame_width) {
+                text_line(out, "       at %s%s%s (%s)", style.on("\x1b[36m"), function.c_str(), style.off(), place.c_str());
+            } else {
+                // Too long for one line: the function, then where it is on a line of its own,
+                // shortened from the front so that the file's name and line survive.
+                text_line(out, "       at %s%s%s", style.on("\x1b[36m"), elide(function, frame_width).c_str(), style.off());
+                text_line(out, "          %s", elide_front(place, frame_width - 3).c_str());
+            }
         }
         if (s.frames.size() > shown)
             text_line(out, "       ... %zu more frame%s", s.frames.size() - shown, plural(s.frames.size() - shown));
