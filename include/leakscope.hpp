@@ -411,11 +411,17 @@ void configure(std::string_view options) noexcept;
 
 struct Stats {
     std::size_t live_blocks = 0, live_bytes = 0;   // tracked blocks still live
-    std::size_t peak_bytes = 0;                    // high-water mark of live_bytes
+    std::size_t peak_bytes = 0;                    // high-water mark of live_bytes (since reset_peak)
     std::size_t total_allocations = 0;             // every allocation through the hook
-    std::size_t tracker_bytes = 0;                 // memory leakscope holds from the OS (mmap)
+    std::size_t tracked_bytes_total = 0;           // bytes of every tracked birth so far
+    std::size_t tracker_bytes = 0;                 // memory leakscope holds from the OS (mmap);
+                                                   // each tracked block also carries a 16-byte
+                                                   // header in the heap
 };
 Stats stats() noexcept;
+// Starts a new high-water mark at the live bytes of now; returns the old one (what stats() said).
+// The mark is exact to LEAKSCOPE_PEAK_GRANULARITY bytes per thread.
+std::size_t reset_peak() noexcept;
 
 }  // namespace leakscope
 
@@ -743,6 +749,7 @@ struct ThreadState {
     std::uintptr_t stack_low, stack_high;   // this thread's stack (stack_high 1: unknown)
     std::atomic<u64> allocations;  // every hooked allocation
     std::atomic<i64> live_blocks, live_bytes;   // tracked births minus deaths done here
+    std::atomic<u64> born_bytes;   // bytes of tracked births done here
     WalkMemories* walks;           // mmap'd on a registered thread's first capture
     OsVector<Record> leftovers;    // scratch for enumerating a scope's leftovers, kept for reuse
     u32 leftovers_busy;
@@ -770,7 +777,7 @@ struct Globals {
     u32 next_serial;
     // Counts of exited threads, and of threads that allocate after their exit hook ran.
     std::atomic<i64> retired_live_blocks, retired_live_bytes;
-    std::atomic<u64> retired_allocations;
+    std::atomic<u64> retired_allocations, retired_born_bytes;
     std::atomic<i64> live_bytes_published;
     std::atomic<i64> peak_bytes;
     std::atomic<u32> init_state;            // 0 none, 1 running, 2 done
@@ -888,8 +895,10 @@ LEAKSCOPE_HOT_INLINE void count_birth(ThreadState& t, u64 size) noexcept {
     if (!counts_locally(t)) {
         g.retired_live_blocks.fetch_add(1, relaxed);
         g.retired_live_bytes.fetch_add(i64(size), relaxed);
+        g.retired_born_bytes.fetch_add(size, relaxed);
         return;
     }
+    t.born_bytes.store(t.born_bytes.load(relaxed) + size, relaxed);
     t.live_blocks.store(t.live_blocks.load(relaxed) + 1, relaxed);
     t.live_bytes.store(t.live_bytes.load(relaxed) + i64(size), relaxed);
     t.pending_bytes += i64(size);
@@ -4467,26 +4476,35 @@ void configure(std::string_view options) noexcept {
 Stats stats() noexcept {
     Stats out;
     i64 blocks, bytes;
-    u64 allocations;
+    u64 allocations, born;
     {
         SpinGuard guard(g.thread_lock);
         blocks = g.retired_live_blocks.load(relaxed);
         bytes = g.retired_live_bytes.load(relaxed);
         allocations = g.retired_allocations.load(relaxed);
+        born = g.retired_born_bytes.load(relaxed);
         for (u32 i = 1; i <= g.thread_high; ++i) {
             ThreadState* t = g.threads[i].load(acquire);
             if (!t) continue;
             blocks += t->live_blocks.load(relaxed);
             bytes += t->live_bytes.load(relaxed);
             allocations += t->allocations.load(relaxed);
+            born += t->born_bytes.load(relaxed);
         }
     }
     out.live_blocks = std::size_t(std::max<i64>(blocks, 0));
     out.live_bytes = std::size_t(std::max<i64>(bytes, 0));
     out.peak_bytes = std::size_t(std::max<i64>(g.peak_bytes.load(relaxed), bytes));
     out.total_allocations = std::size_t(allocations);
+    out.tracked_bytes_total = std::size_t(born);
     out.tracker_bytes = os_bytes().load(relaxed);
     return out;
+}
+
+std::size_t reset_peak() noexcept {
+    Stats now = stats();
+    g.peak_bytes.store(i64(now.live_bytes), relaxed);
+    return now.peak_bytes;
 }
 
 // ---- writers ----------------------------------------------------------------------------------
@@ -5787,6 +5805,8 @@ void thread_exit(void* arg) noexcept {
     g.retired_live_blocks.fetch_add(t.live_blocks.load(relaxed), relaxed);
     g.retired_live_bytes.fetch_add(t.live_bytes.load(relaxed), relaxed);
     g.retired_allocations.fetch_add(t.allocations.load(relaxed), relaxed);
+    g.retired_born_bytes.fetch_add(t.born_bytes.load(relaxed), relaxed);
+    t.born_bytes.store(0, relaxed);
     t.live_blocks.store(0, relaxed);
     t.live_bytes.store(0, relaxed);
     t.allocations.store(0, relaxed);

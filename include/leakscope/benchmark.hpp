@@ -10,11 +10,12 @@
 //   allocs_per_iter    allocations through operator new per iteration (every thread)
 //   net_heap_growth    bytes allocated in the run and still live at its end, minus bytes of
 //                      older blocks freed in it (leakscope's leftovers minus released)
-//   max_bytes_used     the run's peak of live bytes, as far as leakscope's peak tells: exact when
-//                      the run set a new process-wide peak, to within LEAKSCOPE_PEAK_GRANULARITY
-//                      bytes per thread (define it to 1 in the implementation unit for exact
-//                      peaks); a lower bound (bytes still live at the end) otherwise
-//   total_allocated_bytes  not reported (leakscope keeps no running total of bytes allocated)
+//   max_bytes_used     the run's peak of live bytes above those live at its start (the run starts
+//                      a new high-water mark with leakscope::reset_peak(), so the process-wide
+//                      peak of stats() is the run's afterwards); exact to within
+//                      LEAKSCOPE_PEAK_GRANULARITY bytes per thread (define it to 1 in the
+//                      implementation unit for exact peaks)
+//   total_allocated_bytes  bytes allocated in the run (every birth the run's scope counted)
 // benchmark::RegisterMemoryManager(nullptr) in a main() of one's own turns it off again;
 // leakscope::test::benchmark_memory_manager() is the instance.
 //
@@ -38,6 +39,7 @@ class BenchmarkMemoryManager : public ::benchmark::MemoryManager {
     // No `override` on these: Stop(Result*) is gone after Google Benchmark 1.7, and clang warns
     // when only some overriders say `override`.
     void Start() {
+        reset_peak();
         before_ = stats();
         scope_.emplace("benchmark memory run", Threads::all, __FILE__, unsigned(__LINE__));
     }
@@ -53,14 +55,11 @@ class BenchmarkMemoryManager : public ::benchmark::MemoryManager {
         }
         scope_->dismiss();
         scope_.reset();
-        // total_allocated_bytes keeps the "not available" value Result() gives it.
         result.num_allocs = std::int64_t(after.total_allocations - before_.total_allocations);
+        result.total_allocated_bytes = std::int64_t(after.tracked_bytes_total - before_.tracked_bytes_total);
         result.net_heap_growth = std::int64_t(report.bytes) - std::int64_t(report.released_bytes);
         std::int64_t base = std::int64_t(before_.live_bytes);
-        if (after.peak_bytes > before_.peak_bytes)
-            result.max_bytes_used = std::max<std::int64_t>(std::int64_t(after.peak_bytes) - base, 0);
-        else
-            result.max_bytes_used = std::max<std::int64_t>(std::int64_t(after.live_bytes) - base, 0);
+        result.max_bytes_used = std::max<std::int64_t>(std::int64_t(after.peak_bytes) - base, 0);
     }
     // The deprecated pointer form (pure virtual in 1.7): forwards.
     void Stop(Result* result) { Stop(*result); }

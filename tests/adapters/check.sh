@@ -262,7 +262,16 @@ check_benchmark() {
   if [ -n "$peak" ] && [ "$peak" -ge 1048576 ] && [ "$peak" -lt 1114112 ]; then
     pass "peak/iterations:4: max_bytes_used $peak (1 MiB held at once, within 64 KiB)"
   else fail "peak/iterations:4: max_bytes_used '$peak', expected 1 MiB to 1 MiB + 64 KiB"; fi
-  lacks "$json" "total_allocated_bytes" "total_allocated_bytes: not reported"
+  # total_allocated_bytes: each run's bytes plus the same ThreadManager: exact differences.
+  local churn_bytes grows_bytes peak_bytes
+  churn_bytes=$(field churn/iterations:10 total_allocated_bytes)
+  grows_bytes=$(field grows/iterations:10 total_allocated_bytes)
+  peak_bytes=$(field peak/iterations:4 total_allocated_bytes)
+  if [ -n "$churn_bytes" ] && [ -n "$grows_bytes" ] && [ -n "$peak_bytes" ] &&
+     [ "$churn_bytes" -ge 400 ] && [ $((churn_bytes - grows_bytes)) -eq 320 ] &&
+     [ $((peak_bytes - churn_bytes)) -eq $((4 * 1048576 - 400)) ]; then
+    pass "total_allocated_bytes: churn $churn_bytes, grows $grows_bytes, peak $peak_bytes (exact differences)"
+  else fail "total_allocated_bytes: churn '$churn_bytes', grows '$grows_bytes', peak '$peak_bytes'"; fi
 }
 
 case "$framework" in

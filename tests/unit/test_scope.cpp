@@ -297,6 +297,26 @@ TEST_CASE("stats() peak_bytes follows the high-water mark of large tracked block
     CHECK(after.live_bytes == before.live_bytes);
 }
 
+TEST_CASE("reset_peak() starts a new high-water mark; tracked_bytes_total adds up every birth", "[scope][stats]") {
+    const std::size_t big = 1 << 20;
+    leftovers_of([&] { delete[] test::kept(new char[4 * big]); });   // an old, higher peak
+    std::size_t old_peak = leakscope::reset_peak();
+    CHECK(old_peak >= 4 * big);
+    leakscope::Stats before = leakscope::stats();
+    CHECK(before.peak_bytes < 4 * big);   // the old mark is gone
+    leftovers_of([&] {
+        char* a = test::kept(new char[big]);
+        char* b = test::kept(new char[2 * big]);
+        delete[] a;
+        delete[] b;
+        for (int i = 0; i < 100; ++i) delete test::kept(new int(i));
+    });
+    leakscope::Stats after = leakscope::stats();
+    CHECK(after.tracked_bytes_total - before.tracked_bytes_total == 3 * big + 100 * sizeof(int));
+    CHECK(after.peak_bytes + 65536 >= before.live_bytes + 3 * big);
+    CHECK(after.peak_bytes < before.live_bytes + 4 * big);
+}
+
 TEST_CASE("a long scope with churn keeps the tracker's memory flat", "[scope][memory]") {
     std::size_t before = 0, after = 0;
     Report r = leftovers_of([&] {
