@@ -5,6 +5,8 @@
 # writes one, the XML/JUnit failure entries.
 #
 #   check.sh gtest|catch2|catch2_guard|doctest|doctest_guard|benchmark <binary> <fixture.cpp> <workdir>
+# pipefail: a failing command inside a pipeline fails it. (grep -q reads here-strings, not
+# pipes: it exits at its first match, and the writer would die of SIGPIPE.)
 set -uo pipefail
 
 framework=$1 bin=$2 src=$3 work=$4
@@ -62,7 +64,7 @@ between() {
 site_has() {
   local line
   line=$(line_of "$2")
-  if printf '%s\n' "$1" | grep -q -E "$base:$line(\\)|\$)"; then pass "$3 names $base:$line"; else
+  if grep -q -E "$base:$line(\\)|\$)" <<<"$1"; then pass "$3 names $base:$line"; else
     fail "$3 does not name $base:$line"
     printf '%s\n' "$1" | head -n 30 >&2
   fi
@@ -79,21 +81,21 @@ check_gtest() {
   contains "$out" "[==========] 21 tests from 9 test suites ran." "21 tests ran"
   local r
   r=$(between "$out" "[ RUN      ] Leaks.OneBlock" "[  FAILED  ] Leaks.OneBlock")
-  printf '%s\n' "$r" | grep -q -F "scope \"Leaks.OneBlock\" left 1 block (4 bytes) behind" &&
-    printf '%s\n' "$r" | grep -q -E "opened at .*$base:$(test_line 'TEST(Leaks, OneBlock)')\$" &&
+  grep -q -F "scope \"Leaks.OneBlock\" left 1 block (4 bytes) behind" <<<"$r" &&
+    grep -q -E "opened at .*$base:$(test_line 'TEST(Leaks, OneBlock)')\$" <<<"$r" &&
     pass "Leaks.OneBlock: 1 block, 4 bytes, at the test's line" || fail "Leaks.OneBlock report: $r"
   site_has "$r" gtest_one_block "Leaks.OneBlock's report"
   r=$(between "$out" "[ RUN      ] Leaks.OnExceptionPath" "[  FAILED  ] Leaks.OnExceptionPath")
-  printf '%s\n' "$r" | grep -q -F "left 1 block (16 bytes) behind" && pass "Leaks.OnExceptionPath: 1 block" ||
+  grep -q -F "left 1 block (16 bytes) behind" <<<"$r" && pass "Leaks.OnExceptionPath: 1 block" ||
     fail "Leaks.OnExceptionPath report: $r"
   site_has "$r" gtest_exception_path "Leaks.OnExceptionPath's report"
   r=$(between "$out" "[ RUN      ] Escape.ExpectTwoButOne" "[  FAILED  ] Escape.ExpectTwoButOne")
-  printf '%s\n' "$r" | grep -q -F "leakscope: expected 2 leftover blocks, found 1" &&
+  grep -q -F "leakscope: expected 2 leftover blocks, found 1" <<<"$r" &&
     pass "Escape.ExpectTwoButOne: expected 2, found 1" || fail "Escape.ExpectTwoButOne: $r"
   site_has "$r" gtest_expect_two_but_one "Escape.ExpectTwoButOne's report"
   for t in Bad.ThrowsOutOfBody Bad.AlreadyFailed; do
     r=$(between "$out" "[ RUN      ] $t" "[  FAILED  ] $t")
-    if printf '%s\n' "$r" | grep -q leakscope; then fail "$t got a leak verdict: $r"; else
+    if grep -q leakscope <<<"$r"; then fail "$t got a leak verdict: $r"; else
       pass "$t: failed for its own reason only"; fi
   done
   # Every test that is not listed passed without a word from leakscope.
@@ -133,7 +135,7 @@ listener_report() {
 listener_case() {
   local r
   r=$(listener_report "$1" "$2")
-  if printf '%s\n' "$r" | grep -q -F "left $3 behind"; then pass "\"$2\": left $3"; else
+  if grep -q -F "left $3 behind" <<<"$r"; then pass "\"$2\": left $3"; else
     fail "\"$2\": no 'left $3 behind' in: $r"; fi
   site_has "$r" "$4" "\"$2\"'s report"
 }
