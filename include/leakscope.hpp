@@ -423,6 +423,28 @@ Stats stats() noexcept;
 // The mark is exact to LEAKSCOPE_PEAK_GRANULARITY bytes per thread.
 std::size_t reset_peak() noexcept;
 
+// ---- whole heap ------------------------------------------------------------------------------------
+namespace detail {
+struct SnapshotData;
+}
+// Every tracked block live at one moment: with track=all (LEAKSCOPE_OPTIONS or configure()),
+// the whole heap allocated through new since tracking began; otherwise the blocks of scopes.
+// Blocks born under Ignore, ignore()d ones and leakscope's own are left out. Copies are cheap.
+class Snapshot {
+   public:
+    static Snapshot take();
+    std::size_t blocks() const noexcept;
+    std::size_t bytes() const noexcept;
+
+   private:
+    friend Report operator-(const Snapshot& after, const Snapshot& before);
+    std::shared_ptr<const detail::SnapshotData> data_;
+};
+// What changed from `before` to `after` (kind "diff"): the sites of the blocks live in `after`
+// that were not in `before` (born meanwhile, still live) and, as the minus side
+// (released_blocks/bytes), the blocks of `before` that are gone.
+Report operator-(const Snapshot& after, const Snapshot& before);
+
 }  // namespace leakscope
 
 // ============================================================================================
@@ -460,6 +482,7 @@ namespace detail {
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -579,6 +602,7 @@ struct OsVector {
 enum RecordFlags : u32 {
     kNoScope = 1u << 0,     // recorded only so its free is recognised (leakscope's own, Ignore'd)
     kInternal = 1u << 1,    // allocated by leakscope itself: never in stats
+    kNeedsHeader = 1u << 2, // (while collecting the heap) size and stack are in the block's header
 };
 
 struct Record {              // 32 bytes
@@ -751,6 +775,7 @@ struct ThreadState {
     std::atomic<i64> live_blocks, live_bytes;   // tracked births minus deaths done here
     std::atomic<u64> born_bytes;   // bytes of tracked births done here
     WalkMemories* walks;           // mmap'd on a registered thread's first capture
+    u64 heap;                      // track=all: handle of this thread's heap slot (0: none yet)
     OsVector<Record> leftovers;    // scratch for enumerating a scope's leftovers, kept for reuse
     u32 leftovers_busy;
 };
@@ -784,6 +809,7 @@ struct Globals {
     pthread_key_t exit_key;
     std::atomic<u32> warned_cross_thread_close;
     SpinLock all_lock;                      // the chain of Threads::all scopes
+    std::atomic<u32> exit_report;           // exit_report=1: report every tracked block at exit
     SpinLock detached_lock;                 // ignore()d blocks that carry a header
     OsVector<std::uintptr_t> detached;      // their log (0: died)
     std::size_t detached_live;
@@ -801,6 +827,7 @@ enum ModeBits : u32 {
     kEverTracked = 1,    // some block was given a header: delete looks in front of blocks
     kAllScopeOpen = 2,
     kSideTable = 4,      // some block went to the side table: delete looks there too
+    kTrackAll = 8,       // track=all: a thread's births outside every scope go to its heap slot
 };
 
 // Both are constant-initialised (aggregates initialised from {}): no constructor runs, so they are
@@ -2378,6 +2405,34 @@ inline bool detach(std::uintptr_t p) noexcept {
     return true;
 }
 
+// ---- track=all: every thread's births outside every scope go to its heap slot ------------------
+// A heap slot is a scope that is never reported: it opens at the thread's first birth outside a
+// scope and closes at the thread's exit (its blocks then die as any closed scope's do). The whole
+// heap is then every slot's births, so one mechanism serves scopes, snapshots and the exit report.
+LEAKSCOPE_NOINLINE u64 heap_slot(ThreadState& t) noexcept {
+    if (t.heap) return t.heap;
+    ensure_registered(t);
+    if (!counts_locally(t)) return 0;   // the thread is exiting: its births go untracked
+    u32 index = slot_allocate(t);
+    if (index == 0) return 0;
+    Slot& s = slot_ref(index);
+    s.owner_live.store(0, relaxed);
+    s.owner_released_blocks.store(0, relaxed);
+    s.owner_released_bytes.store(0, relaxed);
+    s.remote_released_blocks.store(0, relaxed);
+    s.remote_released_bytes.store(0, relaxed);
+    s.owner.store(t.serial, relaxed);
+    s.threads_all = 0;
+    s.stacks = scope_wants_stacks("");
+    s.log_size = 0;
+    s.holds.store(0, relaxed);
+    s.refs.store(kOpenBias, relaxed);
+    s.parent = 0;
+    s.closed.store(0, release);
+    t.heap = handle_of(index, s.generation.load(relaxed));
+    return t.heap;
+}
+
 // ---- births -------------------------------------------------------------------------------------
 LEAKSCOPE_NOINLINE void count_allocation_slow(ThreadState& t) noexcept {
     if (t.registry_index == 0) register_thread(t);
@@ -2585,12 +2640,124 @@ void for_each_leftover(u32 scope, F&& visit) noexcept {
 // A closed child's leftovers, seen by its parent: the parent logs the child itself.
 inline SharedEntry child_entry(u32 child, u32 generation) noexcept { return SharedEntry{0, child, kNoSeq, generation, 0}; }
 
+// ---- the whole heap: every slot's births (track=all makes that every block) --------------------
+// Reads the 8-byte `what` word of each header without faulting: a slot's owner frees without a
+// lock, so a block listed a moment ago may be gone (and its memory unmapped) by the time its
+// header is read. process_vm_readv on ourselves reports a bad address instead of faulting;
+// where a sandbox forbids it, /proc/self/mem does the same one word at a time.
+inline void read_words_safely(const std::uintptr_t* at, u64* out, bool* ok, std::size_t n) noexcept {
+    static std::atomic<int> use_proc_mem{0};   // 1: process_vm_readv is not allowed here
+    std::size_t i = 0;
+    while (i < n && !use_proc_mem.load(relaxed)) {
+        constexpr std::size_t kBatch = 512;
+        struct iovec local[kBatch], remote[kBatch];
+        std::size_t k = std::min(kBatch, n - i);
+        for (std::size_t j = 0; j < k; ++j) {
+            local[j] = iovec{&out[i + j], sizeof(u64)};
+            remote[j] = iovec{reinterpret_cast<void*>(at[i + j]), sizeof(u64)};
+        }
+        ssize_t got = ::process_vm_readv(::getpid(), local, k, remote, k, 0);
+        if (got < 0 && (errno == EPERM || errno == ENOSYS || errno == EACCES)) {
+            use_proc_mem.store(1, relaxed);
+            break;
+        }
+        std::size_t whole = got < 0 ? 0 : std::size_t(got) / sizeof(u64);
+        for (std::size_t j = 0; j < whole; ++j) ok[i + j] = true;
+        if (whole < k) ok[i + whole] = false;   // it stopped at an unreadable word: skip that one
+        i += whole < k ? whole + 1 : k;
+    }
+    if (i >= n) return;
+    static std::atomic<int> mem_fd{-1};
+    int fd = mem_fd.load(acquire);
+    if (fd < 0) {
+        int opened = ::open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+        int expected = -1;
+        if (opened >= 0 && !mem_fd.compare_exchange_strong(expected, opened, acq_rel)) ::close(opened);
+        fd = mem_fd.load(acquire);
+    }
+    for (; i < n; ++i)
+        ok[i] = fd >= 0 && ::pread(fd, &out[i], sizeof(u64), off_t(at[i])) == ssize_t(sizeof(u64));
+}
+
+// Every live block of every slot (scopes, closed scopes' leftovers, heap slots), from their logs.
+// Blocks dying meanwhile may or may not be listed; none is listed twice.
+inline void collect_heap(OsVector<Record>& out) noexcept {
+    u32 slots;
+    {
+        SpinGuard guard(g.slot_lock);
+        slots = g.slot_count;
+    }
+    OsVector<std::uintptr_t> at{};
+    OsVector<u64> what{};
+    OsVector<bool> ok{};
+    for (u32 index = 1; index <= slots; ++index) {
+        Slot& s = slot_ref(index);
+        std::size_t first = out.size;
+        {
+            SpinGuard guard(s.lock);   // remote deaths wait; the owner's do not (see above)
+            for (u32 ci = 0; ci < s.log_chunks; ++ci) {
+                LogChunkRef* c = log_chunk_ref(s, ci, false);
+                const std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
+                if (!entries) continue;
+                for (u32 i = 0; i < kLogChunk; ++i) {
+                    std::uintptr_t v = __atomic_load_n(&entries[i], __ATOMIC_RELAXED);
+                    if (v) out.push(Record{v, 0, index, ci * kLogChunk + i, 0, kNeedsHeader});
+                }
+            }
+            for (std::size_t i = 0; i < s.shared.size; ++i) {
+                const SharedEntry& e = s.shared.data[i];
+                if (e.addr) out.push(Record{e.addr, 0, index, e.seq, 0, kNeedsHeader});   // (children: own slots)
+            }
+        }
+        // Sizes and stacks: side-table blocks from the table, header blocks from their headers.
+        at.size = what.size = ok.size = 0;
+        for (std::size_t i = first; i < out.size; ++i) {
+            Record& r = out.data[i];
+            if (r.addr & kExternal) {
+                Record side{};
+                if (registry_find(r.addr & ~kExternal, side, Edit::none) && side.scope == index && side.seq == r.seq) {
+                    r = side;
+                    r.flags = 0;
+                } else {
+                    r.addr = 0;
+                    r.flags = 0;
+                }
+            } else {
+                at.push(r.addr - 8);
+                what.push(0);
+                ok.push(false);
+            }
+        }
+        if (at.size) read_words_safely(at.data, what.data, ok.data, at.size);
+        std::size_t w = 0, kept = first;
+        for (std::size_t i = first; i < out.size; ++i) {
+            Record r = out.data[i];
+            if (r.flags & kNeedsHeader) {
+                // A header block: its `what`, if the block was still there to read.
+                bool readable = ok.data[w];
+                u64 word = what.data[w++];
+                if (!readable) continue;
+                r.size = word & kMaxHeaderSize;
+                r.stack = u32(word >> 40) & kMaxHeaderStack;
+                r.flags = 0;
+            }
+            if (r.addr) out.data[kept++] = r;
+        }
+        out.size = kept;
+    }
+    at.release();
+    what.release();
+    ok.release();
+}
+
 inline i64 live_count(const Slot& s) noexcept {
     return s.owner_live.load(relaxed) + s.refs.load(acquire) - kOpenBias - i64(s.holds.load(acquire));
 }
 
 void dispatch(const Report& report) noexcept;
 void build_leftovers(u32 index, Report& out);
+struct SiteItem { u32 stack; u64 size; };
+void build_sites(std::vector<SiteItem>& items, Report& out);
 inline Report leftovers_header(const char* name, const char* file, unsigned line, bool by_exception) {
     Report r;
     r.kind = "leftovers";
@@ -4094,12 +4261,10 @@ inline std::string site_key(const Site& site, u32 depth) {
 }
 
 // Builds the report of a scope's current leftovers (leakscope's own allocations inside).
-void build_leftovers(u32 index, Report& out) {
-    struct Item { u32 stack; u64 size; };
-    std::vector<Item> items;
-    for_each_leftover(index, [&](const Record& r) {
-        items.push_back(Item{r.stack, r.size});
-    });
+// Groups blocks (their stack ids and sizes) into the report's sites and totals: by whole stack,
+// then suppressions, then group_depth; largest bytes first.
+void build_sites(std::vector<SiteItem>& items, Report& out) {
+    using Item = SiteItem;
     std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.stack < b.stack; });
     // Sites by whole stack first (by source line: an unrolled loop's call sites are one stack):
     // suppression rules and their budgets see whole stacks. Then group_depth merges what remains.
@@ -4150,6 +4315,12 @@ void build_leftovers(u32 index, Report& out) {
     }
     std::stable_sort(out.sites.begin(), out.sites.end(),
                      [](const Site& a, const Site& b) { return a.bytes > b.bytes; });
+}
+
+void build_leftovers(u32 index, Report& out) {
+    std::vector<SiteItem> items;
+    for_each_leftover(index, [&](const Record& r) { items.push_back(SiteItem{r.stack, r.size}); });
+    build_sites(items, out);
     const Slot& s = slot_ref(index);
     out.released_blocks = s.owner_released_blocks.load(relaxed) + s.remote_released_blocks.load(relaxed);
     out.released_bytes = s.owner_released_bytes.load(relaxed) + s.remote_released_bytes.load(relaxed);
@@ -4412,8 +4583,24 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
         }
     } else if (key == "report") {
         accept_report_option(value, entry, source);
-    } else if (key == "track" || key == "sample_bytes" ||
-               key == "settle_ms" || key == "exit_report" || key == "signal" || key == "monitor") {
+    } else if (key == "track") {
+        if (value == "all")
+            g.mode.fetch_or(kTrackAll, relaxed);
+        else if (value == "scopes")
+            g.exit_report.load(relaxed) ? option_error(source, "exit_report=1 needs track=all; ignored", entry)
+                                        : void(g.mode.fetch_and(~u32(kTrackAll), relaxed));
+        else
+            option_error(source, "track must be scopes or all in", entry);
+    } else if (key == "exit_report") {
+        if (value == "1") {
+            g.exit_report.store(1, relaxed);
+            g.mode.fetch_or(kTrackAll, relaxed);   // every block must be known to report it at exit
+        } else if (value == "0") {
+            g.exit_report.store(0, relaxed);
+        } else {
+            option_error(source, "exit_report must be 0 or 1 in", entry);
+        }
+    } else if (key == "sample_bytes" || key == "settle_ms" || key == "signal" || key == "monitor") {
         option_error(source, "option not available in this version of leakscope:", entry);
     } else {
         option_error(source, "unknown option", entry);
@@ -4505,6 +4692,94 @@ std::size_t reset_peak() noexcept {
     Stats now = stats();
     g.peak_bytes.store(i64(now.live_bytes), relaxed);
     return now.peak_bytes;
+}
+
+// ---- whole heap ----------------------------------------------------------------------------------
+namespace detail {
+struct SnapshotData {
+    std::vector<Record> blocks;   // by (addr, scope, seq): what identifies one birth
+    std::size_t bytes = 0;
+};
+inline bool birth_before(const Record& a, const Record& b) noexcept {
+    if (a.addr != b.addr) return a.addr < b.addr;
+    if (a.scope != b.scope) return a.scope < b.scope;
+    return a.seq < b.seq;
+}
+inline bool same_birth(const Record& a, const Record& b) noexcept {
+    return a.addr == b.addr && a.scope == b.scope && a.seq == b.seq && a.size == b.size && a.stack == b.stack;
+}
+inline std::shared_ptr<SnapshotData> heap_now() {
+    InternalGuard internal;
+    auto data = std::make_shared<SnapshotData>();
+    OsVector<Record> found{};
+    collect_heap(found);
+    try {
+        data->blocks.assign(found.data, found.data + found.size);
+    } catch (...) {
+        found.release();
+        throw;
+    }
+    found.release();
+    std::sort(data->blocks.begin(), data->blocks.end(), birth_before);
+    for (const Record& r : data->blocks) data->bytes += r.size;
+    return data;
+}
+// The exit report: every tracked block still live (what Valgrind calls "in use at exit").
+inline void write_exit_report() noexcept {
+    InternalGuard internal;
+    try {
+        std::shared_ptr<SnapshotData> heap = heap_now();
+        Report report;
+        report.kind = "exit";
+        report.scope = "in use at exit";
+        std::vector<SiteItem> items;
+        items.reserve(heap->blocks.size());
+        for (const Record& r : heap->blocks) items.push_back(SiteItem{r.stack, r.size});
+        build_sites(items, report);
+        dispatch(report);
+    } catch (...) {
+        diagnostic("could not build the exit report (out of memory?)");
+    }
+}
+}  // namespace detail
+
+Snapshot Snapshot::take() {
+    Snapshot s;
+    s.data_ = heap_now();
+    return s;
+}
+std::size_t Snapshot::blocks() const noexcept { return data_ ? data_->blocks.size() : 0; }
+std::size_t Snapshot::bytes() const noexcept { return data_ ? data_->bytes : 0; }
+
+Report operator-(const Snapshot& after, const Snapshot& before) {
+    InternalGuard internal;
+    Report report;
+    report.kind = "diff";
+    static const std::vector<Record> none;
+    const std::vector<Record>& a = after.data_ ? after.data_->blocks : none;
+    const std::vector<Record>& b = before.data_ ? before.data_->blocks : none;
+    std::vector<SiteItem> born;
+    std::size_t i = 0, j = 0;
+    while (i < a.size() || j < b.size()) {
+        if (j == b.size() || (i < a.size() && birth_before(a[i], b[j]))) {
+            born.push_back(SiteItem{a[i].stack, a[i].size});
+            ++i;
+        } else if (i == a.size() || birth_before(b[j], a[i])) {
+            ++report.released_blocks;
+            report.released_bytes += b[j].size;
+            ++j;
+        } else {
+            if (!same_birth(a[i], b[j])) {   // the same place, another block
+                born.push_back(SiteItem{a[i].stack, a[i].size});
+                ++report.released_blocks;
+                report.released_bytes += b[j].size;
+            }
+            ++i;
+            ++j;
+        }
+    }
+    build_sites(born, report);
+    return report;
 }
 
 // ---- writers ----------------------------------------------------------------------------------
@@ -4801,8 +5076,13 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
     char line[16];
     std::snprintf(line, sizeof line, ":%u", r.line);
     std::string where = elide_front(clean(r.file) + line, width - 13 - std::strlen(exception));
-    text_line(out, "  opened at %s%s", where.c_str(), exception);
-    text_line(out, "  older blocks freed inside: %zu (%zu bytes)", r.released_blocks, r.released_bytes);
+    // Whole-heap reports have no place of opening; a diff's minus side is what died meanwhile.
+    if (!r.file.empty() || r.line) text_line(out, "  opened at %s%s", where.c_str(), exception);
+    if (r.kind == "diff")
+        text_line(out, "  freed meanwhile: %zu block%s (%zu bytes)", r.released_blocks, plural(r.released_blocks),
+                  r.released_bytes);
+    else if (r.kind.empty() || r.kind == "leftovers")
+        text_line(out, "  older blocks freed inside: %zu (%zu bytes)", r.released_blocks, r.released_bytes);
     if (!r.sites.empty()) {
         // The partition table (guppy's): one row per site, largest first, with running totals.
         text_line(out, "%s%6s %7s %3s %11s %3s %5s  %s%s", bold, "rank", "blocks", "%", "bytes", "%", "cum%",
@@ -5817,6 +6097,19 @@ void thread_exit(void* arg) noexcept {
         g.thread_free_head = index;
     }
     t.registry_index = kMaxThreads;   // from now on this thread counts into the global totals
+    if (t.heap) {
+        // The heap slot closes like a scope: its live blocks stay known until they die.
+        u32 heap = slot_of(t.heap);
+        t.heap = 0;
+        Slot& s = slot_ref(heap);
+        {
+            SpinGuard closing(s.lock);
+            s.closed.store(1, relaxed);
+        }
+        i64 delta = s.owner_live.load(relaxed) - kOpenBias;
+        s.owner_live.store(0, relaxed);
+        if (s.refs.fetch_add(delta, acq_rel) + delta == 0) slot_free(t, heap);
+    }
     if (t.walks) os_free(t.walks, sizeof(WalkMemories));
     if (t.leftovers_busy == 0) t.leftovers.release();
     t.walks = nullptr;                // and walks without memory (walk_memories checks that)
@@ -5829,7 +6122,10 @@ void thread_exit(void* arg) noexcept {
     }
 }
 
-void flush_at_exit() noexcept { flush_deferred(tls, true, true); }
+void flush_at_exit() noexcept {
+    flush_deferred(tls, true, true);
+    if (g.exit_report.load(relaxed)) write_exit_report();
+}
 
 // fork: hold every global lock across it, so the child finds them consistent.
 void before_fork() noexcept {
@@ -5878,8 +6174,9 @@ inline void* allocate(std::size_t size, std::size_t alignment, bool nothrow, voi
         t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
     else
         count_allocation_slow(t);
-    if (LEAKSCOPE_UNLIKELY((t.current | (g.mode.load(relaxed) & kAllScopeOpen)) != 0)) {
+    if (LEAKSCOPE_UNLIKELY((t.current | (g.mode.load(relaxed) & (kAllScopeOpen | kTrackAll))) != 0)) {
         u64 handle = (t.internal | t.ignore_depth) ? 0 : counting_scope(t);
+        if (!handle && !(t.internal | t.ignore_depth) && (g.mode.load(relaxed) & kTrackAll)) handle = heap_slot(t);
         if (handle || (t.internal | t.ignore_depth)) return allocate_counted(t, handle, size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
     }
     if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {

@@ -1,0 +1,97 @@
+// leakscope-test-env: LEAKSCOPE_OPTIONS=track=all
+// track=all: every block allocated through new is tracked, with no scope open. Snapshots of the
+// whole heap and their difference, exact to the block and byte, with the allocating lines; blocks
+// of a thread that exited stay known. Exit 0 = pass.
+#define LEAKSCOPE_IMPLEMENTATION
+#include <leakscope.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+int failures = 0;
+void expect(bool ok, const char* what, long long got, long long want) {
+    if (ok) return;
+    std::fprintf(stderr, "FAIL: %s: got %lld, expected %lld\n", what, got, want);
+    ++failures;
+}
+void expect_eq(const char* what, long long got, long long want) { expect(got == want, what, got, want); }
+
+int vehicle_line = 0, name_line = 0;
+struct Vehicle {
+    double lat = 0, lon = 0;
+    long id = 0;
+};
+__attribute__((noinline)) Vehicle* make_vehicle(long id) {
+    vehicle_line = __LINE__ + 1;
+    Vehicle* v = new Vehicle;
+    v->id = id;
+    asm volatile("" : : "g"(v) : "memory");
+    return v;
+}
+__attribute__((noinline)) char* make_name() {
+    name_line = __LINE__ + 1;
+    char* p = new char[10];
+    asm volatile("" : : "g"(p) : "memory");
+    return p;
+}
+bool from_here(const leakscope::Frame& f) {
+    const char* tail = "heap_snapshots.cpp";
+    return f.file.size() >= std::strlen(tail) && f.file.compare(f.file.size() - std::strlen(tail), std::string::npos, tail) == 0;
+}
+// Blocks of the sites whose allocating line (frames[0]) is `line` (several stacks may reach it).
+long long blocks_at(const leakscope::Report& r, int line) {
+    long long blocks = 0;
+    for (const leakscope::Site& s : r.sites)
+        if (!s.frames.empty() && from_here(s.frames[0]) && int(s.frames[0].line) == line) blocks += (long long)s.blocks;
+    return blocks;
+}
+}  // namespace
+
+int main() {
+    // Room for every pointer first: the vectors' buffers are not part of what is measured.
+    std::vector<Vehicle*> vehicles;
+    vehicles.reserve(1000);
+    std::vector<char*> names;
+    names.reserve(1000);
+    std::vector<long*> old_blocks;
+    old_blocks.reserve(100);
+    for (int i = 0; i < 7; ++i) old_blocks.push_back(new long(i));   // live before, gone after
+
+    leakscope::Snapshot before = leakscope::Snapshot::take();
+    for (long i = 0; i < 100; ++i) vehicles.push_back(make_vehicle(i));
+    for (int i = 0; i < 50; ++i) names.push_back(make_name());
+    for (int i = 0; i < 20; ++i) delete vehicles[std::size_t(i)];   // born and died in between: not in the diff
+    for (long* p : old_blocks) delete p;
+    // A thread's blocks outlive it.
+    std::thread([&] {
+        for (int i = 0; i < 10; ++i) names.push_back(make_name());
+    }).join();
+    leakscope::Snapshot after = leakscope::Snapshot::take();
+
+    leakscope::Report diff = after - before;
+    expect(diff.kind == "diff", "kind is diff", 0, 0);
+    expect_eq("diff blocks", (long long)diff.blocks, 80 + 60);
+    expect_eq("diff bytes", (long long)diff.bytes, 80 * (long long)sizeof(Vehicle) + 60 * 10);
+    expect_eq("released blocks", (long long)diff.released_blocks, 7);
+    expect_eq("released bytes", (long long)diff.released_bytes, 7 * (long long)sizeof(long));
+    expect_eq("snapshot growth in blocks", (long long)after.blocks() - (long long)before.blocks(), 140 - 7);
+    expect_eq("blocks allocated at make_vehicle's line", blocks_at(diff, vehicle_line), 80);
+    expect_eq("blocks allocated at make_name's line (both threads)", blocks_at(diff, name_line), 60);
+
+    // The other way round: what died is the minus side.
+    for (std::size_t i = 20; i < vehicles.size(); ++i) delete vehicles[i];
+    for (char* p : names) delete[] p;
+    leakscope::Snapshot end = leakscope::Snapshot::take();
+    leakscope::Report back = end - after;
+    expect_eq("after freeing: born", (long long)back.blocks, 0);
+    expect_eq("after freeing: released blocks", (long long)back.released_blocks, 140);
+    expect_eq("after freeing: released bytes", (long long)back.released_bytes, 80 * (long long)sizeof(Vehicle) + 600);
+    expect_eq("stats agree with the snapshot", (long long)leakscope::stats().live_blocks, (long long)end.blocks());
+
+    if (failures == 0) std::puts("heap_snapshots: all checks passed");
+    return failures == 0 ? 0 : 1;
+}
