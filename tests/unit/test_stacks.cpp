@@ -227,6 +227,27 @@ TEST_CASE("malformed options: one line each, the others still apply", "[options]
     CHECK(r.sites[0].frames.empty());   // stacks=off applied despite its neighbours
 }
 
+TEST_CASE("track= and exit_report= take only their values, each error in one line", "[options]") {
+    std::string err = stderr_of([] { leakscope::configure("track=sideways exit_report=2"); });
+    CHECK(lines_in(err) == 2);
+    CHECK(err.find("track must be scopes or all in 'track=sideways'") != std::string::npos);
+    CHECK(err.find("exit_report must be 0 or 1 in 'exit_report=2'") != std::string::npos);
+    // exit_report=1 needs every block tracked: it turns track=all on and keeps it on.
+    err = stderr_of([] { leakscope::configure("exit_report=1 track=scopes"); });
+    CHECK(lines_in(err) == 1);
+    CHECK(err.find("exit_report=1 needs track=all") != std::string::npos);
+    int* outside = test::kept(new int(5));   // no scope open: tracked all the same
+    leakscope::Snapshot with = leakscope::Snapshot::take();
+    delete outside;
+    leakscope::Snapshot without = leakscope::Snapshot::take();
+    CHECK(with.blocks() == without.blocks() + 1);
+    err = stderr_of([] { leakscope::configure("exit_report=0 track=scopes"); });
+    CHECK(err.empty());
+    outside = test::kept(new int(6));
+    CHECK(leakscope::Snapshot::take().blocks() == without.blocks());   // not tracked any more
+    delete outside;
+}
+
 TEST_CASE("quoted values, and an unterminated quote", "[options]") {
     DefaultOptionsAfter restore;
     std::string err = stderr_of([] { leakscope::configure("stack_depth='3' unwinder=\"libgcc\""); });
@@ -240,7 +261,7 @@ TEST_CASE("quoted values, and an unterminated quote", "[options]") {
     CHECK(lines_in(err) == 1);
     CHECK(err.find("unterminated") != std::string::npos);
     // Keys the contract names but this version does not implement say so instead of "unknown".
-    err = stderr_of([] { leakscope::configure("track=all"); });
+    err = stderr_of([] { leakscope::configure("monitor=60,10"); });
     CHECK(err.find("not available") != std::string::npos);
 }
 
