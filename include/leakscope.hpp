@@ -6122,9 +6122,16 @@ void thread_exit(void* arg) noexcept {
     }
 }
 
-void flush_at_exit() noexcept {
-    flush_deferred(tls, true, true);
-    if (g.exit_report.load(relaxed)) write_exit_report();
+void flush_at_exit() noexcept { flush_deferred(tls, true, true); }
+
+// The exit report runs from .fini_array, which glibc's exit() runs after every atexit handler and
+// so after the program's static destructors (those free what statics own; that is not "in use at
+// exit"); priority 101 puts it after the program's other destructor functions too.
+#if defined(__GNUC__)
+__attribute__((destructor(101)))
+#endif
+void exit_report_at_fini() noexcept {
+    if (g.exit_report.load(relaxed) == 1) write_exit_report();
 }
 
 // fork: hold every global lock across it, so the child finds them consistent.
