@@ -148,6 +148,8 @@ for name in "${HARNESSES[@]}"; do
   fi
   [ "$SECONDS_EACH" -gt 0 ] || { summary+=("fuzz_$name: regressions replayed, not fuzzed"); continue; }
 
+  dict="$ROOT/tests/fuzz/$name.dict"
+  [ -f "$dict" ] && flags+=(-dict="$dict")
   corpora=("$work" "$ROOT/tests/fuzz/corpus/$name")
   [ "$name" = symbolize ] && corpora+=("$seed_dir")
   echo "-- fuzzing for ${SECONDS_EACH}s (log: $log)"

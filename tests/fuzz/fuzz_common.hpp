@@ -123,9 +123,10 @@ inline std::size_t check_diagnostic_lines(std::string_view text, std::initialize
         bool ok = false;
         for (std::string_view p : prefixes) ok = ok || line.substr(0, p.size()) == p;
         if (!ok) fail("a stderr line is not one of leakscope's diagnostics", all);
-        // One clear line: no control byte (an escape sequence, a carriage return) from the input.
+        // One clear line: no control byte (an escape sequence, a carriage return) from the input;
+        // a tab is harmless.
         for (char c : line)
-            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) fail("a diagnostic holds a control byte", line);
+            if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) fail("a diagnostic holds a control byte", line);
         ++lines;
         text.remove_prefix(end + 1);
     }
