@@ -29,6 +29,7 @@
 #   LEAKSCOPE_FUZZ_CXXFLAGS="..."    extra compiler flags, placed first (-I/some/dir tries a
 #                                    candidate header before include/leakscope.hpp)
 # A failing input replays with: build/fuzz/fuzz_<name> -close_fd_mask=2 <file>
+# shellcheck disable=SC2054,SC2012  # commas belong to compiler flags; the listed names are ours
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -15,7 +15,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -24,10 +26,10 @@ const std::string kPath = "input.elf";   // in the scratch directory
 
 void write_input(const std::uint8_t* data, std::size_t size) {
     int fd = ::open(kPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) fuzz::fail("cannot create the input file");
+    if (fd < 0) fuzz::fail("cannot create the input file in the scratch directory", std::strerror(errno));
     for (std::size_t done = 0; done < size;) {
         ssize_t n = ::write(fd, data + done, size - done);
-        if (n <= 0) fuzz::fail("cannot write the input file");
+        if (n <= 0) fuzz::fail("cannot write the input file", std::strerror(errno));
         done += std::size_t(n);
     }
     ::close(fd);
