@@ -12,7 +12,7 @@ packages=(
   chromium golang-go golang-github-google-pprof-dev
 )
 
-# The clang runtime (sanitizers) is libclang-rt-14-dev on Debian 12; newer
+# The clang runtime (sanitizers, and libFuzzer for the fuzz stage) is libclang-rt-14-dev on Debian 12; newer
 # releases call it libclang-rt-dev. Prefer whichever is already installed.
 clang_rt=libclang-rt-14-dev
 if ! dpkg -s "$clang_rt" >/dev/null 2>&1 && dpkg -s libclang-rt-dev >/dev/null 2>&1; then

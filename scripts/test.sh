@@ -16,6 +16,10 @@
 #              -traces, -raw; built offline from Debian's sources), headless Chromium (the HTML
 #              flame graph: no console message, widest frame, click zoom; screenshots kept in
 #              build/writers/reports), python3's json module, the folded-stack grammar
+#   fuzz       scripts/test-fuzz.sh: libFuzzer (clang++ -fsanitize=fuzzer,address,undefined) on the
+#              parsers of untrusted input — LEAKSCOPE_OPTIONS/configure(), suppression rules
+#              (matched against a real scope's leftovers), the ELF/DWARF reader on fuzzed files —
+#              each replaying tests/fuzz/regressions/, then fuzzing LEAKSCOPE_FUZZ_SECONDS (60)
 #   asan       clang++ C++17  RelWithDebInfo  -fsanitize=address,undefined
 #   tsan       g++     C++17  RelWithDebInfo  -fsanitize=thread
 #              (g++, not clang++: clang 14 links its static TSan runtime with
@@ -39,13 +43,14 @@
 #   LEAKSCOPE_TSAN_SETARCH=auto|1|0 run TSan tests under `setarch -R` (auto:
 #                                   only if a TSan probe fails without it)
 #   CTEST_ARGS="-R unit"            extra ctest arguments
+#   LEAKSCOPE_FUZZ_SECONDS=60       fuzzing time per harness in the fuzz stage (3 harnesses)
 # Build trees: build/<stage>.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_STAGES=(gcc17 gcc20 clang17 clang20 unwind symbolize writers asan tsan meson consumers)
+ALL_STAGES=(gcc17 gcc20 clang17 clang20 unwind symbolize writers fuzz asan tsan meson consumers)
 JOBS=2
 export CMAKE_BUILD_PARALLEL_LEVEL=$JOBS
 export CTEST_PARALLEL_LEVEL=$JOBS
@@ -227,6 +232,10 @@ stage_writers() {
   bash "$ROOT/tests/writers/run.sh"
 }
 
+stage_fuzz() {
+  bash "$ROOT/scripts/test-fuzz.sh"
+}
+
 stage_consumers() {
   CXX=g++ bash "$ROOT/scripts/test-consumers.sh"
 }
@@ -243,6 +252,7 @@ run_stage() {
     unwind)    stage_unwind ;;
     symbolize) stage_symbolize ;;
     writers)   stage_writers ;;
+    fuzz)      stage_fuzz ;;
     asan)      stage_asan ;;
     tsan)      stage_tsan ;;
     meson)     stage_meson ;;
