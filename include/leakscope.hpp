@@ -854,6 +854,12 @@ inline void diagnostic(const char* message) noexcept {
     char line[512];
     int n = std::snprintf(line, sizeof line, "leakscope: %s\n", message);
     if (n > 0) {
+        // Text from the user (option entries, rule lines, paths) may hold control bytes: a quoted
+        // newline must not split the line, nor an escape sequence reach a terminal.
+        int end = std::min(n, int(sizeof line) - 1) - 1;   // the '\n' (or the last byte kept)
+        for (int i = 0; i < end; ++i)
+            if ((static_cast<unsigned char>(line[i]) < 0x20 && line[i] != '\t') || line[i] == 0x7f) line[i] = '?';
+        line[end] = '\n';
         ssize_t ignored = ::write(2, line, static_cast<std::size_t>(std::min(n, int(sizeof line) - 1)));
         (void)ignored;
     }
@@ -4168,14 +4174,30 @@ inline void refresh_suppressions(Suppressions& rules) {
         path = o.suppressions_path;
     }
     if (path.empty()) return;
+    // A regular file of sane size only: /dev/zero would grow `text` until memory ran out, a FIFO
+    // would block the report (O_NONBLOCK: opening one does not wait for a writer).
+    constexpr std::size_t kMaxBytes = std::size_t(16) << 20;
     std::string text;
-    if (std::FILE* file = std::fopen(path.c_str(), "rb")) {
-        char buffer[4096];
-        for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, file)) > 0;) text.append(buffer, n);
-        std::fclose(file);
+    const char* why = nullptr;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat info;
+    if (fd < 0) {
+        why = "cannot read";
+    } else if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        why = "not a regular file:";
+    } else if (std::size_t(info.st_size) > kMaxBytes) {
+        why = "larger than 16 MiB:";
     } else {
+        char buffer[4096];
+        ssize_t n = 0;
+        while (text.size() <= kMaxBytes && ((n = ::read(fd, buffer, sizeof buffer)) > 0 || (n < 0 && errno == EINTR)))
+            if (n > 0) text.append(buffer, std::size_t(n));
+        if (n < 0) why = "cannot read";
+    }
+    if (fd >= 0) ::close(fd);
+    if (why) {
         char message[300];
-        std::snprintf(message, sizeof message, "suppressions: cannot read '%.200s'; no rules from it", path.c_str());
+        std::snprintf(message, sizeof message, "suppressions: %s '%.200s'; no rules from it", why, path.c_str());
         diagnostic(message);
         return;
     }

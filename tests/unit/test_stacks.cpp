@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -246,6 +247,33 @@ TEST_CASE("track= and exit_report= take only their values, each error in one lin
     outside = test::kept(new int(6));
     CHECK(leakscope::Snapshot::take().blocks() == without.blocks());   // not tracked any more
     delete outside;
+}
+
+TEST_CASE("a diagnostic is one line of printable text, whatever the entry held", "[options]") {
+    // A quoted value may hold a newline or a terminal escape; found by tests/fuzz.
+    std::string err = stderr_of([] { leakscope::configure("stacks='bad\nvalue' unwinder=\x1b[2J\x1b]0;t\x07"); });
+    CHECK(lines_in(err) == 2);
+    for (char c : err) CHECK((static_cast<unsigned char>(c) >= 0x20 || c == '\n'));
+    CHECK(err.find("'stacks='bad?value''") != std::string::npos);
+    leakscope::configure("stacks=on unwinder=fast");
+}
+
+TEST_CASE("suppressions= reads only a regular file, and never blocks", "[options]") {
+    char dir[] = "/tmp/leakscope-supp-XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    std::string fifo = std::string(dir) + "/fifo";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    for (std::string path : {std::string("/dev/zero"), fifo, std::string(dir)}) {
+        INFO(path);
+        std::string err = stderr_of([&] { leakscope::configure("suppressions=" + path); });
+        CHECK(lines_in(err) == 1);
+        CHECK(err.find("not a regular file: '" + path + "'") != std::string::npos);
+    }
+    std::string err = stderr_of([&] { leakscope::configure(std::string("suppressions=") + dir + "/missing"); });
+    CHECK(err.find("cannot read") != std::string::npos);
+    leakscope::configure("suppressions=''");
+    ::unlink(fifo.c_str());
+    ::rmdir(dir);
 }
 
 TEST_CASE("quoted values, and an unterminated quote", "[options]") {
