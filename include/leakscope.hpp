@@ -698,7 +698,8 @@ struct alignas(64) Slot {
     LogChunkRef log_inline[kLogInlineChunks];  // owner births, by seq / kLogChunk: the first ones
     std::atomic<LogDir*> log_dirs[kLogDirs];   // and the rest
     u32 log_size;                  // next seq for an owner birth
-    u32 log_chunks;                // chunk indices used since the slot was last freed
+    std::atomic<u32> log_chunks;   // chunk indices used since the slot was last freed (others
+                                   // read it to list the slot's births)
     u32 next_free;
     // --- shared line ---
     alignas(64) SpinLock lock;
@@ -1185,7 +1186,7 @@ inline void slot_free(ThreadState& t, u32 index) noexcept {
         // Every birth logged here has died, so every entry is 0. Keep the directories and the
         // first chunk for the slot's next scope (a scope per request must not cost an mmap);
         // the other chunks go back to the shared list.
-        for (u32 ci = 0; ci < s.log_chunks; ++ci) {
+        for (u32 ci = 0; ci < s.log_chunks.load(relaxed); ++ci) {
             LogChunkRef* c = log_chunk_ref(s, ci, false);
             if (!c) continue;
             std::uintptr_t* entries = c->entries.load(relaxed);
@@ -1195,7 +1196,7 @@ inline void slot_free(ThreadState& t, u32 index) noexcept {
             }
             c->live = 0;
         }
-        s.log_chunks = 0;
+        s.log_chunks.store(0, relaxed);
         s.shared.size = 0;
         s.log_size = 0;
         s.parent = 0;
@@ -1276,7 +1277,7 @@ LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t va
             __atomic_store_n(&entries[seq % kLogChunk], value, __ATOMIC_RELAXED);
             ++c->live;
             s.log_size = seq + 1;
-            if (ci >= s.log_chunks) s.log_chunks = ci + 1;
+            if (ci >= s.log_chunks.load(relaxed)) s.log_chunks.store(ci + 1, relaxed);
         }
         s.owner_live.store(s.owner_live.load(relaxed) + 1, relaxed);
         return true;
@@ -2594,10 +2595,13 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
 // ---- enumerating a scope's leftovers: from its own birth logs, never a heap scan ---------------
 // Collects under the scope's lock (a death on another thread waits, so no header is read from a
 // block freed meanwhile) into tracker memory, then visits without it.
-inline void collect_leftovers(u32 scope, OsVector<Record>& out) noexcept {
+// `generation`: for a child, the incarnation its parent logged (checked under the child's lock:
+// a child whose leftovers all died meanwhile may have been freed and reused).
+inline void collect_leftovers(u32 scope, OsVector<Record>& out, const u32* generation = nullptr) noexcept {
     Slot& s = slot_ref(scope);
     SpinGuard guard(s.lock);
-    for (u32 ci = 0; ci < s.log_chunks; ++ci) {
+    if (generation && s.generation.load(relaxed) != *generation) return;
+    for (u32 ci = 0; ci < s.log_chunks.load(relaxed); ++ci) {
         LogChunkRef* c = log_chunk_ref(s, ci, false);
         const std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
         if (!entries) continue;
@@ -2618,8 +2622,7 @@ inline void collect_leftovers(u32 scope, OsVector<Record>& out) noexcept {
         Record rec{};
         if (e.addr == 0 && e.seq == kNoSeq) {
             // A child scope that closed with leftovers; its slot is reused only after they died.
-            Slot& child = slot_ref(e.scope);
-            if (child.generation.load(acquire) == e.generation) collect_leftovers(e.scope, out);
+            collect_leftovers(e.scope, out, &e.generation);
         } else if (e.addr && !(e.addr & kExternal)) {
             out.push(record_of_header(e.addr, scope, e.seq));
         } else if (e.addr && registry_find(e.addr & ~kExternal, rec, Edit::none) && rec.scope == scope && rec.seq == e.seq) {
@@ -2701,7 +2704,7 @@ inline void collect_heap(OsVector<Record>& out) noexcept {
         std::size_t first = out.size;
         {
             SpinGuard guard(s.lock);   // remote deaths wait; the owner's do not (see above)
-            for (u32 ci = 0; ci < s.log_chunks; ++ci) {
+            for (u32 ci = 0; ci < s.log_chunks.load(acquire); ++ci) {
                 LogChunkRef* c = log_chunk_ref(s, ci, false);
                 const std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
                 if (!entries) continue;
@@ -2735,6 +2738,19 @@ inline void collect_heap(OsVector<Record>& out) noexcept {
             }
         }
         if (at.size) read_words_safely(at.data, what.data, ok.data, at.size);
+        // Still that birth after the read? Then the block was live while its header was read (its
+        // entry is cleared before it is freed), and the entry was not read twice through a log
+        // chunk its owner recycled meanwhile.
+        auto still_there = [&](const Record& r) noexcept {
+            if (r.seq & kSharedSeq) {
+                std::size_t k = r.seq & ~kSharedSeq;
+                return k < s.shared.size && s.shared.data[k].addr == r.addr;
+            }
+            LogChunkRef* c = log_chunk_ref(s, r.seq / kLogChunk, false);
+            const std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
+            return entries && __atomic_load_n(&entries[r.seq % kLogChunk], __ATOMIC_ACQUIRE) == r.addr;
+        };
+        SpinGuard guard(s.lock);
         std::size_t w = 0, kept = first;
         for (std::size_t i = first; i < out.size; ++i) {
             Record r = out.data[i];
@@ -2742,7 +2758,7 @@ inline void collect_heap(OsVector<Record>& out) noexcept {
                 // A header block: its `what`, if the block was still there to read.
                 bool readable = ok.data[w];
                 u64 word = what.data[w++];
-                if (!readable) continue;
+                if (!readable || !still_there(r)) continue;
                 r.size = word & kMaxHeaderSize;
                 r.stack = u32(word >> 40) & kMaxHeaderStack;
                 r.flags = 0;
