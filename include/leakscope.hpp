@@ -1160,7 +1160,7 @@ inline void log_chunk_release(std::uintptr_t* c) noexcept {
 }
 
 // The owner log's chunk `ci`, or null. Any thread may ask; only the owner makes (`make`).
-inline LogChunkRef* log_chunk_ref(Slot& s, u32 ci, bool make) noexcept {
+LEAKSCOPE_HOT_INLINE LogChunkRef* log_chunk_ref(Slot& s, u32 ci, bool make) noexcept {
     if (ci < kLogInlineChunks) return &s.log_inline[ci];
     ci -= kLogInlineChunks;
     u32 di = ci / kLogDirChunks;
@@ -1221,7 +1221,7 @@ inline u64 handle_of(u32 slot, u32 generation) noexcept { return u64(generation)
 inline u32 slot_of(u64 handle) noexcept { return u32(handle); }
 inline u32 generation_of(u64 handle) noexcept { return u32(handle >> 32); }
 
-inline bool owned_here(const Slot& s, const ThreadState& t) noexcept {
+LEAKSCOPE_HOT_INLINE bool owned_here(const Slot& s, const ThreadState& t) noexcept {
     return s.owner.load(relaxed) == t.serial && s.closed.load(relaxed) == 0;
 }
 
@@ -2262,7 +2262,7 @@ inline bool scope_wants_stacks(const char* name) noexcept {
 
 // ---- the hook's slow paths ------------------------------------------------------------------
 // The scope this thread's births count for: its own (or adopted) one, else an open all-scope.
-inline u64 counting_scope(const ThreadState& t) noexcept {
+LEAKSCOPE_HOT_INLINE u64 counting_scope(const ThreadState& t) noexcept {
     return t.current ? t.current : g.all_scope.load(acquire);
 }
 inline bool counting_frees(const ThreadState& t, u32 mode) noexcept {
@@ -6213,15 +6213,16 @@ void after_fork_child() noexcept {
 #endif
 // The common case inline: no scope counting this thread, default alignment, malloc succeeds.
 // `caller` is the return address of the replaced operator: the allocating stack starts there.
-inline void* allocate(std::size_t size, std::size_t alignment, bool nothrow, void* caller) {
+LEAKSCOPE_HOT_INLINE void* allocate(std::size_t size, std::size_t alignment, bool nothrow, void* caller) {
     ThreadState& t = tls;
     if (LEAKSCOPE_LIKELY(counts_locally(t)))
         t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
     else
         count_allocation_slow(t);
-    if (LEAKSCOPE_UNLIKELY((t.current | (g.mode.load(relaxed) & (kAllScopeOpen | kTrackAll))) != 0)) {
+    u32 mode = g.mode.load(relaxed);
+    if (LEAKSCOPE_UNLIKELY((t.current | (mode & (kAllScopeOpen | kTrackAll))) != 0)) {
         u64 handle = (t.internal | t.ignore_depth) ? 0 : counting_scope(t);
-        if (!handle && !(t.internal | t.ignore_depth) && (g.mode.load(relaxed) & kTrackAll)) handle = heap_slot(t);
+        if (!handle && !(t.internal | t.ignore_depth) && (mode & kTrackAll)) handle = heap_slot(t);
         if (handle || (t.internal | t.ignore_depth)) return allocate_counted(t, handle, size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
     }
     if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {
@@ -6231,7 +6232,7 @@ inline void* allocate(std::size_t size, std::size_t alignment, bool nothrow, voi
     return raw_allocate(size ? size : 1, alignment, nothrow);
 }
 
-inline void deallocate(void* block, std::size_t size) noexcept {
+LEAKSCOPE_HOT_INLINE void deallocate(void* block, std::size_t size) noexcept {
     if (!block) return;
     ThreadState& t = tls;
     u32 mode = g.mode.load(relaxed);
