@@ -2778,6 +2778,7 @@ inline i64 live_count(const Slot& s) noexcept {
 
 void dispatch(const Report& report) noexcept;
 void build_leftovers(u32 index, Report& out);
+bool suppressions_may_apply() noexcept;
 struct SiteItem { u32 stack; u64 size; };
 void build_sites(std::vector<SiteItem>& items, Report& out);
 inline Report leftovers_header(const char* name, const char* file, unsigned line, bool by_exception) {
@@ -2896,7 +2897,16 @@ bool LeakScope::clean() const noexcept {
     // are rare: settle them by looking.
     bool any = false;
     for_each_leftover(slot_, [&](const Record&) { any = true; });
-    return !any;
+    if (!any || !suppressions_may_apply()) return !any;
+    // Suppression rules may hide every leftover: then the scope is as clean as its report says.
+    InternalGuard internal;
+    try {
+        Report report;
+        build_leftovers(slot_, report);
+        return report.blocks == 0;
+    } catch (...) {
+        return false;
+    }
 }
 
 // ---- symbolization: ELF symbols and DWARF, read in-process at report time ----------------------
@@ -4023,6 +4033,13 @@ struct Suppressions {
 inline Suppressions& suppression_rules() {
     static Suppressions* rules = new Suppressions();   // never destroyed: reports at exit use it
     return *rules;
+}
+// Are there rules (or a file named, not read yet)? Lets clean() stay cheap without them.
+bool suppressions_may_apply() noexcept {
+    if (attribution_options().suppressions_set.load(acquire) != 0) return true;
+    Suppressions& s = suppression_rules();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return !s.from_code.empty() || !s.from_file.empty();
 }
 
 // LSan's TemplateMatch: '*' wildcards, '^' and '$' anchors, otherwise a substring.

@@ -364,11 +364,19 @@ TEST_CASE("suppressions: a scope whose leftovers are all suppressed writes no re
     std::vector<void*> blocks;
     blocks.reserve(64);   // its growth would be a leftover too
     leakscope::suppress("leak:caller_a\n");
+    bool clean_with_suppressed = false, clean_with_both = true;
     {
         leakscope::LeakScope scope("suppressed");
         caller_a(blocks, 4);
+        clean_with_suppressed = scope.clean();   // as clean as its report: all of it is hidden
+        caller_b(blocks, 1);
+        clean_with_both = scope.clean();
+        ::operator delete(blocks.back());   // caller_b's block dies in the scope: no report
+        blocks.pop_back();
     }
     attrib_test::release(blocks);
+    CHECK(clean_with_suppressed);
+    CHECK_FALSE(clean_with_both);
     CHECK(capture.reports().empty());
     {
         leakscope::LeakScope scope("reported");
