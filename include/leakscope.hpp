@@ -1399,7 +1399,8 @@ struct ByteReader {
     }
     u64 sized(unsigned n) noexcept {   // 1, 2, 3, 4 or 8 bytes, little-endian
         u64 v = 0;
-        if (!has(n)) { ok = false; p = end; return 0; }
+        // n comes from the file (an address size): more than 8 is corrupt, and would shift past 64.
+        if (n > 8 || !has(n)) { ok = false; p = end; return 0; }
         for (unsigned i = 0; i < n; ++i) v |= u64(p[i]) << (8 * i);
         p += n;
         return v;
