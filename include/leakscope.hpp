@@ -1144,8 +1144,10 @@ inline std::uintptr_t* log_chunk_allocate() noexcept {
     {
         SpinGuard guard(g.log_lock);
         if (std::uintptr_t* c = g.log_free) {
-            g.log_free = reinterpret_cast<std::uintptr_t*>(c[0]);
-            std::memset(c, 0, kLogChunk * sizeof(std::uintptr_t));
+            g.log_free = reinterpret_cast<std::uintptr_t*>(__atomic_load_n(&c[0], __ATOMIC_RELAXED));
+            // Atomic word stores, not memset: a snapshot may still be reading this chunk through
+            // a pointer it took before the chunk was recycled (it re-checks what it read).
+            for (u32 i = 0; i < kLogChunk; ++i) __atomic_store_n(&c[i], std::uintptr_t(0), __ATOMIC_RELAXED);
             return c;
         }
     }
@@ -1155,7 +1157,7 @@ inline std::uintptr_t* log_chunk_allocate() noexcept {
 // old pointer to it reads harmless values, never unmapped memory.
 inline void log_chunk_release(std::uintptr_t* c) noexcept {
     SpinGuard guard(g.log_lock);
-    c[0] = reinterpret_cast<std::uintptr_t>(g.log_free);
+    __atomic_store_n(&c[0], reinterpret_cast<std::uintptr_t>(g.log_free), __ATOMIC_RELAXED);
     g.log_free = c;
 }
 
