@@ -1241,6 +1241,32 @@ inline void retire_log_chunk(Slot& s, LogChunkRef* c, u32 ci) noexcept {
     }
 }
 
+// A slot taken for a scope owned by thread t (a LeakScope, or t's heap slot): counts at zero and
+// the open bias as its only reference. The caller sets `parent`, then publishes with `closed` 0.
+inline void slot_open(Slot& s, const ThreadState& t, bool threads_all, bool stacks) noexcept {
+    s.owner_live.store(0, relaxed);
+    s.owner_released_blocks.store(0, relaxed);
+    s.owner_released_bytes.store(0, relaxed);
+    s.remote_released_blocks.store(0, relaxed);
+    s.remote_released_bytes.store(0, relaxed);
+    s.owner.store(t.serial, relaxed);
+    s.threads_all = threads_all;
+    s.stacks = stacks;
+    s.log_size = 0;
+    s.holds.store(0, relaxed);
+    s.refs.store(kOpenBias, relaxed);
+    s.parent = 0;
+}
+
+// After a scope's slot is closed: every reference goes through `refs` from now on, so the
+// owner's count is folded in and the open bias dropped (freeing the slot if nothing is left).
+inline void slot_drop_open_bias(ThreadState& t, u32 index) noexcept {
+    Slot& s = slot_ref(index);
+    i64 delta = s.owner_live.load(relaxed) - kOpenBias;
+    s.owner_live.store(0, relaxed);
+    if (s.refs.fetch_add(delta, acq_rel) + delta == 0) slot_free(t, index);
+}
+
 // A reference on `scope` goes away: a block born in it died (its log entry is already cleared),
 // or a child scope's slot was freed.
 void release_ref(ThreadState& t, u32 scope, u32 seq) noexcept {
@@ -2426,18 +2452,7 @@ LEAKSCOPE_NOINLINE u64 heap_slot(ThreadState& t) noexcept {
     u32 index = slot_allocate(t);
     if (index == 0) return 0;
     Slot& s = slot_ref(index);
-    s.owner_live.store(0, relaxed);
-    s.owner_released_blocks.store(0, relaxed);
-    s.owner_released_bytes.store(0, relaxed);
-    s.remote_released_blocks.store(0, relaxed);
-    s.remote_released_bytes.store(0, relaxed);
-    s.owner.store(t.serial, relaxed);
-    s.threads_all = 0;
-    s.stacks = scope_wants_stacks("");
-    s.log_size = 0;
-    s.holds.store(0, relaxed);
-    s.refs.store(kOpenBias, relaxed);
-    s.parent = 0;
+    slot_open(s, t, false, scope_wants_stacks(""));
     s.closed.store(0, release);
     t.heap = handle_of(index, s.generation.load(relaxed));
     return t.heap;
@@ -2856,18 +2871,7 @@ LeakScope::LeakScope(std::string_view name, Threads threads, const char* file, u
     u32 index = slot_allocate(t);
     if (index == 0) return;   // out of tracker memory: an inert scope
     Slot& s = slot_ref(index);
-    s.owner_live.store(0, relaxed);
-    s.owner_released_blocks.store(0, relaxed);
-    s.owner_released_bytes.store(0, relaxed);
-    s.remote_released_blocks.store(0, relaxed);
-    s.remote_released_bytes.store(0, relaxed);
-    s.owner.store(t.serial, relaxed);
-    s.threads_all = threads == Threads::all;
-    s.stacks = scope_wants_stacks(name_);
-    s.log_size = 0;
-    s.holds.store(0, relaxed);
-    s.refs.store(kOpenBias, relaxed);
-    s.parent = 0;
+    slot_open(s, t, threads == Threads::all, scope_wants_stacks(name_));
     // The enclosing scope sees this one's leftovers: this slot is a reference on it, like a block.
     u64 parent = counting_scope(t);
     u32 seq = 0;
@@ -4473,10 +4477,7 @@ void LeakScope::close(bool report) noexcept {
             if (!p.closed.load(relaxed)) p.shared.push(child_entry(slot_, generation_));
         }
     }
-    // From now on every reference goes through `refs`: fold the owner's count in, drop the bias.
-    i64 delta = s.owner_live.load(relaxed) - kOpenBias;
-    s.owner_live.store(0, relaxed);
-    if (s.refs.fetch_add(delta, acq_rel) + delta == 0) slot_free(t, slot_);
+    slot_drop_open_bias(t, slot_);
 }
 
 Adopt::Adopt(Token token) noexcept {
@@ -6164,9 +6165,7 @@ void thread_exit(void* arg) noexcept {
             SpinGuard closing(s.lock);
             s.closed.store(1, relaxed);
         }
-        i64 delta = s.owner_live.load(relaxed) - kOpenBias;
-        s.owner_live.store(0, relaxed);
-        if (s.refs.fetch_add(delta, acq_rel) + delta == 0) slot_free(t, heap);
+        slot_drop_open_bias(t, heap);
     }
     if (t.walks) os_free(t.walks, sizeof(WalkMemories));
     if (t.leftovers_busy == 0) t.leftovers.release();
@@ -6267,49 +6266,57 @@ LEAKSCOPE_HOT_INLINE void deallocate(void* block, std::size_t size) noexcept {
 
 #if !defined(LEAKSCOPE_NO_NEW_DELETE)
 #define LEAKSCOPE_CALLER __builtin_return_address(0)
+// g++'s identical-code folding would merge operator delete[] into operator delete (their bodies
+// match) and then warn at the user's `delete[]` that a new[] block goes to plain delete.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LEAKSCOPE_REPLACED __attribute__((no_icf))
+#else
+#define LEAKSCOPE_REPLACED
+#endif
 // The 20 replaceable global allocation functions ([new.delete]); the standard requires them to
 // be non-inline, which is why they live in exactly one translation unit. The allocating forms are
 // never inlined even there: their return address is where a block's call stack starts.
-LEAKSCOPE_NOINLINE void* operator new(std::size_t n) {
+LEAKSCOPE_REPLACED LEAKSCOPE_NOINLINE void* operator new(std::size_t n) {
     return leakscope::detail::allocate(n, 0, false, LEAKSCOPE_CALLER);
 }
-LEAKSCOPE_NOINLINE void* operator new[](std::size_t n) {
+LEAKSCOPE_REPLACED LEAKSCOPE_NOINLINE void* operator new[](std::size_t n) {
     return leakscope::detail::allocate(n, 0, false, LEAKSCOPE_CALLER);
 }
-LEAKSCOPE_NOINLINE void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+LEAKSCOPE_REPLACED LEAKSCOPE_NOINLINE void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
     return leakscope::detail::allocate(n, 0, true, LEAKSCOPE_CALLER);
 }
-LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+LEAKSCOPE_REPLACED LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
     return leakscope::detail::allocate(n, 0, true, LEAKSCOPE_CALLER);
 }
-LEAKSCOPE_NOINLINE void* operator new(std::size_t n, std::align_val_t a) {
+LEAKSCOPE_REPLACED LEAKSCOPE_NOINLINE void* operator new(std::size_t n, std::align_val_t a) {
     return leakscope::detail::allocate(n, static_cast<std::size_t>(a), false, LEAKSCOPE_CALLER);
 }
-LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, std::align_val_t a) {
+LEAKSCOPE_REPLACED LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, std::align_val_t a) {
     return leakscope::detail::allocate(n, static_cast<std::size_t>(a), false, LEAKSCOPE_CALLER);
 }
-LEAKSCOPE_NOINLINE void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+LEAKSCOPE_REPLACED LEAKSCOPE_NOINLINE void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
     return leakscope::detail::allocate(n, static_cast<std::size_t>(a), true, LEAKSCOPE_CALLER);
 }
-LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+LEAKSCOPE_REPLACED LEAKSCOPE_NOINLINE void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
     return leakscope::detail::allocate(n, static_cast<std::size_t>(a), true, LEAKSCOPE_CALLER);
 }
-void operator delete(void* p) noexcept { leakscope::detail::deallocate(p, 0); }
-void operator delete[](void* p) noexcept { leakscope::detail::deallocate(p, 0); }
-void operator delete(void* p, std::size_t n) noexcept { leakscope::detail::deallocate(p, n); }
-void operator delete[](void* p, std::size_t n) noexcept { leakscope::detail::deallocate(p, n); }
-void operator delete(void* p, std::align_val_t) noexcept { leakscope::detail::deallocate(p, 0); }
-void operator delete[](void* p, std::align_val_t) noexcept { leakscope::detail::deallocate(p, 0); }
-void operator delete(void* p, std::size_t n, std::align_val_t) noexcept { leakscope::detail::deallocate(p, n); }
-void operator delete[](void* p, std::size_t n, std::align_val_t) noexcept { leakscope::detail::deallocate(p, n); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { leakscope::detail::deallocate(p, 0); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { leakscope::detail::deallocate(p, 0); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+LEAKSCOPE_REPLACED void operator delete(void* p) noexcept { leakscope::detail::deallocate(p, 0); }
+LEAKSCOPE_REPLACED void operator delete[](void* p) noexcept { leakscope::detail::deallocate(p, 0); }
+LEAKSCOPE_REPLACED void operator delete(void* p, std::size_t n) noexcept { leakscope::detail::deallocate(p, n); }
+LEAKSCOPE_REPLACED void operator delete[](void* p, std::size_t n) noexcept { leakscope::detail::deallocate(p, n); }
+LEAKSCOPE_REPLACED void operator delete(void* p, std::align_val_t) noexcept { leakscope::detail::deallocate(p, 0); }
+LEAKSCOPE_REPLACED void operator delete[](void* p, std::align_val_t) noexcept { leakscope::detail::deallocate(p, 0); }
+LEAKSCOPE_REPLACED void operator delete(void* p, std::size_t n, std::align_val_t) noexcept { leakscope::detail::deallocate(p, n); }
+LEAKSCOPE_REPLACED void operator delete[](void* p, std::size_t n, std::align_val_t) noexcept { leakscope::detail::deallocate(p, n); }
+LEAKSCOPE_REPLACED void operator delete(void* p, const std::nothrow_t&) noexcept { leakscope::detail::deallocate(p, 0); }
+LEAKSCOPE_REPLACED void operator delete[](void* p, const std::nothrow_t&) noexcept { leakscope::detail::deallocate(p, 0); }
+LEAKSCOPE_REPLACED void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
     leakscope::detail::deallocate(p, 0);
 }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+LEAKSCOPE_REPLACED void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
     leakscope::detail::deallocate(p, 0);
 }
+#undef LEAKSCOPE_REPLACED
 #endif  // LEAKSCOPE_NO_NEW_DELETE
 
 #if LEAKSCOPE_FAST_UNWINDER && !defined(LEAKSCOPE_NO_DLCLOSE_HOOK)

@@ -174,34 +174,16 @@ inline void fail_at(const char* file, unsigned line, const std::string& report) 
     rb.react();   // throws only when doctest aborts the run (--abort-after): the guard lets it
 }
 
-class Guard {
-   public:
-    Guard(const char* file, unsigned line) noexcept
-        : file_(file), line_(line), uncaught_(std::uncaught_exceptions()),
-          scope_(run_info().test, detail::globals().threads, file, line) {}
-    Guard(const Guard&) = delete;
-    Guard& operator=(const Guard&) = delete;
-    ~Guard() noexcept(false) {
-        detail::globals().run.guarded = true;
-        if (std::uncaught_exceptions() > uncaught_ || run_info().failed) {
-            scope_.dismiss();
-            return;
-        }
-        std::string display;
-        {
-            Ignore quiet;
-            display = display_name(run_info());
-        }
-        detail::Verdict verdict = detail::judge(scope_, display, kNamespaces);
-        if (verdict.failed) fail_at(file_, line_, verdict.message);
+// The in-test guard (LEAKSCOPE_GUARD()): detail::Guard with this framework's hooks.
+struct Framework {
+    static RunInfo& run_info() { return doctest_detail::run_info(); }
+    static std::string display_name(const RunInfo& r) { return doctest_detail::display_name(r); }
+    static void fail_at(const char* file, unsigned line, const std::string& message) {
+        doctest_detail::fail_at(file, line, message);
     }
-
-   private:
-    const char* file_;
-    unsigned line_;
-    int uncaught_;
-    LeakScope scope_;
+    static constexpr const char* const* namespaces = kNamespaces;
 };
+using Guard = detail::Guard<Framework>;
 
 inline doctest::IReporter* make_listener(const doctest::ContextOptions& options) {
     Ignore quiet;

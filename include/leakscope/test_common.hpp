@@ -251,6 +251,39 @@ inline void print_report(const std::string& text) {
 
 inline void begin_run() noexcept { globals().run = RunState{}; }
 
+
+// The in-test guard (LEAKSCOPE_GUARD()) of the adapters whose listener cannot fail a test
+// (Catch2, doctest): its destructor judges the run and fails it inside the framework.
+// `Framework` supplies run_info(), display_name(), fail_at() and namespaces for its framework.
+template <class Framework>
+class Guard {
+   public:
+    Guard(const char* file, unsigned line) noexcept
+        : file_(file), line_(line), uncaught_(std::uncaught_exceptions()),
+          scope_(Framework::run_info().test, globals().threads, file, line) {}
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+    ~Guard() noexcept(false) {
+        globals().run.guarded = true;
+        if (std::uncaught_exceptions() > uncaught_ || Framework::run_info().failed) {
+            scope_.dismiss();   // the test is failing already
+            return;
+        }
+        std::string display;
+        {
+            Ignore quiet;
+            display = Framework::display_name(Framework::run_info());
+        }
+        Verdict verdict = judge(scope_, display, Framework::namespaces);
+        if (verdict.failed) Framework::fail_at(file_, line_, verdict.message);
+    }
+
+   private:
+    const char* file_;
+    unsigned line_;
+    int uncaught_;
+    LeakScope scope_;
+};
 }  // namespace detail
 
 inline void expect_leftovers(std::size_t blocks) noexcept { detail::globals().run.expected = long(blocks); }
