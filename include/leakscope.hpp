@@ -135,7 +135,9 @@ struct Site {
                                            // operator new) trimmed from above frames[0],
                                            // innermost first: the full stack is these + frames
     std::string type;            // the allocated type, where it can be inferred or was tagged
-    std::size_t blocks = 0, bytes = 0;
+    std::size_t blocks = 0, bytes = 0;   // estimates in a sampled report (Report::sample_bytes)
+    std::size_t samples = 0;     // sampled report: the sampled blocks behind the estimate
+    bool growing = false;        // monitor: its live bytes rose in each of the last k intervals
 };
 
 // What one suppression rule hid from a report.
@@ -145,7 +147,7 @@ struct Suppression {
 };
 
 struct Report {
-    std::string kind;                 // "leftovers" | "diff" | "peak" | "exit" | "monitor"
+    std::string kind;                 // "leftovers" | "diff" | "heap" | "peak" | "exit" | "monitor"
     std::string scope;                // scope name, if any
     std::string file;                 // where the scope was opened
     unsigned line = 0;
@@ -153,7 +155,14 @@ struct Report {
     std::size_t blocks = 0, bytes = 0;                     // + side: born inside, still live
     std::size_t released_blocks = 0, released_bytes = 0;   // - side: older blocks freed inside
     std::vector<Site> sites;          // largest bytes first
+    std::vector<Site> released_sites; // diff, monitor: the - side by site (gone since `before`)
     std::vector<Suppression> suppressed;   // rules that matched, and how much each hid
+    std::size_t rss_bytes = 0;        // heap, peak, monitor: the process's resident memory
+    std::size_t sample_bytes = 0;     // nonzero: the whole-heap part was sampled, one block per
+                                      // this many bytes on average; its counts are estimates
+    double error = 0;                 // sampled: relative standard error of `bytes` (1 sigma)
+    unsigned interval = 0;            // monitor: intervals since the baseline
+    unsigned growth_intervals = 0;    // monitor: the k of Site::growing
 };
 
 // The single extension point for reports.
@@ -250,6 +259,9 @@ class PprofWriter : public OutputWriter {
 
 void set_writers(std::vector<std::shared_ptr<Writer>> writers);   // replaces all (empty: default)
 void add_writer(std::shared_ptr<Writer> writer);
+// Hands a report to the installed writers (the default: text on stderr), as leakscope's own
+// reports go: for reports a program builds or edits itself (test adapters, a monitor's caller).
+void write(const Report& report) noexcept;
 
 // A handle on a scope that another thread can adopt. Small, copyable; an empty or stale
 // token (its scope already ended) adopts nothing.
@@ -442,8 +454,51 @@ class Snapshot {
 };
 // What changed from `before` to `after` (kind "diff"): the sites of the blocks live in `after`
 // that were not in `before` (born meanwhile, still live) and, as the minus side
-// (released_blocks/bytes), the blocks of `before` that are gone.
+// (released_blocks/bytes, by site in released_sites), the blocks of `before` that are gone.
 Report operator-(const Snapshot& after, const Snapshot& before);
+
+// Every tracked block live now, by site (kind "heap"; what the signal dump writes). With
+// track=all that is the whole heap allocated through new since tracking began.
+Report heap();
+
+// The high-water mark of live tracked bytes since start or reset_peak() (Report::bytes) and the
+// sites that held memory at that moment (kind "peak"). Needs track=all (or sample_bytes): a
+// live-bytes total per call stack is kept while it is on, and copied when the heap passes its
+// last copied peak by 1/64 (at least LEAKSCOPE_PEAK_GRANULARITY), so the sites are those of a
+// moment within that margin of the peak, without copying the heap at every new high.
+Report peak();
+
+namespace detail {
+struct MonitorState;
+}
+// The Doctor-Thread view: a background thread that waits `warmup_ms`, takes the heap as its
+// baseline, then every `interval_ms` writes the diff against it (kind "monitor", with the RSS)
+// through the writers when the heap grew by at least `threshold_bytes`. Sites whose live bytes
+// rose in each of the last `growth_intervals` intervals are marked Site::growing: the likely
+// leaks, apart from one-off growth. Starting one switches track=all on. Option monitor=1 starts
+// one at start-up, configured by monitor_warmup_ms, monitor_interval_ms, monitor_growth and
+// monitor_threshold.
+class Monitor {
+   public:
+    struct Options {
+        unsigned warmup_ms = 10000;
+        unsigned interval_ms = 10000;
+        unsigned growth_intervals = 3;
+        std::size_t threshold_bytes = 0;
+    };
+    Monitor();
+    explicit Monitor(Options options);
+    ~Monitor();   // stops and joins the thread
+    Monitor(const Monitor&) = delete;
+    Monitor& operator=(const Monitor&) = delete;
+
+    void stop() noexcept;                 // no more intervals (idempotent)
+    unsigned intervals() const noexcept;  // intervals done since the baseline
+    Report latest() const;                // the last interval's report (written or not)
+
+   private:
+    std::shared_ptr<detail::MonitorState> state_;
+};
 
 }  // namespace leakscope
 
@@ -2797,8 +2852,15 @@ inline i64 live_count(const Slot& s) noexcept {
 void dispatch(const Report& report) noexcept;
 void build_leftovers(u32 index, Report& out);
 bool suppressions_may_apply() noexcept;
-struct SiteItem { u32 stack; u64 size; };
-void build_sites(std::vector<SiteItem>& items, Report& out);
+// One block, or a sampled block's estimate (`blocks` it stands for, `size` their bytes), or a
+// stack's total (peak): what build_sites groups.
+struct SiteItem {
+    u32 stack;
+    u64 size;
+    u64 blocks = 1;
+    u64 samples = 0;
+};
+void build_sites(std::vector<SiteItem>& items, Report& out, bool suppress = true);
 inline Report leftovers_header(const char* name, const char* file, unsigned line, bool by_exception) {
     Report r;
     r.kind = "leftovers";
@@ -4325,7 +4387,7 @@ inline std::string site_key(const Site& site, u32 depth) {
 // Builds the report of a scope's current leftovers (leakscope's own allocations inside).
 // Groups blocks (their stack ids and sizes) into the report's sites and totals: by whole stack,
 // then suppressions, then group_depth; largest bytes first.
-void build_sites(std::vector<SiteItem>& items, Report& out) {
+void build_sites(std::vector<SiteItem>& items, Report& out, bool suppress) {
     using Item = SiteItem;
     std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.stack < b.stack; });
     // Sites by whole stack first (by source line: an unrolled loop's call sites are one stack):
@@ -4339,8 +4401,9 @@ void build_sites(std::vector<SiteItem>& items, Report& out) {
             Site site;
             std::size_t j = i;
             for (; j < items.size() && items[j].stack == items[i].stack; ++j) {
-                ++site.blocks;
+                site.blocks += items[j].blocks;
                 site.bytes += items[j].size;
+                site.samples += items[j].samples;
             }
             out.blocks += site.blocks;
             out.bytes += site.bytes;
@@ -4351,11 +4414,12 @@ void build_sites(std::vector<SiteItem>& items, Report& out) {
             } else {
                 out.sites[found.first->second].blocks += site.blocks;
                 out.sites[found.first->second].bytes += site.bytes;
+                out.sites[found.first->second].samples += site.samples;
             }
             i = j;
         }
     }
-    apply_suppressions(out);
+    if (suppress) apply_suppressions(out);
     if (u32 depth = attribution_options().group_depth.load(relaxed)) {
         // A site is its deciding frames (what lies beyond differs between its stacks); its
         // allocator frames are those of its largest stack.
@@ -4371,6 +4435,7 @@ void build_sites(std::vector<SiteItem>& items, Report& out) {
             } else {
                 merged[found.first->second].blocks += site.blocks;
                 merged[found.first->second].bytes += site.bytes;
+                merged[found.first->second].samples += site.samples;
             }
         }
         out.sites.swap(merged);
@@ -4591,6 +4656,9 @@ inline void option_error(const char* source, const char* what, std::string_view 
 // report=: checked now, the writers built at the next report (see the writers section).
 bool accept_report_option(std::string_view value, std::string_view entry, const char* source) noexcept;
 
+// signal= and monitor*= (the monitor and signal dump section).
+void apply_monitor_option(std::string_view key, std::string_view value, std::string_view entry, const char* source) noexcept;
+
 // Applies one key=value entry; `entry` is the whole text, for messages.
 inline void apply_option(std::string_view key, std::string_view value, std::string_view entry, const char* source) noexcept {
     auto pick = [&](std::initializer_list<std::string_view> names, std::atomic<u32>& into) {
@@ -4659,8 +4727,10 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
         } else {
             option_error(source, "exit_report must be 0 or 1 in", entry);
         }
-    } else if (key == "sample_bytes" || key == "settle_ms" || key == "signal" || key == "monitor") {
+    } else if (key == "sample_bytes" || key == "settle_ms") {
         option_error(source, "option not available in this version of leakscope:", entry);
+    } else if (key == "signal" || key.substr(0, 7) == "monitor") {
+        apply_monitor_option(key, value, entry, source);
     } else {
         option_error(source, "unknown option", entry);
     }
@@ -4783,6 +4853,19 @@ inline std::shared_ptr<SnapshotData> heap_now() {
     for (const Record& r : data->blocks) data->bytes += r.size;
     return data;
 }
+// The process's resident set (/proc/self/statm), 0 where it cannot be read.
+inline std::size_t resident_bytes() noexcept {
+    int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char text[128];
+    ssize_t n = ::read(fd, text, sizeof text - 1);
+    ::close(fd);
+    if (n <= 0) return 0;
+    text[n] = '\0';
+    unsigned long long size = 0, resident = 0;
+    if (std::sscanf(text, "%llu %llu", &size, &resident) != 2) return 0;
+    return std::size_t(resident) * std::size_t(::sysconf(_SC_PAGESIZE));
+}
 // The exit report: every tracked block still live (what Valgrind calls "in use at exit").
 inline void write_exit_report() noexcept {
     InternalGuard internal;
@@ -4802,6 +4885,22 @@ inline void write_exit_report() noexcept {
 }
 }  // namespace detail
 
+Report heap() {
+    InternalGuard internal;
+    std::shared_ptr<SnapshotData> now = heap_now();
+    Report report;
+    report.kind = "heap";
+    report.scope = "live heap";
+    std::vector<SiteItem> items;
+    items.reserve(now->blocks.size());
+    for (const Record& r : now->blocks) items.push_back(SiteItem{r.stack, r.size});
+    build_sites(items, report);
+    report.rss_bytes = resident_bytes();
+    return report;
+}
+
+void write(const Report& report) noexcept { dispatch(report); }
+
 Snapshot Snapshot::take() {
     Snapshot s;
     s.data_ = heap_now();
@@ -4817,29 +4916,41 @@ Report operator-(const Snapshot& after, const Snapshot& before) {
     static const std::vector<Record> none;
     const std::vector<Record>& a = after.data_ ? after.data_->blocks : none;
     const std::vector<Record>& b = before.data_ ? before.data_->blocks : none;
-    std::vector<SiteItem> born;
+    std::vector<SiteItem> born, gone;
     std::size_t i = 0, j = 0;
     while (i < a.size() || j < b.size()) {
         if (j == b.size() || (i < a.size() && birth_before(a[i], b[j]))) {
             born.push_back(SiteItem{a[i].stack, a[i].size});
             ++i;
         } else if (i == a.size() || birth_before(b[j], a[i])) {
-            ++report.released_blocks;
-            report.released_bytes += b[j].size;
+            gone.push_back(SiteItem{b[j].stack, b[j].size});
             ++j;
         } else {
             if (!same_birth(a[i], b[j])) {   // the same place, another block
                 born.push_back(SiteItem{a[i].stack, a[i].size});
-                ++report.released_blocks;
-                report.released_bytes += b[j].size;
+                gone.push_back(SiteItem{b[j].stack, b[j].size});
             }
             ++i;
             ++j;
         }
     }
     build_sites(born, report);
+    // The minus side by site too (what was freed is never suppressed: rules hide leaks).
+    Report minus;
+    build_sites(gone, minus, false);
+    report.released_blocks = minus.blocks;
+    report.released_bytes = minus.bytes;
+    report.released_sites = std::move(minus.sites);
     return report;
 }
+
+// ---- the monitor and the signal dump ----------------------------------------------------------
+namespace detail {
+void apply_monitor_option(std::string_view key, std::string_view, std::string_view entry, const char* source) noexcept {
+    (void)key;
+    option_error(source, "option not available in this version of leakscope:", entry);
+}
+}  // namespace detail
 
 // ---- writers ----------------------------------------------------------------------------------
 namespace detail {

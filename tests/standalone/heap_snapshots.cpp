@@ -43,9 +43,9 @@ bool from_here(const leakscope::Frame& f) {
     return f.file.size() >= std::strlen(tail) && f.file.compare(f.file.size() - std::strlen(tail), std::string::npos, tail) == 0;
 }
 // Blocks of the sites whose allocating line (frames[0]) is `line` (several stacks may reach it).
-long long blocks_at(const leakscope::Report& r, int line) {
+long long blocks_at(const leakscope::Report& r, int line, bool released = false) {
     long long blocks = 0;
-    for (const leakscope::Site& s : r.sites)
+    for (const leakscope::Site& s : released ? r.released_sites : r.sites)
         if (!s.frames.empty() && from_here(s.frames[0]) && int(s.frames[0].line) == line) blocks += (long long)s.blocks;
     return blocks;
 }
@@ -90,7 +90,26 @@ int main() {
     expect_eq("after freeing: born", (long long)back.blocks, 0);
     expect_eq("after freeing: released blocks", (long long)back.released_blocks, 140);
     expect_eq("after freeing: released bytes", (long long)back.released_bytes, 80 * (long long)sizeof(Vehicle) + 600);
+    expect_eq("released at make_vehicle's line", blocks_at(back, vehicle_line, true), 80);
+    expect_eq("released at make_name's line", blocks_at(back, name_line, true), 60);
+    expect_eq("first diff: released sites are the old longs'", (long long)diff.released_sites.size(), 1);
+    expect(diff.released_sites.size() == 1 && diff.released_sites[0].blocks == 7 &&
+               diff.released_sites[0].bytes == 7 * sizeof(long),
+           "the released site holds the 7 longs", 0, 0);
+
     expect_eq("stats agree with the snapshot", (long long)leakscope::stats().live_blocks, (long long)end.blocks());
+
+    // heap(): the whole live heap by site, with the resident set.
+    std::vector<Vehicle*> held;
+    held.reserve(30);
+    for (long i = 0; i < 30; ++i) held.push_back(make_vehicle(i));
+    leakscope::Report now = leakscope::heap();
+    expect(now.kind == "heap", "kind is heap", 0, 0);
+    expect_eq("heap(): blocks at make_vehicle's line", blocks_at(now, vehicle_line), 30);
+    expect_eq("heap() totals agree with stats", (long long)now.blocks, (long long)leakscope::stats().live_blocks);
+    expect(now.rss_bytes > 0, "heap() gives the resident set", (long long)now.rss_bytes, 1);
+    for (Vehicle* v : held) delete v;
+
 
     if (failures == 0) std::puts("heap_snapshots: all checks passed");
     return failures == 0 ? 0 : 1;
