@@ -74,8 +74,27 @@
 //   report=KIND[=DEST],...     the writers: text json jsonl folded html pprof; DEST stderr,
 //                              stdout or a path (%p pid, %n report number); in a quoted value
 //                              KIND:DEST too. Default text (on stderr). See the README.
-// Keys of later versions (track, sample_bytes, settle_ms, exit_report, signal, monitor) are
-// recognised and reported as not available yet.
+//  Whole heap (leakscope::Snapshot, heap(), peak(), Monitor):
+//   track=scopes|all           which births are tracked: those inside scopes (the default), or
+//                              every block allocated through new (the whole heap)
+//   sample_bytes=N[K|M|G]      track=all, sampled: outside scopes, one block per N allocated bytes
+//                              on average (tcmalloc's sampling: a block of s bytes is sampled with
+//                              probability 1-exp(-s/N)) carries a header and a stack; heap and
+//                              peak reports estimate the whole from them and state the error.
+//                              0 (the default): every block. Scopes stay exact. Run-time switchable
+//   settle_ms=N                a scope's leftovers are reported only if still live N ms after it
+//                              ended (freed meanwhile on another thread: not a leak); the check
+//                              runs on a leakscope thread, off the request's. 0 (default): at once
+//   exit_report=0|1            at exit, after static destructors, report every block still live
+//                              (Valgrind's "in use at exit"); 1 implies track=all
+//   signal=NAME|NUMBER|0       on this signal (USR2, SIGUSR2, 12, ...) write the heap and peak
+//                              reports; the handler only wakes a leakscope thread, which writes.
+//                              0 (default): none
+//   monitor=0|1                start a leakscope::Monitor at start-up (implies track=all), with
+//   monitor_warmup_ms=N          its warm-up before the baseline (default 10000),
+//   monitor_interval_ms=N        its interval (default 10000),
+//   monitor_growth=K             the intervals of growth that mark a site growing (default 3),
+//   monitor_threshold=N[K|M|G]   and the growth since the baseline below which it stays quiet
 //
 // Guarantees the implementation keeps (why it looks the way it does):
 //  * The tracker's own memory comes from mmap, never from the hooked allocator, so it can
@@ -418,6 +437,8 @@ struct tagged_allocator {
 //   suppressions=PATH      suppression rules file, read here at once (syntax: section 1)
 //   report=text,json=leaks-%p-%n.json,...   the writers (they replace set_writers()'s, and
 //                          set_writers() replaces theirs: the later wins)  default text
+//   track, sample_bytes, settle_ms, exit_report, signal, monitor*: the whole-heap views (their
+//                          table is in section 1)
 // A malformed entry gets one line on stderr naming it; the other entries still apply.
 void configure(std::string_view options) noexcept;
 
