@@ -5001,12 +5001,13 @@ inline bool try_lock(SpinLock& l) noexcept { return l.word.exchange(1, acquire) 
 
 // A leakscope thread: every signal blocked (a signal meant for the program, the dump's included,
 // goes to one of its threads), named for top and gdb. Its allocations are leakscope's own.
-inline bool start_thread(pthread_t& out, void* (*body)(void*), void* arg) noexcept {
+inline bool start_thread(pthread_t& out, void* (*body)(void*), void* arg, const char* name) noexcept {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&out, nullptr, body, arg);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (rc == 0) pthread_setname_np(out, name);
     return rc == 0;
 }
 
@@ -5071,9 +5072,11 @@ struct MonitorState : std::enable_shared_from_this<MonitorState> {
 struct MonitorRegistry {
     SpinLock lock;
     MonitorState* head;
-    std::atomic<u32> hooks;      // atexit and pthread_atfork registered
+    std::atomic<u32> hooks;      // pthread_atfork registered
+    std::atomic<u32> exit_registrations;
     std::atomic<u32> exiting;    // the exit handler ran: no new threads
 };
+inline void register_exit_handler() noexcept;
 inline MonitorRegistry& monitor_registry() noexcept {
     static MonitorRegistry registry;   // zero-initialised POD
     return registry;
@@ -5142,6 +5145,7 @@ void MonitorState::run() {
         diagnostic("monitor: could not take the baseline (out of memory?); it is empty");
     }
     std::unordered_map<std::string, SiteGrowth> history;   // by site_key: frames and type
+    bool written_once = false;
     timespec deadline = add_ms(monotonic_now(), options.interval_ms);
     for (unsigned n = 1;; ++n) {
         if (!wait_until(deadline)) return;
@@ -5169,7 +5173,11 @@ void MonitorState::run() {
             for (std::size_t i = 0; i < keys.size(); ++i) report->sites[i].growing = k > 0 && seen[keys[i]].rises >= k;
             history.swap(seen);
             if (stopping.load(relaxed)) return;
-            if (report->bytes >= options.threshold_bytes) dispatch(*report);
+            if (report->bytes >= options.threshold_bytes) {
+                if (!written_once) register_exit_handler();   // after the statics built so far
+                written_once = true;
+                dispatch(*report);
+            }
             publish(std::move(report));
         } catch (...) {
             diagnostic("monitor: could not build an interval's report (out of memory?)");
@@ -5184,7 +5192,6 @@ void MonitorState::run() {
 void* monitor_thread(void* arg) {
     InternalGuard internal;   // everything this thread allocates is leakscope's own
     std::shared_ptr<MonitorState> self = std::move(static_cast<MonitorState*>(arg)->thread_ref);
-    pthread_setname_np(pthread_self(), "leakscope-mon");
     try {
         self->run();
     } catch (...) {
@@ -5233,15 +5240,17 @@ inline bool handler_is_ours(const struct sigaction& a) noexcept {
 
 void* dumper_thread(void* arg) {
     InternalGuard internal;
-    pthread_setname_np(pthread_self(), "leakscope-dump");
     SignalDump& d = signal_dump();
     const u32 mine = u32(reinterpret_cast<std::uintptr_t>(arg));
+    bool dumped_once = false;
     for (;;) {
         while (sem_wait(&d.wake) != 0 && errno == EINTR) {
         }
         if (d.generation.load(acquire) != mine) break;
         while (sem_trywait(&d.wake) == 0) {   // a burst of signals: one dump
         }
+        if (!dumped_once) register_exit_handler();   // after the statics built so far
+        dumped_once = true;
         try {
             dispatch(heap());
         } catch (...) {
@@ -5406,14 +5415,22 @@ void monitor_after_fork_child() noexcept {
 }
 
 void stop_monitor_threads_at_exit() noexcept;
-// atexit and pthread_atfork, once, at the first thread start (a safe point). The exit handler is
-// registered after the statics built so far, so it runs before their destructors.
+// The exit handler must run before the destructors of the statics our threads' writers may use.
+// atexit runs handlers and static destructors in reverse order of registration, so it is
+// registered again at each thread start and at each thread's first report (by then a program's
+// static initialisation is over), at most 16 times: it is idempotent, and a program that starts
+// monitors in a loop must not grow the atexit list without bound.
+inline void register_exit_handler() noexcept {
+    MonitorRegistry& r = monitor_registry();
+    if (r.exit_registrations.fetch_add(1, acq_rel) < 16) std::atexit(stop_monitor_threads_at_exit);
+}
+// pthread_atfork once, and the exit handler, at a thread start (a safe point).
 inline void ensure_monitor_hooks() noexcept {
     MonitorRegistry& r = monitor_registry();
     u32 expected = 0;
-    if (!r.hooks.compare_exchange_strong(expected, 1, acq_rel)) return;
-    pthread_atfork(monitor_before_fork, monitor_after_fork_parent, monitor_after_fork_child);
-    std::atexit(stop_monitor_threads_at_exit);
+    if (r.hooks.compare_exchange_strong(expected, 1, acq_rel))
+        pthread_atfork(monitor_before_fork, monitor_after_fork_parent, monitor_after_fork_child);
+    register_exit_handler();
 }
 
 // Starts the state's thread and registers it; false (with a diagnostic) when it cannot.
@@ -5425,7 +5442,7 @@ inline bool start_monitor(const std::shared_ptr<MonitorState>& s) noexcept {
     pthread_t th;
     // Under the state's mutex: a stop() from the thread's own writer sees `thread` set.
     pthread_mutex_lock(&s->mutex);
-    bool ok = start_thread(th, monitor_thread, s.get());
+    bool ok = start_thread(th, monitor_thread, s.get(), "leakscope-mon");
     if (ok) {
         s->thread.store(th, relaxed);
         s->started.store(true, release);
@@ -5450,7 +5467,7 @@ inline void start_dumper() noexcept {
     ensure_monitor_hooks();
     u32 mine = d.generation.fetch_add(1, acq_rel) + 1;
     pthread_t th;
-    if (!start_thread(th, dumper_thread, reinterpret_cast<void*>(std::uintptr_t(mine)))) {
+    if (!start_thread(th, dumper_thread, reinterpret_cast<void*>(std::uintptr_t(mine)), "leakscope-dump")) {
         diagnostic("signal dump: could not start its thread");
         return;
     }
