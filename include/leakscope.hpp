@@ -4865,6 +4865,9 @@ inline std::shared_ptr<SnapshotData> heap_now() {
     auto data = std::make_shared<SnapshotData>();
     OsVector<Record> found{};
     collect_heap(found);
+    // Blocks are logged with a relaxed store after their stacks were interned under this lock:
+    // taking it orders those entries before the reports' reads (a monitor or dumper thread).
+    { SpinGuard ordered(st.intern_lock); }
     try {
         data->blocks.assign(found.data, found.data + found.size);
     } catch (...) {

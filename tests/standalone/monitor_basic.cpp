@@ -159,7 +159,8 @@ int main() {
         unsigned seen = monitor->intervals();
         for (int i = 0; i < 3; ++i) grown.push_back(grow());
         expect(wait_for([&] { return monitor->intervals() > seen; }), "the next interval comes");
-        const leakscope::Site* s = site_at(monitor->latest(), grow_line);
+        leakscope::Report latest = monitor->latest();
+        const leakscope::Site* s = site_at(latest, grow_line);
         marked = s && s->growing;
     }
     expect(marked, "a site that grows in every interval is marked growing");

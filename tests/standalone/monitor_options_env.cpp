@@ -110,7 +110,8 @@ int main() {
         std::size_t seen = rec->size();
         grown.push_back(grow());
         expect(wait_for([&] { return rec->size() > seen; }), "the next report comes");
-        const leakscope::Site* s = site_at(rec->last(), grow_line);
+        leakscope::Report latest = rec->last();
+        const leakscope::Site* s = site_at(latest, grow_line);
         marked = s && s->growing;
     }
     expect(marked, "a site growing in every interval is marked (monitor_growth=2)");
