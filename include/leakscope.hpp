@@ -5077,7 +5077,7 @@ struct MonitorRegistry {
     MonitorState* head;
     std::atomic<u32> hooks;      // pthread_atfork registered
     std::atomic<u32> exit_registrations;
-    std::atomic<u32> exiting;    // the exit handler ran: no new threads
+    std::atomic<u32> no_new_threads;   // set by the exit handler (and the options fuzzer)
 };
 inline void register_exit_handler() noexcept;
 inline MonitorRegistry& monitor_registry() noexcept {
@@ -5439,7 +5439,7 @@ inline void ensure_monitor_hooks() noexcept {
 // Starts the state's thread and registers it; false (with a diagnostic) when it cannot.
 inline bool start_monitor(const std::shared_ptr<MonitorState>& s) noexcept {
     MonitorRegistry& r = monitor_registry();
-    if (r.exiting.load(acquire)) return false;   // during exit: no new threads
+    if (r.no_new_threads.load(acquire)) return false;   // during exit: no new threads
     ensure_monitor_hooks();
     s->thread_ref = s;
     pthread_t th;
@@ -5466,7 +5466,7 @@ inline bool start_monitor(const std::shared_ptr<MonitorState>& s) noexcept {
 
 inline void start_dumper() noexcept {
     SignalDump& d = signal_dump();
-    if (d.running.load(relaxed) || monitor_registry().exiting.load(acquire)) return;
+    if (d.running.load(relaxed) || monitor_registry().no_new_threads.load(acquire)) return;
     ensure_monitor_hooks();
     u32 mine = d.generation.fetch_add(1, acq_rel) + 1;
     pthread_t th;
@@ -5521,7 +5521,7 @@ void apply_monitor_changes() noexcept {
         (*old)->stop();
         delete old;
     }
-    if (want && !o.running && !monitor_registry().exiting.load(acquire)) {
+    if (want && !o.running && !monitor_registry().no_new_threads.load(acquire)) {
         Monitor::Options options;
         u32 set = o.set.load(acquire);
         if (set & kSetWarmup) options.warmup_ms = o.warmup_ms.load(relaxed);
@@ -5545,7 +5545,7 @@ void apply_monitor_changes() noexcept {
 // writer of its own is left running (it cannot be joined from itself).
 void stop_monitor_threads_at_exit() noexcept {
     MonitorRegistry& r = monitor_registry();
-    r.exiting.store(1, release);
+    r.no_new_threads.store(1, release);
     {
         SpinLock& lifecycle = monitor_lifecycle();
         bool locked = on_leakscope_thread() ? try_lock(lifecycle) : (lifecycle.lock(), true);
