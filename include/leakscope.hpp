@@ -87,14 +87,24 @@
 //                              runs on a leakscope thread, off the request's. 0 (default): at once
 //   exit_report=0|1            at exit, after static destructors, report every block still live
 //                              (Valgrind's "in use at exit"); 1 implies track=all
-//   signal=NAME|NUMBER|0       on this signal (USR2, SIGUSR2, 12, ...) write the heap and peak
-//                              reports; the handler only wakes a leakscope thread, which writes.
-//                              0 (default): none
+//   signal=NAME|NUMBER|0       on this signal (USR2, SIGUSR2, 12, RTMIN+2, ...) write the heap and
+//                              peak reports (implies track=all); the handler only wakes a leakscope
+//                              thread, which writes. A handler the program had on the signal is
+//                              still called, and is put back by signal=0 or another signal. Fault
+//                              signals, ABRT, KILL and STOP are refused. 0 (default): none
 //   monitor=0|1                start a leakscope::Monitor at start-up (implies track=all), with
 //   monitor_warmup_ms=N          its warm-up before the baseline (default 10000),
-//   monitor_interval_ms=N        its interval (default 10000),
-//   monitor_growth=K             the intervals of growth that mark a site growing (default 3),
-//   monitor_threshold=N[K|M|G]   and the growth since the baseline below which it stays quiet
+//   monitor_interval_ms=N        its interval (default 10000, at least 1),
+//   monitor_growth=K             the intervals of growth that mark a site growing (default 3; 0: none),
+//   monitor_threshold=N[K|M|G]   and the bytes born since the baseline and still live below which
+//                                an interval is not written (default 0: every interval is)
+//                              Their threads never start inside the allocation hook: for
+//                              LEAKSCOPE_OPTIONS, at load (a constructor function of the
+//                              implementation); for configure(), when it has applied every entry (a
+//                              new monitor_* value restarts the monitor: a new baseline). exit()
+//                              stops them before static destructors run. A fork child has neither
+//                              thread (the handler stays, so the signal does not kill it) until it
+//                              calls configure(), with any text
 //
 // Guarantees the implementation keeps (why it looks the way it does):
 //  * The tracker's own memory comes from mmap, never from the hooked allocator, so it can
@@ -494,11 +504,15 @@ struct MonitorState;
 }
 // The Doctor-Thread view: a background thread that waits `warmup_ms`, takes the heap as its
 // baseline, then every `interval_ms` writes the diff against it (kind "monitor", with the RSS)
-// through the writers when the heap grew by at least `threshold_bytes`. Sites whose live bytes
-// rose in each of the last `growth_intervals` intervals are marked Site::growing: the likely
-// leaks, apart from one-off growth. Starting one switches track=all on. Option monitor=1 starts
-// one at start-up, configured by monitor_warmup_ms, monitor_interval_ms, monitor_growth and
-// monitor_threshold.
+// through the writers when the heap grew by at least `threshold_bytes` (Report::bytes: born since
+// the baseline and still live). Sites whose live bytes rose in each of the last `growth_intervals`
+// intervals are marked Site::growing: the likely leaks, apart from one-off growth (0: none is
+// marked). Starting one switches track=all on. Option monitor=1 starts one at start-up,
+// configured by monitor_warmup_ms, monitor_interval_ms, monitor_growth and monitor_threshold.
+// Its allocations are leakscope's own (never anyone's leftovers, never in a report); its writers
+// are called on its thread. intervals() == n means interval n's report was written (if at all);
+// latest() before the first interval is an empty report. A Monitor alive at exit() is stopped
+// before static destructors run; in a fork child it is inert (stop() returns at once).
 class Monitor {
    public:
     struct Options {
@@ -5213,7 +5227,6 @@ struct SignalDump {
     std::atomic<u32> running;         // a dumper thread exists in this process (lifecycle lock)
     std::atomic<u32> generation;      // a dumper runs while this equals the value it started with
     std::atomic<pthread_t> thread;
-    std::atomic<u64> signals, dumps;  // signals received, dumps written (tests wait on these)
     struct sigaction previous[_NSIG]; // what each signal had before ours: restored, and chained
 };
 inline SignalDump& signal_dump() noexcept {
@@ -5221,12 +5234,11 @@ inline SignalDump& signal_dump() noexcept {
     return dump;
 }
 
-// Async-signal-safe: an atomic add and sem_post, errno kept. A handler the program had on the
+// Async-signal-safe: an atomic load and sem_post, errno kept. A handler the program had on the
 // signal before (a function, not SIG_DFL or SIG_IGN) is called after, so it keeps working.
 void dump_signal_handler(int signo, siginfo_t* info, void* context) {
     int saved = errno;
     SignalDump& d = signal_dump();
-    d.signals.fetch_add(1, relaxed);
     if (d.sem_ready.load(acquire)) sem_post(&d.wake);
     errno = saved;
     if (signo <= 0 || signo >= _NSIG) return;
@@ -5264,7 +5276,6 @@ void* dumper_thread(void* arg) {
         } catch (...) {
             diagnostic("signal dump: could not build the peak report (out of memory?)");
         }
-        d.dumps.fetch_add(1, release);
         if (d.generation.load(acquire) != mine) break;
     }
     return nullptr;

@@ -249,6 +249,28 @@ int main() {
         for (Record* r : small) delete r;
     }
 
+    // A monitor run inside a scope that counts every thread: nothing of its own is a leftover.
+    {
+        leakscope::Report r;
+        {
+            leakscope::LeakScope scope("around a monitor", leakscope::Threads::all);
+            leakscope::Monitor::Options fast;
+            fast.warmup_ms = 0;
+            fast.interval_ms = 10;
+            std::unique_ptr<leakscope::Monitor> m;
+            {
+                leakscope::Ignore the_handle;   // the Monitor object is ours; what it holds is not
+                m = std::make_unique<leakscope::Monitor>(fast);
+            }
+            expect(wait_for([&] { return m->intervals() >= 3; }), "intervals inside the scope");
+            expect(m->latest().interval >= 3, "latest() inside the scope");
+            r = scope.leftovers();   // the monitor is running, its baseline and history are live
+            m.reset();
+            scope.dismiss();
+        }
+        expect_eq("a scope around a monitor's life has no leftovers", (long long)r.blocks, 0);
+    }
+
     // stop() wakes the thread: it does not wait for an hour-long interval (or warm-up).
     for (unsigned warmup : {0u, 3600000u}) {
         leakscope::Monitor::Options slow;
