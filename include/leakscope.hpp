@@ -544,6 +544,7 @@ namespace detail {
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstdarg>
 #include <cstdlib>
 #include <cstring>
@@ -633,6 +634,7 @@ struct SpinLock {
             }
         }
     }
+    bool try_lock() noexcept { return word.load(relaxed) == 0 && word.exchange(1, acquire) == 0; }
     void unlock() noexcept { word.store(0, release); }
     void reset_after_fork() noexcept { word.store(0, relaxed); }
 };
@@ -771,6 +773,8 @@ struct alignas(64) Slot {
     u32 parent;                    // enclosing scope slot (holds a reference on it)
     u32 threads_all;
     u32 stacks;                    // births capture their call stacks
+    u32 site_totals;               // births with a stack count in the per-site live totals (peak)
+    std::atomic<u64> sample_bytes; // a sample slot: its births are sampled, one per this many bytes
     LogChunkRef log_inline[kLogInlineChunks];  // owner births, by seq / kLogChunk: the first ones
     std::atomic<LogDir*> log_dirs[kLogDirs];   // and the rest
     u32 log_size;                  // next seq for an owner birth
@@ -789,6 +793,7 @@ struct alignas(64) Slot {
     const char* deferred_file;
     unsigned deferred_line;
     int deferred_uncaught;
+    u32 deferred_thrown;           // settle_ms: the scope ended by an exception
     char deferred_name[96];
 };
 
@@ -855,6 +860,11 @@ struct ThreadState {
     u64 heap;                      // track=all: handle of this thread's heap slot (0: none yet)
     OsVector<Record> leftovers;    // scratch for enumerating a scope's leftovers, kept for reuse
     u32 leftovers_busy;
+    // sample_bytes: bytes still to allocate before the next sampled block; the generator of the
+    // intervals (0: not seeded yet); the slot this thread's sampled blocks are born in.
+    i64 sample_countdown;
+    u64 sample_rng;
+    u64 sample_heap;
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -887,6 +897,8 @@ struct Globals {
     std::atomic<u32> warned_cross_thread_close;
     SpinLock all_lock;                      // the chain of Threads::all scopes
     std::atomic<u32> exit_report;           // exit_report=1: report every tracked block at exit
+    std::atomic<u64> sample_bytes;          // sample_bytes=N: mean bytes between sampled blocks
+    std::atomic<u32> settle_ms;             // settle_ms=N: leftovers confirmed N ms after the scope
     SpinLock detached_lock;                 // ignore()d blocks that carry a header
     OsVector<std::uintptr_t> detached;      // their log (0: died)
     std::size_t detached_live;
@@ -905,6 +917,7 @@ enum ModeBits : u32 {
     kAllScopeOpen = 2,
     kSideTable = 4,      // some block went to the side table: delete looks there too
     kTrackAll = 8,       // track=all: a thread's births outside every scope go to its heap slot
+    kSampled = 16,       // sample_bytes: ... only one per sample_bytes on average, to its sample slot
 };
 
 // Both are constant-initialised (aggregates initialised from {}): no constructor runs, so they are
@@ -993,34 +1006,126 @@ inline void ensure_registered(ThreadState& t) noexcept {
 // hook already ran, or the registry is full) counts straight into the global totals.
 inline bool counts_locally(const ThreadState& t) noexcept { return t.registry_index - 1u < kMaxThreads - 1u; }
 
+// ---- per-site live totals: who holds the memory at the peak --------------------------------
+// With track=all, each slot keeps, per call stack, the live bytes and blocks of its births that
+// have one. When the published live bytes pass the last copy by 1/64 (at least the publishing
+// granularity), the totals are copied: peak() reads the copy. The copies' cost is bounded by the
+// geometric margin, and nobody copies the heap itself.
+constexpr u32 kSiteChunkBits = 16, kSiteChunks = 64;   // stack ids below 2^22 (a header's)
+struct SiteLive { std::atomic<i64> bytes, blocks; };
+struct PeakSite { u32 stack; u32 unused; i64 bytes, blocks; };
+struct SiteTotals {
+    std::atomic<SiteLive*> chunks[kSiteChunks];   // made on first use, never freed
+    std::atomic<u32> high;                        // highest stack id counted so far
+    std::atomic<i64> next_copy;                   // published live bytes that trigger a copy
+    SpinLock copy_lock;
+    OsVector<PeakSite> copy;                      // the totals at the last copy
+    i64 copied_bytes;                             // live bytes then
+};
+LEAKSCOPE_CONSTINIT static SiteTotals site_totals{};
+
+LEAKSCOPE_NOINLINE SiteLive* site_chunk(u32 index) noexcept {
+    SiteLive* made = static_cast<SiteLive*>(os_alloc(sizeof(SiteLive) << kSiteChunkBits));
+    if (!made) return nullptr;
+    SiteLive* expected = nullptr;
+    if (site_totals.chunks[index].compare_exchange_strong(expected, made, acq_rel)) return made;
+    os_free(made, sizeof(SiteLive) << kSiteChunkBits);   // another thread made it first
+    return expected;
+}
+// A birth (+) or death (-) of a block with a stack in a slot that keeps site totals.
+inline void site_count(u32 stack, i64 bytes, i64 blocks) noexcept {
+    u32 index = stack >> kSiteChunkBits;
+    if (index >= kSiteChunks) return;
+    SiteLive* chunk = site_totals.chunks[index].load(acquire);
+    if (LEAKSCOPE_UNLIKELY(!chunk)) {
+        if (blocks < 0) return;   // its birth found no memory either
+        chunk = site_chunk(index);
+        if (!chunk) return;
+    }
+    SiteLive& e = chunk[stack & ((1u << kSiteChunkBits) - 1)];
+    e.bytes.fetch_add(bytes, relaxed);
+    e.blocks.fetch_add(blocks, relaxed);
+    u32 high = site_totals.high.load(relaxed);
+    while (stack > high && !site_totals.high.compare_exchange_weak(high, stack, relaxed)) {
+    }
+}
+// ---- sampling (sample_bytes=N) -----------------------------------------------------------------
+// tcmalloc's scheme: sample points fall on the stream of allocated bytes as a Poisson process of
+// mean spacing N; a block holding one is sampled. A block of s bytes is sampled with probability
+// p = 1 - exp(-s/N), so it stands for 1/p blocks and s/p bytes (an unbiased estimate; the
+// variance of the bytes' estimate is the sum of s^2 (1-p) / p^2 over the sampled blocks).
+struct Weight { u64 bytes; i64 blocks; double variance; };
+inline Weight sample_weight(u64 size, u64 every) noexcept {
+    double s = double(size ? size : 1);
+    double p = -std::expm1(-s / double(every));
+    if (!(p > 0)) p = 1e-300;
+    double bytes = double(size) / p, blocks = 1 / p;
+    auto whole = [](double x) { return x < 9e18 ? i64(std::llround(x)) : i64(9e18); };
+    return Weight{u64(whole(bytes)), std::max<i64>(1, whole(blocks)), double(size) * double(size) * (1 - p) / (p * p)};
+}
+// The bytes to the next sample point: exponential with mean `every` (xorshift64* underneath).
+inline i64 next_sample_distance(ThreadState& t, u64 every) noexcept {
+    u64 x = t.sample_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t.sample_rng = x;
+    double u = double((x * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);   // [0, 1)
+    double d = -std::log1p(-u) * double(every);
+    return d < 1 ? 1 : d > 4e18 ? i64(4e18) : i64(d);
+}
+
+// Copies the totals when `now` (published live bytes) passed the margin; `force`: regardless
+// (reset_peak). Never waits: a thread finding another copying goes on.
+LEAKSCOPE_NOINLINE void copy_peak_sites(i64 now, bool force) noexcept {
+    if (!site_totals.copy_lock.try_lock()) return;
+    if (force || now >= site_totals.next_copy.load(relaxed)) {
+        site_totals.copy.size = 0;
+        u32 high = site_totals.high.load(relaxed);
+        for (u32 c = 0; c <= (high >> kSiteChunkBits) && c < kSiteChunks; ++c) {
+            const SiteLive* chunk = site_totals.chunks[c].load(acquire);
+            if (!chunk) continue;
+            for (u32 i = 0; i < (1u << kSiteChunkBits); ++i) {
+                i64 bytes = chunk[i].bytes.load(relaxed), blocks = chunk[i].blocks.load(relaxed);
+                if (bytes > 0 && blocks > 0) site_totals.copy.push(PeakSite{(c << kSiteChunkBits) | i, 0, bytes, blocks});
+            }
+        }
+        site_totals.copied_bytes = now;
+        site_totals.next_copy.store(now + std::max<i64>(now / 64, LEAKSCOPE_PEAK_GRANULARITY), relaxed);
+    }
+    site_totals.copy_lock.unlock();
+}
+
 inline void publish_bytes(ThreadState& t) noexcept {
     i64 now = g.live_bytes_published.fetch_add(t.pending_bytes, acq_rel) + t.pending_bytes;
     t.pending_bytes = 0;
     i64 peak = g.peak_bytes.load(relaxed);
     while (now > peak && !g.peak_bytes.compare_exchange_weak(peak, now, relaxed)) {
     }
+    if (now >= site_totals.next_copy.load(relaxed) && (g.mode.load(relaxed) & kTrackAll)) copy_peak_sites(now, false);
 }
 
-LEAKSCOPE_HOT_INLINE void count_birth(ThreadState& t, u64 size) noexcept {
+// `blocks`: 1, or what a sampled block stands for (its size is then the estimate's bytes too).
+LEAKSCOPE_HOT_INLINE void count_birth(ThreadState& t, u64 size, i64 blocks = 1) noexcept {
     if (!counts_locally(t)) {
-        g.retired_live_blocks.fetch_add(1, relaxed);
+        g.retired_live_blocks.fetch_add(blocks, relaxed);
         g.retired_live_bytes.fetch_add(i64(size), relaxed);
         g.retired_born_bytes.fetch_add(size, relaxed);
         return;
     }
     t.born_bytes.store(t.born_bytes.load(relaxed) + size, relaxed);
-    t.live_blocks.store(t.live_blocks.load(relaxed) + 1, relaxed);
+    t.live_blocks.store(t.live_blocks.load(relaxed) + blocks, relaxed);
     t.live_bytes.store(t.live_bytes.load(relaxed) + i64(size), relaxed);
     t.pending_bytes += i64(size);
     if (t.pending_bytes >= LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
 }
-LEAKSCOPE_HOT_INLINE void count_death(ThreadState& t, u64 size) noexcept {
+LEAKSCOPE_HOT_INLINE void count_death(ThreadState& t, u64 size, i64 blocks = 1) noexcept {
     if (!counts_locally(t)) {
-        g.retired_live_blocks.fetch_sub(1, relaxed);
+        g.retired_live_blocks.fetch_sub(blocks, relaxed);
         g.retired_live_bytes.fetch_sub(i64(size), relaxed);
         return;
     }
-    t.live_blocks.store(t.live_blocks.load(relaxed) - 1, relaxed);
+    t.live_blocks.store(t.live_blocks.load(relaxed) - blocks, relaxed);
     t.live_bytes.store(t.live_bytes.load(relaxed) - i64(size), relaxed);
     t.pending_bytes -= i64(size);
     if (t.pending_bytes <= -LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
@@ -1328,6 +1433,8 @@ inline void slot_open(Slot& s, const ThreadState& t, bool threads_all, bool stac
     s.owner.store(t.serial, relaxed);
     s.threads_all = threads_all;
     s.stacks = stacks;
+    s.site_totals = (g.mode.load(relaxed) & kTrackAll) != 0;
+    s.sample_bytes.store(0, relaxed);
     s.log_size = 0;
     s.holds.store(0, relaxed);
     s.refs.store(kOpenBias, relaxed);
@@ -2452,15 +2559,41 @@ inline void* raw_of(std::uintptr_t p, u64 what) noexcept {
     if (what & kRawBelow) return reinterpret_cast<void*>(reinterpret_cast<const u64_alias*>(p - 24)[0]);
     return reinterpret_cast<void*>(p - kHeaderBytes);
 }
+inline u32 header_stack(u64 what) noexcept { return u32(what >> 40) & kMaxHeaderStack; }
+inline void site_death(u64 what) noexcept {
+    if (u32 stack = header_stack(what)) site_count(stack, -i64(what & kMaxHeaderSize), -1);
+}
 inline Record record_of_header(std::uintptr_t p, u32 scope, u32 seq) noexcept {
     u64 what = read_header(p).what;
     return Record{p, what & kMaxHeaderSize, scope, seq, u32(what >> 40) & kMaxHeaderStack, 0};
 }
 
+// A block was born in slot s: stats, and the per-site totals when s keeps them; a sampled block
+// counts as the blocks and bytes it stands for. (The site first: counting the birth may publish
+// a new peak and copy the sites.)
+inline void count_born(ThreadState& t, const Slot& s, u32 stack, u64 size) noexcept {
+    if (LEAKSCOPE_LIKELY(!s.site_totals)) {
+        count_birth(t, size);
+        return;
+    }
+    u64 every = s.sample_bytes.load(relaxed);
+    Weight w = every ? sample_weight(size, every) : Weight{size, 1, 0};
+    if (stack) site_count(stack, i64(w.bytes), w.blocks);
+    count_birth(t, w.bytes, w.blocks);
+}
+
 // A block died (its log entry already cleared): stats, the minus side of the scope this thread
 // counts for, and the reference it held on the scope it was born in.
-inline void finish_death(ThreadState& t, u32 scope, u32 seq, u64 size, u32 mode) noexcept {
-    count_death(t, size);
+inline void finish_death(ThreadState& t, u32 scope, u32 seq, u64 size, u32 stack, u32 mode) noexcept {
+    const Slot& s = slot_ref(scope);
+    if (LEAKSCOPE_UNLIKELY(s.site_totals)) {
+        u64 every = s.sample_bytes.load(relaxed);
+        Weight w = every ? sample_weight(size, every) : Weight{size, 1, 0};
+        if (stack) site_count(stack, -i64(w.bytes), -w.blocks);
+        count_death(t, w.bytes, w.blocks);
+    } else {
+        count_death(t, size);
+    }
     // Born in the scope this thread counts for (the common case): not an older block.
     if (counting_frees(t, mode) && scope != slot_of(t.current)) count_released(t, scope, size);
     release_ref(t, scope, seq);
@@ -2480,14 +2613,15 @@ inline void side_birth(ThreadState& t, u64 handle, std::uintptr_t addr, u64 size
         release_ref(t, scope, seq);
         return;
     }
-    count_birth(t, size);
+    count_born(t, slot_ref(scope), rec.stack, size);
     if (had_stale && clear_birth(t, slot_ref(stale.scope), stale.seq, addr | kExternal))   // freed behind our back
-        finish_death(t, stale.scope, stale.seq, stale.size, 0);
+        finish_death(t, stale.scope, stale.seq, stale.size, stale.stack, 0);
 }
 inline bool side_death(ThreadState& t, std::uintptr_t addr, u32 mode) noexcept {
     Record rec;   // read only when found
     if (!registry_find(addr, rec, Edit::erase)) return false;
-    if (clear_birth(t, slot_ref(rec.scope), rec.seq, addr | kExternal)) finish_death(t, rec.scope, rec.seq, rec.size, mode);
+    if (clear_birth(t, slot_ref(rec.scope), rec.seq, addr | kExternal))
+        finish_death(t, rec.scope, rec.seq, rec.size, rec.stack, mode);
     return true;
 }
 
@@ -2521,17 +2655,59 @@ inline bool detach(std::uintptr_t p) noexcept {
 // A heap slot is a scope that is never reported: it opens at the thread's first birth outside a
 // scope and closes at the thread's exit (its blocks then die as any closed scope's do). The whole
 // heap is then every slot's births, so one mechanism serves scopes, snapshots and the exit report.
-LEAKSCOPE_NOINLINE u64 heap_slot(ThreadState& t) noexcept {
-    if (t.heap) return t.heap;
+inline u64 open_heap_slot(ThreadState& t, u64 sample_every) noexcept {
     ensure_registered(t);
     if (!counts_locally(t)) return 0;   // the thread is exiting: its births go untracked
     u32 index = slot_allocate(t);
     if (index == 0) return 0;
     Slot& s = slot_ref(index);
     slot_open(s, t, false, scope_wants_stacks(""));
+    s.sample_bytes.store(sample_every, relaxed);
     s.closed.store(0, release);
-    t.heap = handle_of(index, s.generation.load(relaxed));
+    return handle_of(index, s.generation.load(relaxed));
+}
+// A heap slot closes like a scope: its live blocks stay known until they die.
+inline void close_heap_slot(ThreadState& t, u64 handle) noexcept {
+    u32 heap = slot_of(handle);
+    Slot& s = slot_ref(heap);
+    {
+        SpinGuard closing(s.lock);
+        s.closed.store(1, relaxed);
+    }
+    slot_drop_open_bias(t, heap);
+}
+LEAKSCOPE_NOINLINE u64 heap_slot(ThreadState& t) noexcept {
+    if (!t.heap) t.heap = open_heap_slot(t, 0);
     return t.heap;
+}
+// sample_bytes: the allocation reached a sample point. Its block goes to the thread's sample slot,
+// which records the interval its blocks were sampled with (a new interval: a new slot).
+LEAKSCOPE_NOINLINE u64 sampled_slot(ThreadState& t, std::size_t size) noexcept {
+    u64 every = g.sample_bytes.load(relaxed);
+    if (every == 0) return 0;
+    if (t.sample_rng == 0) {
+        // First sample point of this thread: the countdown starts here, from a per-thread seed.
+        struct timespec now{};
+        ::clock_gettime(CLOCK_MONOTONIC, &now);
+        t.sample_rng = (u64(reinterpret_cast<std::uintptr_t>(&t)) * 0x9E3779B97F4A7C15ull) ^ u64(now.tv_nsec) ^
+                       (u64(now.tv_sec) << 32) ^ 1;
+        t.sample_countdown += next_sample_distance(t, every);
+        if (t.sample_countdown > 0) return 0;
+    }
+    (void)size;
+    t.sample_countdown = next_sample_distance(t, every);   // memoryless: the next point from here
+    if (t.sample_heap && slot_ref(slot_of(t.sample_heap)).sample_bytes.load(relaxed) != every) {
+        close_heap_slot(t, t.sample_heap);
+        t.sample_heap = 0;
+    }
+    if (!t.sample_heap) t.sample_heap = open_heap_slot(t, every);
+    return t.sample_heap;
+}
+// Outside every scope with sample_bytes on: most allocations only count down.
+LEAKSCOPE_HOT_INLINE u64 sample_point(ThreadState& t, std::size_t size) noexcept {
+    t.sample_countdown -= i64(size ? size : 1);
+    if (LEAKSCOPE_LIKELY(t.sample_countdown > 0)) return 0;
+    return sampled_slot(t, size);
 }
 
 // ---- births -------------------------------------------------------------------------------------
@@ -2618,7 +2794,7 @@ LEAKSCOPE_NOINLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_
                 return raw_allocate(size ? size : 1, alignment, nothrow);
             }
             write_header_where(p, header_where(scope, seq, p));
-            count_birth(t, size);
+            count_born(t, slot_ref(scope), stack, size);
         }
         if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
         return block;
@@ -2659,6 +2835,7 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
                 if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
                     __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
                     count_death(t, h.what & kMaxHeaderSize);
+                    if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(h.what);
                     s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
                     if (--c->live == 0) retire_log_chunk(s, c, seq / kLogChunk);
                     std::free(raw_of(p, h.what));
@@ -2670,7 +2847,7 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
                 ours = detached_death(t, p);
             } else if (Slot* s = slot_at(scope)) {
                 ours = clear_birth(t, *s, seq, p);
-                if (ours) finish_death(t, scope, seq, h.what & kMaxHeaderSize, mode);
+                if (ours) finish_death(t, scope, seq, h.what & kMaxHeaderSize, header_stack(h.what), mode);
             }
             if (ours) {
                 std::free(raw_of(p, h.what));
@@ -2845,6 +3022,8 @@ inline void collect_heap(OsVector<Record>& out) noexcept {
             return entries && __atomic_load_n(&entries[r.seq % kLogChunk], __ATOMIC_ACQUIRE) == r.addr;
         };
         SpinGuard guard(s.lock);
+        // A collected record's flags say how it was tracked: its slot's sample interval (0: exact).
+        u32 sampled = u32(s.sample_bytes.load(relaxed));
         std::size_t w = 0, kept = first;
         for (std::size_t i = first; i < out.size; ++i) {
             Record r = out.data[i];
@@ -2855,8 +3034,8 @@ inline void collect_heap(OsVector<Record>& out) noexcept {
                 if (!readable || !still_there(r)) continue;
                 r.size = word & kMaxHeaderSize;
                 r.stack = u32(word >> 40) & kMaxHeaderStack;
-                r.flags = 0;
             }
+            r.flags = sampled;
             if (r.addr) out.data[kept++] = r;
         }
         out.size = kept;
@@ -2934,6 +3113,122 @@ inline bool defer_report(ThreadState& t, u64 handle) noexcept {
         }
     }
     return false;
+}
+
+// ---- settle_ms: leftovers confirmed off the request thread -------------------------------------
+// A scope that ends with leftovers keeps its slot (a hold, as for a deferred report) and parks
+// here with a due time; the settler thread reports at that time what is still live (blocks freed
+// meanwhile on other threads were hand-offs, not leaks). A queue in tracker memory: any number of
+// scopes may wait. At exit every parked report is written at once; each exactly once.
+struct Settling { u64 handle, due_ns; };
+struct Settler {
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    OsVector<Settling> queue;
+    bool started, exiting;
+};
+LEAKSCOPE_CONSTINIT static Settler settler{PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {}, false, false};
+
+inline u64 monotonic_ns() noexcept {
+    struct timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return u64(ts.tv_sec) * 1000000000ull + u64(ts.tv_nsec);
+}
+// Writes the parked report of `handle` (what is still live now) and drops its hold.
+inline void settle_report(ThreadState& t, u64 handle) noexcept {
+    Slot& s = slot_ref(slot_of(handle));
+    {
+        InternalGuard internal;
+        try {
+            Report rep = leftovers_header(s.deferred_name, s.deferred_file, s.deferred_line, s.deferred_thrown != 0);
+            build_leftovers(slot_of(handle), rep);
+            if (rep.blocks > 0) dispatch(rep);
+        } catch (...) {
+            diagnostic("could not build a report (out of memory?)");
+        }
+    }
+    drop_ref(t, slot_of(handle));
+}
+// Takes the parked entries due by `now` (all with now = ~0) out of the queue; the caller holds the
+// mutex.
+inline void take_due(u64 now, OsVector<Settling>& due) noexcept {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < settler.queue.size; ++i) {
+        Settling e = settler.queue.data[i];
+        if (e.due_ns <= now && due.push(e)) continue;
+        settler.queue.data[kept++] = e;
+    }
+    settler.queue.size = kept;
+}
+inline void* settler_main(void*) noexcept {
+    ThreadState& t = tls;
+    ensure_registered(t);
+    ++t.internal;   // the reports' allocations are leakscope's own
+    OsVector<Settling> due{};
+    pthread_mutex_lock(&settler.mutex);
+    while (!settler.exiting) {
+        u64 now = monotonic_ns(), next = ~u64(0);
+        for (std::size_t i = 0; i < settler.queue.size; ++i) next = std::min(next, settler.queue.data[i].due_ns);
+        if (next > now) {
+            if (next == ~u64(0)) {
+                pthread_cond_wait(&settler.wake, &settler.mutex);
+            } else {
+                // The condition's clock is the real-time one: wait the remaining monotonic time.
+                struct timespec until{};
+                ::clock_gettime(CLOCK_REALTIME, &until);
+                u64 wait = next - now;
+                until.tv_sec += time_t(wait / 1000000000ull);
+                until.tv_nsec += long(wait % 1000000000ull);
+                if (until.tv_nsec >= 1000000000L) {
+                    until.tv_sec += 1;
+                    until.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&settler.wake, &settler.mutex, &until);
+            }
+            continue;
+        }
+        due.size = 0;
+        take_due(now, due);
+        pthread_mutex_unlock(&settler.mutex);
+        for (std::size_t i = 0; i < due.size; ++i) settle_report(t, due.data[i].handle);
+        pthread_mutex_lock(&settler.mutex);
+    }
+    pthread_mutex_unlock(&settler.mutex);
+    due.release();
+    --t.internal;
+    return nullptr;
+}
+// Parks the report of a scope that just closed with leftovers; false: report it now (out of
+// tracker memory, no thread, or exiting).
+inline bool settle_later(u64 handle, u32 settle_ms) noexcept {
+    pthread_mutex_lock(&settler.mutex);
+    bool parked = false;
+    if (!settler.exiting) {
+        if (!settler.started) {
+            InternalGuard internal;   // the thread's creation may allocate
+            pthread_t thread;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            settler.started = pthread_create(&thread, &attr, settler_main, nullptr) == 0;
+            pthread_attr_destroy(&attr);
+        }
+        parked = settler.started && settler.queue.push(Settling{handle, monotonic_ns() + u64(settle_ms) * 1000000ull});
+        if (parked) pthread_cond_signal(&settler.wake);
+    }
+    pthread_mutex_unlock(&settler.mutex);
+    return parked;
+}
+// At exit: every parked report now, whatever its due time.
+inline void settle_all_now() noexcept {
+    OsVector<Settling> due{};
+    pthread_mutex_lock(&settler.mutex);
+    settler.exiting = true;
+    take_due(~u64(0), due);
+    pthread_cond_signal(&settler.wake);
+    pthread_mutex_unlock(&settler.mutex);
+    for (std::size_t i = 0; i < due.size; ++i) settle_report(tls, due.data[i].handle);
+    due.release();
 }
 
 }  // namespace detail
@@ -4535,7 +4830,19 @@ void LeakScope::close(bool report) noexcept {
         if (StackMode(st.mode.load(relaxed)) == StackMode::demand) want_name(name_hash(name_));
         bool by_exception = std::uncaught_exceptions() > uncaught_at_open_;
         bool deferred = false;
-        if (report && by_exception) {
+        u32 settle_ms = g.settle_ms.load(relaxed);
+        if (report && settle_ms) {
+            // Confirmed later, off this thread (an exception is long handled by then, too).
+            std::size_t n = std::strlen(name_);
+            std::memcpy(s.deferred_name, name_, n + 1);
+            s.deferred_file = file_;
+            s.deferred_line = line_;
+            s.deferred_thrown = by_exception;
+            s.refs.fetch_add(1, relaxed);   // hold the slot until the report is written
+            deferred = settle_later(handle_of(slot_, generation_), settle_ms);
+            if (!deferred) s.refs.fetch_sub(1, relaxed);
+        }
+        if (report && by_exception && !deferred) {
             std::size_t n = std::strlen(name_);
             std::memcpy(s.deferred_name, name_, n + 1);
             s.deferred_file = file_;
@@ -4748,8 +5055,23 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
         } else {
             option_error(source, "exit_report must be 0 or 1 in", entry);
         }
-    } else if (key == "sample_bytes" || key == "settle_ms") {
-        option_error(source, "option not available in this version of leakscope:", entry);
+    } else if (key == "sample_bytes") {
+        u64 every = 0;
+        if (!parse_count(value, true, every) || every > 0xffffffffu) {
+            option_error(source, "sample_bytes must be 0..4G (K, M, G allowed) in", entry);
+        } else {
+            g.sample_bytes.store(every, relaxed);
+            if (every)
+                g.mode.fetch_or(kTrackAll | kSampled, relaxed);
+            else
+                g.mode.fetch_and(~u32(kSampled), relaxed);   // track=all stays: every block from now
+        }
+    } else if (key == "settle_ms") {
+        u64 ms = 0;
+        if (parse_count(value, false, ms) && ms <= 3600000)
+            g.settle_ms.store(u32(ms), relaxed);
+        else
+            option_error(source, "settle_ms must be 0..3600000 in", entry);
     } else if (key == "signal" || key.substr(0, 7) == "monitor") {
         apply_monitor_option(key, value, entry, source);
     } else {
@@ -4841,6 +5163,8 @@ Stats stats() noexcept {
 std::size_t reset_peak() noexcept {
     Stats now = stats();
     g.peak_bytes.store(i64(now.live_bytes), relaxed);
+    // The sites of the new mark start from now, not from the old peak's copy.
+    if (g.mode.load(relaxed) & kTrackAll) copy_peak_sites(g.live_bytes_published.load(acquire), true);
     return now.peak_bytes;
 }
 
@@ -4848,7 +5172,7 @@ std::size_t reset_peak() noexcept {
 namespace detail {
 struct SnapshotData {
     std::vector<Record> blocks;   // by (addr, scope, seq): what identifies one birth
-    std::size_t bytes = 0;
+    std::size_t count = 0, bytes = 0;   // sampled blocks as the estimate they stand for
 };
 inline bool birth_before(const Record& a, const Record& b) noexcept {
     if (a.addr != b.addr) return a.addr < b.addr;
@@ -4871,7 +5195,11 @@ inline std::shared_ptr<SnapshotData> heap_now() {
     }
     found.release();
     std::sort(data->blocks.begin(), data->blocks.end(), birth_before);
-    for (const Record& r : data->blocks) data->bytes += r.size;
+    for (const Record& r : data->blocks) {
+        Weight w = r.flags ? sample_weight(r.size, r.flags) : Weight{r.size, 1, 0};
+        data->count += std::size_t(w.blocks);
+        data->bytes += std::size_t(w.bytes);
+    }
     return data;
 }
 // The process's resident set (/proc/self/statm), 0 where it cannot be read.
@@ -4887,6 +5215,42 @@ inline std::size_t resident_bytes() noexcept {
     if (std::sscanf(text, "%llu %llu", &size, &resident) != 2) return 0;
     return std::size_t(resident) * std::size_t(::sysconf(_SC_PAGESIZE));
 }
+// The process's high-water resident set (VmHWM in /proc/self/status), 0 where unknown.
+inline std::size_t peak_resident_bytes() noexcept {
+    int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char text[4096];
+    ssize_t n = ::read(fd, text, sizeof text - 1);
+    ::close(fd);
+    if (n <= 0) return 0;
+    text[n] = '\0';
+    const char* at = std::strstr(text, "VmHWM:");
+    unsigned long long kib = 0;
+    if (!at || std::sscanf(at + 6, "%llu", &kib) != 1) return 0;
+    return std::size_t(kib) * 1024;
+}
+// Collected blocks as report items: each itself, or a sampled block as the estimate it stands for;
+// the report then says so, with the estimate's relative standard error.
+struct HeapItems {
+    std::vector<SiteItem> items;
+    double variance = 0;
+    u64 sample_bytes = 0;
+    void add(const Record& r) {
+        if (!r.flags) {
+            items.push_back(SiteItem{r.stack, r.size});
+            return;
+        }
+        Weight w = sample_weight(r.size, r.flags);
+        items.push_back(SiteItem{r.stack, w.bytes, u64(w.blocks), 1});
+        variance += w.variance;
+        sample_bytes = std::max<u64>(sample_bytes, r.flags);
+    }
+    void state_error(Report& report) const {
+        if (!sample_bytes) return;
+        report.sample_bytes = std::size_t(sample_bytes);
+        report.error = report.bytes ? std::sqrt(variance) / double(report.bytes) : 0;
+    }
+};
 // The exit report: every tracked block still live (what Valgrind calls "in use at exit").
 inline void write_exit_report() noexcept {
     InternalGuard internal;
@@ -4895,10 +5259,11 @@ inline void write_exit_report() noexcept {
         Report report;
         report.kind = "exit";
         report.scope = "in use at exit";
-        std::vector<SiteItem> items;
-        items.reserve(heap->blocks.size());
-        for (const Record& r : heap->blocks) items.push_back(SiteItem{r.stack, r.size});
-        build_sites(items, report);
+        HeapItems items;
+        items.items.reserve(heap->blocks.size());
+        for (const Record& r : heap->blocks) items.add(r);
+        build_sites(items.items, report);
+        items.state_error(report);
         dispatch(report);
     } catch (...) {
         diagnostic("could not build the exit report (out of memory?)");
@@ -4912,22 +5277,52 @@ Report heap() {
     Report report;
     report.kind = "heap";
     report.scope = "live heap";
-    std::vector<SiteItem> items;
-    items.reserve(now->blocks.size());
-    for (const Record& r : now->blocks) items.push_back(SiteItem{r.stack, r.size});
-    build_sites(items, report);
+    HeapItems items;
+    items.items.reserve(now->blocks.size());
+    for (const Record& r : now->blocks) items.add(r);
+    build_sites(items.items, report);
+    items.state_error(report);
     report.rss_bytes = resident_bytes();
     return report;
 }
 
 void write(const Report& report) noexcept { dispatch(report); }
 
+Report peak() {
+    InternalGuard internal;
+    Report report;
+    report.kind = "peak";
+    report.scope = "peak";
+    std::vector<SiteItem> items;
+    for (;;) {
+        // Sized outside the lock: the copy is taken by allocating threads, and one that finds
+        // the lock held goes on without copying (it never waits on us).
+        std::size_t want = 0;
+        {
+            SpinGuard guard(site_totals.copy_lock);
+            want = site_totals.copy.size;
+        }
+        items.reserve(want);
+        SpinGuard guard(site_totals.copy_lock);
+        if (site_totals.copy.size > items.capacity()) continue;
+        for (std::size_t i = 0; i < site_totals.copy.size; ++i) {
+            const PeakSite& e = site_totals.copy.data[i];
+            items.push_back(SiteItem{e.stack, u64(e.bytes), u64(e.blocks)});
+        }
+        break;
+    }
+    build_sites(items, report);
+    report.bytes = std::max(report.bytes, stats().peak_bytes);   // the mark; its sites sum to less
+    report.rss_bytes = peak_resident_bytes();
+    return report;
+}
+
 Snapshot Snapshot::take() {
     Snapshot s;
     s.data_ = heap_now();
     return s;
 }
-std::size_t Snapshot::blocks() const noexcept { return data_ ? data_->blocks.size() : 0; }
+std::size_t Snapshot::blocks() const noexcept { return data_ ? data_->count : 0; }
 std::size_t Snapshot::bytes() const noexcept { return data_ ? data_->bytes : 0; }
 
 Report operator-(const Snapshot& after, const Snapshot& before) {
@@ -4937,28 +5332,29 @@ Report operator-(const Snapshot& after, const Snapshot& before) {
     static const std::vector<Record> none;
     const std::vector<Record>& a = after.data_ ? after.data_->blocks : none;
     const std::vector<Record>& b = before.data_ ? before.data_->blocks : none;
-    std::vector<SiteItem> born, gone;
+    HeapItems born, gone;
     std::size_t i = 0, j = 0;
     while (i < a.size() || j < b.size()) {
         if (j == b.size() || (i < a.size() && birth_before(a[i], b[j]))) {
-            born.push_back(SiteItem{a[i].stack, a[i].size});
+            born.add(a[i]);
             ++i;
         } else if (i == a.size() || birth_before(b[j], a[i])) {
-            gone.push_back(SiteItem{b[j].stack, b[j].size});
+            gone.add(b[j]);
             ++j;
         } else {
             if (!same_birth(a[i], b[j])) {   // the same place, another block
-                born.push_back(SiteItem{a[i].stack, a[i].size});
-                gone.push_back(SiteItem{b[j].stack, b[j].size});
+                born.add(a[i]);
+                gone.add(b[j]);
             }
             ++i;
             ++j;
         }
     }
-    build_sites(born, report);
+    build_sites(born.items, report);
+    born.state_error(report);
     // The minus side by site too (what was freed is never suppressed: rules hide leaks).
     Report minus;
-    build_sites(gone, minus, false);
+    build_sites(gone.items, minus, false);
     report.released_blocks = minus.blocks;
     report.released_bytes = minus.bytes;
     report.released_sites = std::move(minus.sites);
@@ -6288,16 +6684,11 @@ void thread_exit(void* arg) noexcept {
         g.thread_free_head = index;
     }
     t.registry_index = kMaxThreads;   // from now on this thread counts into the global totals
-    if (t.heap) {
-        // The heap slot closes like a scope: its live blocks stay known until they die.
-        u32 heap = slot_of(t.heap);
-        t.heap = 0;
-        Slot& s = slot_ref(heap);
-        {
-            SpinGuard closing(s.lock);
-            s.closed.store(1, relaxed);
-        }
-        slot_drop_open_bias(t, heap);
+    for (u64* heap : {&t.heap, &t.sample_heap}) {
+        if (!*heap) continue;
+        u64 handle = *heap;
+        *heap = 0;
+        close_heap_slot(t, handle);
     }
     if (t.walks) os_free(t.walks, sizeof(WalkMemories));
     if (t.leftovers_busy == 0) t.leftovers.release();
@@ -6311,7 +6702,10 @@ void thread_exit(void* arg) noexcept {
     }
 }
 
-void flush_at_exit() noexcept { flush_deferred(tls, true, true); }
+void flush_at_exit() noexcept {
+    flush_deferred(tls, true, true);
+    settle_all_now();
+}
 
 // The exit report runs from .fini_array, which glibc's exit() runs after every atexit handler and
 // so after the program's static destructors (those free what statics own; that is not "in use at
@@ -6332,10 +6726,14 @@ void before_fork() noexcept {
     g.detached_lock.lock();
     g.writer_lock.lock();
     st.intern_lock.lock();
+    site_totals.copy_lock.lock();
+    pthread_mutex_lock(&settler.mutex);
     for (Shard& sh : g.shards) sh.lock.lock();
 }
 void after_fork_parent() noexcept {
     for (Shard& sh : g.shards) sh.lock.unlock();
+    pthread_mutex_unlock(&settler.mutex);
+    site_totals.copy_lock.unlock();
     st.intern_lock.unlock();
     g.writer_lock.unlock();
     g.detached_lock.unlock();
@@ -6345,6 +6743,10 @@ void after_fork_parent() noexcept {
     g.thread_lock.unlock();
 }
 void after_fork_child() noexcept {
+    // The settler thread is the parent's, and so are its parked reports: the child starts a
+    // settler of its own when one of its scopes parks a report.
+    settler.started = false;
+    settler.queue.size = 0;
     after_fork_parent();
     // Per-scope locks held by threads that do not exist in the child would never be released.
     for (u32 c = 0; c < kSlotChunks; ++c) {
@@ -6373,7 +6775,8 @@ LEAKSCOPE_HOT_INLINE void* allocate(std::size_t size, std::size_t alignment, boo
     u32 mode = g.mode.load(relaxed);
     if (LEAKSCOPE_UNLIKELY((t.current | (mode & (kAllScopeOpen | kTrackAll))) != 0)) {
         u64 handle = (t.internal | t.ignore_depth) ? 0 : counting_scope(t);
-        if (!handle && !(t.internal | t.ignore_depth) && (mode & kTrackAll)) handle = heap_slot(t);
+        if (!handle && !(t.internal | t.ignore_depth) && (mode & kTrackAll))
+            handle = (mode & kSampled) ? sample_point(t, size) : heap_slot(t);
         if (handle || (t.internal | t.ignore_depth)) return allocate_counted(t, handle, size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
     }
     if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {
@@ -6388,6 +6791,15 @@ LEAKSCOPE_HOT_INLINE void deallocate(void* block, std::size_t size) noexcept {
     ThreadState& t = tls;
     u32 mode = g.mode.load(relaxed);
     if (LEAKSCOPE_LIKELY((t.current | mode) == 0)) {   // nothing was ever tracked
+        std::free(block);
+        return;
+    }
+    // No scope counts this thread's frees and nothing is in the side table: a block with no
+    // header of ours in front (one load, beside malloc's own chunk header) is not ours. This keeps
+    // the frees of untracked blocks cheap while something is tracked (sampling, scopes elsewhere).
+    auto p = reinterpret_cast<std::uintptr_t>(block);
+    if (t.current == 0 && !(mode & (kAllScopeOpen | kSideTable)) &&
+        (!may_have_header(p) || !header_tag_matches(p, read_header(p).where))) {
         std::free(block);
         return;
     }
