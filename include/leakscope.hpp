@@ -5353,8 +5353,9 @@ inline std::string text_cell(std::size_t n, bool estimate, bool bytes, std::size
     return s;
 }
 
-// "3 blocks"; "~3 blocks" when estimated.
+// "3 blocks"; "~3 blocks" when estimated. "1 byte", "~120 bytes".
 inline std::string text_blocks(std::size_t n, bool estimate) { return text_count(n, estimate) + " block" + plural(n); }
+inline std::string text_bytes(std::size_t n, bool estimate) { return text_count(n, estimate) + " byte" + plural(n); }
 
 // Exact: "5678901 bytes (5.4 MiB)" ("512 bytes" when the unit adds nothing). Estimated: "~5.4 MiB".
 inline std::string text_amount(std::size_t bytes, bool estimate) {
@@ -5364,8 +5365,7 @@ inline std::string text_amount(std::size_t bytes, bool estimate) {
         append_size(s, bytes);
         return s;
     }
-    append_number(s, bytes);
-    s += bytes == 1 ? " byte" : " bytes";
+    s = text_bytes(bytes, false);
     if (bytes >= 1024) {
         s += " (";
         append_size(s, bytes);
@@ -5408,7 +5408,7 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
     std::string name = r.scope.empty() ? std::string("(unnamed)") : clean(r.scope);
     const std::size_t width = kTextWidth - std::strlen(kTextPrefix);
     // Two lines, so that each fits: what is left, then where the scope was opened.
-    std::string totals = text_blocks(r.blocks, sampled) + " (" + text_count(r.bytes, sampled) + " bytes)";
+    std::string totals = text_blocks(r.blocks, sampled) + " (" + text_bytes(r.bytes, sampled) + ")";
     std::string rss;
     if (r.rss_bytes) append_size(rss.assign("RSS "), r.rss_bytes);
     std::string error;
@@ -5454,17 +5454,17 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
     // Whole-heap reports have no place of opening; a diff's minus side is what died meanwhile.
     if (!r.file.empty() || r.line) text_line(out, "  opened at %s%s", where.c_str(), exception);
     if (monitor) {   // each side exactly (the header gave them in units)
-        std::string plus = sampled ? text_amount(r.bytes, true) + " " + error : text_count(r.bytes, false) + " bytes";
-        std::string minus = sampled ? text_amount(r.released_bytes, true) : text_count(r.released_bytes, false) + " bytes";
+        std::string plus = sampled ? text_amount(r.bytes, true) + " " + error : text_bytes(r.bytes, false);
+        std::string minus = sampled ? text_amount(r.released_bytes, true) : text_bytes(r.released_bytes, false);
         text_wrapped(out, style, "", "  ", {"born since baseline, still live:", text_blocks(r.blocks, sampled) + ",", plus});
         text_wrapped(out, style, "", "  ", {"freed since baseline:", text_blocks(r.released_blocks, sampled) + ",", minus});
     } else if (r.kind == "diff") {
         text_wrapped(out, style, "", "  ",
                      {"freed meanwhile:", text_blocks(r.released_blocks, sampled),
-                      "(" + text_count(r.released_bytes, sampled) + " bytes)"});
+                      "(" + text_bytes(r.released_bytes, sampled) + ")"});
     } else if (leftovers) {
-        text_line(out, "  older blocks freed inside: %s (%s bytes)", text_count(r.released_blocks, sampled).c_str(),
-                  text_count(r.released_bytes, sampled).c_str());
+        text_line(out, "  older blocks freed inside: %s (%s)", text_count(r.released_blocks, sampled).c_str(),
+                  text_bytes(r.released_bytes, sampled).c_str());
     }
     if (sampled) {
         std::string every = "1 per ";
@@ -5489,7 +5489,7 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
         rose += r.growth_intervals == 1 ? "interval" : "intervals";
         text_wrapped(out, style, red, "  ",
                      {"growing (*, listed first):", sites + (sampled ? text_amount(growing_bytes, true)
-                                                                     : text_count(growing_bytes, false) + " bytes") + ";",
+                                                                     : text_bytes(growing_bytes, false)) + ";",
                       rose});
     }
     // A table row: the numbers, then the site in what is left of 80 columns.
@@ -5525,7 +5525,7 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
             more += plural(r.sites.size() - rows);
             if (more_growing) more += " (", append_number(more, more_growing), more += " growing)";
             text_wrapped(out, style, "", "  ",
-                         {more + ":", text_blocks(blocks, sampled) + ",", text_count(bytes, sampled) + " bytes"});
+                         {more + ":", text_blocks(blocks, sampled) + ",", text_bytes(bytes, sampled)});
         }
     }
     // Where each of the largest sites allocated: frames as given (report building has already
@@ -5537,7 +5537,7 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
         std::vector<std::string> items;
         if (s.growing) items.push_back("growing");
         items.push_back(text_blocks(s.blocks, sampled));
-        items.push_back(text_count(s.bytes, sampled) + " bytes");
+        items.push_back(text_bytes(s.bytes, sampled));
         if (!s.type.empty()) items.push_back(elide(clean(s.type), frame_width - 22));
         if (sampled) items.push_back(std::to_string(s.samples) + (s.samples == 1 ? " sample" : " samples"));
         std::string rank = std::string(bold) + "#" + std::to_string(i + 1) + style.off() + " ";
@@ -5572,7 +5572,10 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
         std::vector<std::size_t> largest(r.released_sites.size());
         for (std::size_t i = 0; i < largest.size(); ++i) largest[i] = i;
         std::partial_sort(largest.begin(), largest.begin() + std::ptrdiff_t(rows), largest.end(),
-                          [&](std::size_t a, std::size_t b) { return r.released_sites[a].bytes > r.released_sites[b].bytes; });
+                          [&](std::size_t a, std::size_t b) {   // ties in the report's order: the same text every time
+                              const Site &x = r.released_sites[a], &y = r.released_sites[b];
+                              return x.bytes != y.bytes ? x.bytes > y.bytes : a < b;
+                          });
         text_line(out, "  %slargest sites freed %s:%s", bold,
                   monitor ? "since baseline" : r.kind == "diff" ? "meanwhile" : "inside", style.off());
         text_line(out, "%s%6s %7s %3s %11s %3s  %s%s", bold, "rank", "blocks", "%", "bytes", "%", "type  site",
@@ -5600,7 +5603,7 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
             more += " more site";
             more += plural(r.released_sites.size() - rows);
             text_wrapped(out, style, "", "  ",
-                         {more + ":", text_blocks(blocks, sampled) + ",", text_count(bytes, sampled) + " bytes"});
+                         {more + ":", text_blocks(blocks, sampled) + ",", text_bytes(bytes, sampled)});
         }
     }
     if (!r.suppressed.empty()) {
@@ -6002,7 +6005,10 @@ inline void render_html(const Report& r, std::string& out) {
     for (std::size_t i = 0; i < largest.size(); ++i) largest[i] = i;
     std::size_t released_rows = std::min<std::size_t>(largest.size(), kHtmlTableRows);
     std::partial_sort(largest.begin(), largest.begin() + std::ptrdiff_t(released_rows), largest.end(),
-                      [&](std::size_t a, std::size_t b) { return r.released_sites[a].bytes > r.released_sites[b].bytes; });
+                      [&](std::size_t a, std::size_t b) {   // ties in the report's order
+                          const Site &x = r.released_sites[a], &y = r.released_sites[b];
+                          return x.bytes != y.bytes ? x.bytes > y.bytes : a < b;
+                      });
     std::string released = "[";
     for (std::size_t i = 0; i < released_rows; ++i) {
         const Site& s = r.released_sites[largest[i]];
