@@ -5941,7 +5941,7 @@ constexpr const char* kHtmlTail = R"html(</script>
       const tr = document.createElement("tr");
       for (const [v, cls] of [[i + 1], [est + s[0]], [pct(s[0], R.released_blocks)], [est + s[1]],
                               [pct(s[1], R.released_bytes)], [s[2], "l"],
-                              [s[3] + (s[4] ? " (" + s[4] + ":" + s[5] + ")" : ""), "l"]])
+                              [s[3] ? s[3] + (s[4] ? " (" + s[4] + ":" + s[5] + ")" : "") : "(no stack)", "l"]])
         cell(tr, v, cls);
       freed.appendChild(tr);
     });
@@ -6242,6 +6242,9 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
     Proto functions, locations, samples, lines, line, m;
     std::string key, function_key, unnamed;
     std::vector<u64> stack, values;
+    // pprof's values are int64 and it sums them: a count past INT64_MAX / samples (a report built
+    // by hand) would turn the total negative, so each stops there.
+    const u64 most = u64(INT64_MAX) / std::max<u64>(1, r.sites.size());
     for (const Site& s : r.sites) {
         stack.clear();
         for (std::size_t i = 0; i < s.frames.size();) {
@@ -6288,9 +6291,6 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
         }
         Proto sample;
         sample.packed(1, stack);   // leaf first
-        // pprof's values are int64: a count past INT64_MAX (a report built by hand) would turn
-        // negative there, so it stops at the largest it can hold.
-        constexpr u64 most = u64(INT64_MAX);
         values.assign({std::min<u64>(s.blocks, most), std::min<u64>(s.bytes, most)});
         sample.packed(2, values);
         Proto label;
@@ -6362,7 +6362,7 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
         append_number(text, blocks);
         text += leftovers ? " (" : blocks == 1 ? " block (" : " blocks (";
         append_number(text, bytes);
-        text += " bytes)";
+        text += bytes == 1 ? " byte)" : " bytes)";
         comments.push_back(str(text));
     };
     if (leftovers) {
@@ -6385,7 +6385,7 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
         append_number(text, r.sample_bytes);
         text += " bytes allocated on average; values are estimates, bytes ";
         append_error(text, r.error);
-        text += " (1 sigma); label samples: the sampled blocks behind each";
+        text += " (1 sigma); the label samples counts the sampled blocks behind each value";
         comments.push_back(str(text));
     }
     std::size_t growing = 0;
