@@ -455,19 +455,6 @@ Json html_data(const std::string& html) {
     return checks::parse_json(html.substr(data, html.find("</script>", data) - data));
 }
 
-// Every count of a report near SIZE_MAX: sums of them would wrap, casts of their ratios overflow.
-Report huge_report() {
-    Report r = checks::monitor_report();
-    const std::size_t most = SIZE_MAX;
-    r.blocks = r.bytes = r.released_blocks = r.released_bytes = r.rss_bytes = r.sample_bytes = most;
-    r.interval = r.growth_intervals = ~0u;
-    r.error = std::numeric_limits<double>::quiet_NaN();
-    for (auto* sites : {&r.sites, &r.released_sites})
-        for (leakscope::Site& s : *sites) s.blocks = s.bytes = s.samples = most;
-    r.sites[0].bytes = 1;   // and a report whose total is smaller than a site's
-    r.bytes = 1;
-    return r;
-}
 }  // namespace
 
 TEST_CASE("a monitor report and a sampled heap report match their golden files in each writer", "[writers][heap]") {
@@ -575,7 +562,7 @@ TEST_CASE("text: a header per kind; RSS only when known; a diff's freed sites", 
 }
 
 TEST_CASE("text: counts near SIZE_MAX keep 80 columns and never overflow", "[writers][heap]") {
-    std::string text = leakscope::TextWriter(stdout).render(huge_report());
+    std::string text = leakscope::TextWriter(stdout).render(checks::huge_report());
     check_text_lines(text);
     std::vector<std::string> lines = lines_of(text);
     CHECK(lines[0] == "leakscope: interval 4294967295 since baseline: +~1 byte / -~16 EiB, RSS 16 EiB");
@@ -603,7 +590,7 @@ TEST_CASE("text: colour on a terminal changes no layout", "[writers][heap]") {
     leakscope::TextWriter coloured(tty);
     if (had_no_color) ::setenv("NO_COLOR", no_color.c_str(), 1);
     if (had_term) ::setenv("TERM", term.c_str(), 1); else ::unsetenv("TERM");
-    for (const Report& r : {checks::golden_report(), checks::monitor_report(), checks::sampled_heap_report(), huge_report()}) {
+    for (const Report& r : {checks::golden_report(), checks::monitor_report(), checks::sampled_heap_report(), checks::huge_report()}) {
         std::string text = coloured.render(r);
         CHECK(text.find("\x1b[") != std::string::npos);
         std::string plain;   // the same text without its colour sequences
@@ -659,7 +646,7 @@ TEST_CASE("JSON: the whole-heap members; released_sites in the sites' schema; er
     CHECK(doc["sample_bytes"].value == 524288);
     CHECK(doc["sites"][0]["samples"].value == 9);
     // Counts past 2^53 exactly, as written.
-    Json huge = checks::parse_json(leakscope::JsonWriter(stdout).render(huge_report()));
+    Json huge = checks::parse_json(leakscope::JsonWriter(stdout).render(checks::huge_report()));
     CHECK(huge["released_sites"][0]["bytes"].text == "18446744073709551615");
     CHECK(huge["interval"].text == "4294967295");
     CHECK(huge["error"].type == Json::null);
@@ -714,8 +701,8 @@ TEST_CASE("folded and pprof: the + side only; sampled values are the estimates; 
     for (const char* freed_only : {"Log::rotate", "Cache::evict", "Net::read", "Tree::erase"})
         CHECK(folded.find(freed_only) == std::string::npos);
     CHECK(lines_of(folded)[0] == "main;handle(Request const&, Response&);render_page(Request const&) 2400000");
-    check_folded(leakscope::FoldedWriter(stdout).render(huge_report()), m.sites.size());
-    CHECK(lines_of(leakscope::FoldedWriter(stdout).render(huge_report()))[1].find(" 18446744073709551615") !=
+    check_folded(leakscope::FoldedWriter(stdout).render(checks::huge_report()), m.sites.size());
+    CHECK(lines_of(leakscope::FoldedWriter(stdout).render(checks::huge_report()))[1].find(" 18446744073709551615") !=
           std::string::npos);
 
     std::string dump = pprof_dump(leakscope::PprofWriter(stdout).render(m));
@@ -732,10 +719,11 @@ TEST_CASE("folded and pprof: the + side only; sampled values are the estimates; 
     CHECK(dump.find("period: 524288\n") != std::string::npos);        // the sampling rate, as they do
     CHECK(dump.find("num: 9 num_unit: 2") != std::string::npos);      // label samples=9 (unit "count")
 
-    // pprof reads int64: values past INT64_MAX would come out negative.
-    dump = pprof_dump(leakscope::PprofWriter(stdout).render(huge_report()));
-    CHECK(dump.find("value: [9223372036854775807 1]") != std::string::npos);
-    CHECK(dump.find("value: [9223372036854775807 9223372036854775807]") != std::string::npos);
+    // pprof reads int64 and sums the values: each stops at INT64_MAX / 4 (four samples), so no
+    // value or total comes out negative.
+    dump = pprof_dump(leakscope::PprofWriter(stdout).render(checks::huge_report()));
+    CHECK(dump.find("value: [2305843009213693951 1]") != std::string::npos);
+    CHECK(dump.find("value: [2305843009213693951 2305843009213693951]") != std::string::npos);
     CHECK(dump.find("value: [18446744073709551615") == std::string::npos);
     CHECK(dump.find("period: 9223372036854775807\n") != std::string::npos);
 }

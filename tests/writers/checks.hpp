@@ -526,6 +526,22 @@ inline leakscope::Report sampled_heap_report() {
     return r;
 }
 
+// The monitor report with every count near SIZE_MAX (sums of them would wrap, casts of their
+// ratios overflow), a site larger than the report's total, and a NaN error: bad input that must
+// still give valid output.
+inline leakscope::Report huge_report() {
+    leakscope::Report r = monitor_report();
+    const std::size_t most = SIZE_MAX;
+    r.blocks = r.bytes = r.released_blocks = r.released_bytes = r.rss_bytes = r.sample_bytes = most;
+    r.interval = r.growth_intervals = ~0u;
+    r.error = __builtin_nan("");
+    for (auto* sites : {&r.sites, &r.released_sites})
+        for (leakscope::Site& s : *sites) s.blocks = s.bytes = s.samples = most;
+    r.sites[0].bytes = 1;
+    r.bytes = 1;
+    return r;
+}
+
 // `n` distinct sites of 5 frames each, largest first (for the 100k-site checks and benchmark).
 inline leakscope::Report many_sites_report(std::size_t n) {
     leakscope::Report r;
