@@ -221,10 +221,13 @@ class OutputWriter : public Writer {
     unsigned long reports_ = 0;   // reports written so far (the next %n is one more)
 };
 
-// Human-readable, the default (stderr): a header (what is left, where the scope was opened, the
-// minus side), a partition table of the sites (rank, blocks, %, bytes, %, cumulative %, type,
-// site; the 20 largest) and the top frames of the 10 largest sites. Fits 80 columns; colour only
-// on a terminal (and not with NO_COLOR set or TERM=dumb).
+// Human-readable, the default (stderr): a header by kind (what is left, where the scope was
+// opened, the minus side; "live heap: ..., RSS"; "peak: ..."; "interval N since baseline: +/-"),
+// a partition table of the sites (rank, blocks, %, bytes, %, cumulative %, type, site; the 20
+// largest, growing sites first and marked '*'), the top frames of the first 10, and for a diff or
+// monitor the 5 largest freed sites with their file:line. A sampled report's estimates carry '~'
+// and the header its error and sample rate. Fits 80 columns; colour only on a terminal (and not
+// with NO_COLOR set or TERM=dumb).
 class TextWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -236,7 +239,7 @@ class TextWriter : public OutputWriter {
 
 // One JSON document per report, on one line (so a file in Mode::append is JSON Lines); the
 // schema is in the README. Any byte string gives valid JSON: bytes that are not UTF-8 become
-// U+FFFD.
+// U+FFFD; an error that is not a number, null.
 class JsonWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -246,7 +249,9 @@ class JsonWriter : public OutputWriter {
 };
 
 // Folded stacks, one line per site, "root;...;leaf bytes", as flamegraph.pl and speedscope read
-// them. Frames are Site::frames (the standard library's allocation frames stay out).
+// them. Frames are Site::frames (the standard library's allocation frames stay out). The + side
+// only (a diff's or monitor's released_sites are not in it); a sampled report's bytes are its
+// estimates.
 class FoldedWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -255,8 +260,10 @@ class FoldedWriter : public OutputWriter {
     void render_to(const Report& report, std::string& out) const override;
 };
 
-// One self-contained HTML file (no network, no external script): an interactive flame graph
-// (click to zoom, hover for function, file:line, blocks, bytes) and the partition table.
+// One self-contained HTML file (no network, no external script): a header with the kind and RSS,
+// an interactive flame graph of the + side (click to zoom, hover for function, file:line, blocks,
+// bytes), the partition table (growing sites first, marked) and, for a diff or monitor, the freed
+// sites in a second table. A sampled report's estimates carry '~'.
 class HtmlWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -267,7 +274,9 @@ class HtmlWriter : public OutputWriter {
 
 // profile.proto (gzip), readable by the pprof tool: sample types inuse_objects/count and
 // inuse_space/bytes, functions with file and line, inlined frames as lines of one location,
-// mappings of the loaded modules with their GNU build ids.
+// mappings of the loaded modules with their GNU build ids. The + side only; kind, RSS, the minus
+// side and the sampling are comments (pprof -comments); labels type, growing=true and, sampled,
+// samples; a sampled report's values are its estimates and its period the sample rate.
 class PprofWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
