@@ -5817,7 +5817,7 @@ constexpr const char* kHtmlTail = R"html(</script>
   const growing = D.sites.filter((s) => s[4]);
   const kinds = { heap: "Live heap", peak: "Peak heap", exit: "In use at exit", diff: "Snapshot diff",
                   monitor: "Monitor, interval " + R.interval + " since baseline" };
-  const whole = R.kind in kinds && R.kind !== "diff" && R.kind !== "monitor";   // named by their kind alone
+  const whole = R.kind in kinds && R.kind !== "diff";   // named by their kind alone (a monitor's scope repeats it)
   const heading = R.kind === "leftovers" ? "Scope \u201c" + name + "\u201d" :
     (kinds[R.kind] || R.kind + " report") + (R.scope && !whole ? " \u201c" + R.scope + "\u201d" : "");
   document.title = "leakscope: " + (R.kind === "leftovers" ? name : heading);
