@@ -221,10 +221,13 @@ class OutputWriter : public Writer {
     unsigned long reports_ = 0;   // reports written so far (the next %n is one more)
 };
 
-// Human-readable, the default (stderr): a header (what is left, where the scope was opened, the
-// minus side), a partition table of the sites (rank, blocks, %, bytes, %, cumulative %, type,
-// site; the 20 largest) and the top frames of the 10 largest sites. Fits 80 columns; colour only
-// on a terminal (and not with NO_COLOR set or TERM=dumb).
+// Human-readable, the default (stderr): a header by kind (what is left, where the scope was
+// opened, the minus side; "live heap: ..., RSS"; "peak: ..."; "interval N since baseline: +/-"),
+// a partition table of the sites (rank, blocks, %, bytes, %, cumulative %, type, site; the 20
+// largest, growing sites first and marked '*'), the top frames of the first 10, and for a diff or
+// monitor the 5 largest freed sites with their file:line. A sampled report's estimates carry '~'
+// and the header its error and sample rate. Fits 80 columns; colour only on a terminal (and not
+// with NO_COLOR set or TERM=dumb).
 class TextWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -236,7 +239,7 @@ class TextWriter : public OutputWriter {
 
 // One JSON document per report, on one line (so a file in Mode::append is JSON Lines); the
 // schema is in the README. Any byte string gives valid JSON: bytes that are not UTF-8 become
-// U+FFFD.
+// U+FFFD; an error that is not a number, null.
 class JsonWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -246,7 +249,9 @@ class JsonWriter : public OutputWriter {
 };
 
 // Folded stacks, one line per site, "root;...;leaf bytes", as flamegraph.pl and speedscope read
-// them. Frames are Site::frames (the standard library's allocation frames stay out).
+// them. Frames are Site::frames (the standard library's allocation frames stay out). The + side
+// only (a diff's or monitor's released_sites are not in it); a sampled report's bytes are its
+// estimates.
 class FoldedWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -255,8 +260,10 @@ class FoldedWriter : public OutputWriter {
     void render_to(const Report& report, std::string& out) const override;
 };
 
-// One self-contained HTML file (no network, no external script): an interactive flame graph
-// (click to zoom, hover for function, file:line, blocks, bytes) and the partition table.
+// One self-contained HTML file (no network, no external script): a header with the kind and RSS,
+// an interactive flame graph of the + side (click to zoom, hover for function, file:line, blocks,
+// bytes), the partition table (growing sites first, marked) and, for a diff or monitor, the freed
+// sites in a second table. A sampled report's estimates carry '~'.
 class HtmlWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -267,7 +274,9 @@ class HtmlWriter : public OutputWriter {
 
 // profile.proto (gzip), readable by the pprof tool: sample types inuse_objects/count and
 // inuse_space/bytes, functions with file and line, inlined frames as lines of one location,
-// mappings of the loaded modules with their GNU build ids.
+// mappings of the loaded modules with their GNU build ids. The + side only; kind, RSS, the minus
+// side and the sampling are comments (pprof -comments); labels type, growing=true and, sampled,
+// samples; a sampled report's values are its estimates and its period the sample rate.
 class PprofWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -5495,13 +5504,83 @@ inline void append_hex(std::string& out, unsigned long long v) {
 }
 
 inline unsigned percent(std::size_t part, std::size_t whole) noexcept {
-    return whole == 0 ? 0u : unsigned(double(part) * 100.0 / double(whole) + 0.5);
+    if (whole == 0) return 0u;
+    double p = double(part) * 100.0 / double(whole) + 0.5;
+    return p >= 999.0 ? 999u : unsigned(p);   // a site above its report's total (bad input): no overflowing cast
 }
 
-// Characters (code points) in clean UTF-8 text, for column widths.
+// Sums of counts from a report built by hand may pass SIZE_MAX: they stop there instead of wrapping.
+inline std::size_t add_saturated(std::size_t a, std::size_t b) noexcept { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
+// `n` (at least `base`) in units[0..5] of powers of `base`, one decimal, left out when it is 0:
+// "1.5 KiB", "12 MiB", "18.4E". Digits by hand: printf's radix character is the locale's.
+inline void append_scaled(std::string& out, std::size_t n, double base, const char* const (&units)[6]) {
+    std::size_t unit = 0;
+    double scaled = double(n) / base;
+    while (scaled >= base - 0.05 && unit + 1 < 6) scaled /= base, ++unit;
+    auto tenths = static_cast<unsigned long long>(scaled * 10 + 0.5);
+    append_number(out, tenths / 10);
+    if (tenths % 10) out.append(1, '.').append(1, char('0' + tenths % 10));
+    out += units[unit];
+}
+
+// A size for a reader: "512 bytes", "1.5 KiB", "12 MiB".
+inline void append_size(std::string& out, std::size_t bytes) {
+    static const char* const units[] = {" KiB", " MiB", " GiB", " TiB", " PiB", " EiB"};
+    if (bytes >= 1024) return append_scaled(out, bytes, 1024, units);
+    append_number(out, bytes);
+    out += bytes == 1 ? " byte" : " bytes";
+}
+
+// A relative standard error as "±3.1%" (one decimal below 10%); "±?" when it is not a number
+// (NaN, infinite or negative: a sampled report built by hand), "±>999%" past that.
+inline void append_error(std::string& out, double error) {
+    out += "\xC2\xB1";   // U+00B1 PLUS-MINUS SIGN
+    if (!(error >= 0) || !__builtin_isfinite(error)) {
+        out += '?';
+        return;
+    }
+    if (error * 100 >= 999.5) {
+        out += ">999%";
+        return;
+    }
+    auto tenths = static_cast<unsigned long long>(error * 1000 + 0.5);
+    if (tenths >= 100) tenths = (tenths + 5) / 10 * 10;   // 10% and above: whole percents
+    append_number(out, tenths / 10);
+    if (tenths % 10) out.append(1, '.').append(1, char('0' + tenths % 10));
+    out += '%';
+}
+
+// A double as a JSON number, or null for NaN and infinities (JSON has neither). printf writes
+// the locale's radix character (',' in de_DE, two bytes in some): whatever it wrote between the
+// digits becomes '.'.
+inline void append_json_double(std::string& out, double v) {
+    if (!__builtin_isfinite(v)) {
+        out += "null";
+        return;
+    }
+    char text[48];
+    int n = std::snprintf(text, sizeof text, "%.6g", v);
+    bool radix = false;
+    for (int i = 0; i < n && i < int(sizeof text) - 1; ++i) {
+        char c = text[i];
+        bool part = (c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e';
+        if (part || !radix) out += part ? c : '.';
+        radix = !part;
+    }
+}
+
+// Characters (code points) in clean UTF-8 text, for column widths. The text writer's own colour
+// sequences ("\x1b[...m") take none (clean text has no ESC of its own: it became '?').
 inline std::size_t columns(std::string_view s) noexcept {
     std::size_t n = 0;
-    for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\x1b') {
+            while (i < s.size() && s[i] != 'm') ++i;
+            continue;
+        }
+        n += (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+    }
     return n;
 }
 
@@ -5621,7 +5700,8 @@ struct TextStyle {
     const char* on(const char* code) const noexcept { return colour ? code : ""; }
     const char* off() const noexcept { return colour ? "\x1b[0m" : ""; }
 };
-constexpr std::size_t kTextTableRows = 20, kTextDetailedSites = 10, kTextFrames = 6, kTextWidth = 80;
+constexpr std::size_t kTextTableRows = 20, kTextDetailedSites = 10, kTextFrames = 6, kTextWidth = 80,
+                      kTextFreedRows = 5;
 constexpr const char* kTextPrefix = "leakscope: ";
 
 inline void text_line(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
@@ -5636,28 +5716,141 @@ inline void text_line(std::string& out, const char* format, ...) {
     out += '\n';
 }
 
+// Pieces (each carrying its own punctuation) joined by spaces, a new line started where the next
+// would pass 80 columns; continuation lines are indented two more. Totals near SIZE_MAX, which
+// a report built by hand may carry, still fit.
+inline void text_wrapped(std::string& out, const TextStyle& style, const char* colour, const std::string& indent,
+                         const std::vector<std::string>& pieces) {
+    const std::size_t width = kTextWidth - std::strlen(kTextPrefix);
+    std::string line = indent;
+    bool empty = true;
+    for (const std::string& piece : pieces) {
+        if (!empty && columns(line) + 1 + columns(piece) > width) {
+            text_line(out, "%s%s%s", style.on(colour), line.c_str(), style.off());
+            line = indent + "  ";
+            empty = true;
+        }
+        if (!empty) line += ' ';
+        line += piece;
+        empty = false;
+    }
+    if (!empty) text_line(out, "%s%s%s", style.on(colour), line.c_str(), style.off());
+}
+
+// "3", or "~3" for an estimate (a sampled report's counts).
+inline std::string text_count(std::size_t n, bool estimate) {
+    std::string s = estimate ? "~" : "";
+    append_number(s, n);
+    return s;
+}
+
+// A count in a table column `width` wide: the number, or when it cannot fit (a count near SIZE_MAX
+// from a report built by hand), "18.4E" blocks or "16 EiB", so the row stays within 80 columns.
+inline std::string text_cell(std::size_t n, bool estimate, bool bytes, std::size_t width) {
+    std::string s = text_count(n, estimate);
+    if (s.size() <= width) return s;
+    static const char* const units[] = {"k", "M", "G", "T", "P", "E"};
+    s.resize(estimate ? 1 : 0);
+    if (bytes)
+        append_size(s, n);
+    else
+        append_scaled(s, n, 1000, units);
+    return s;
+}
+
+// "3 blocks"; "~3 blocks" when estimated. "1 byte", "~120 bytes".
+inline std::string text_blocks(std::size_t n, bool estimate) { return text_count(n, estimate) + " block" + plural(n); }
+inline std::string text_bytes(std::size_t n, bool estimate) { return text_count(n, estimate) + " byte" + plural(n); }
+
+// Exact: "5678901 bytes (5.4 MiB)" ("512 bytes" when the unit adds nothing). Estimated: "~5.4 MiB".
+inline std::string text_amount(std::size_t bytes, bool estimate) {
+    std::string s;
+    if (estimate) {
+        s += '~';
+        append_size(s, bytes);
+        return s;
+    }
+    s = text_bytes(bytes, false);
+    if (bytes >= 1024) {
+        s += " (";
+        append_size(s, bytes);
+        s += ')';
+    }
+    return s;
+}
+
+// "+3.1 MiB", "-~1 KiB": a monitor's two sides in a header.
+inline std::string text_signed_size(char sign, std::size_t bytes, bool estimate) {
+    std::string s(1, sign);
+    if (estimate) s += '~';
+    append_size(s, bytes);
+    return s;
+}
+
+// The partition table's site column: the type, then the allocating function without its
+// parameters (the frames below say the rest).
+inline std::string text_site_name(const Site& s) {
+    std::string what = s.type.empty() ? std::string() : clean(s.type) + "  ";
+    what += s.frames.empty() ? std::string("(no stack)") : without_parameters(frame_function(s.frames[0]));
+    return what;
+}
+
+// Where a site allocated, for a line of its own: file:line, else the module, else "".
+inline std::string text_site_place(const Site& s) {
+    if (s.frames.empty()) return std::string();
+    std::string place = frame_place(s.frames[0]);
+    if (place.empty() && !s.frames[0].module.empty()) place = clean(s.frames[0].module);
+    return place;
+}
+
 inline void render_text(const Report& r, std::string& out, bool colour) {
     TextStyle style{colour};
     const char* bold = style.on("\x1b[1m");
+    const char* red = "\x1b[1;31m";
+    const bool sampled = r.sample_bytes != 0;   // whole-heap counts are estimates
+    const bool leftovers = r.kind.empty() || r.kind == "leftovers";
+    const bool monitor = r.kind == "monitor";
     std::string name = r.scope.empty() ? std::string("(unnamed)") : clean(r.scope);
     const std::size_t width = kTextWidth - std::strlen(kTextPrefix);
     // Two lines, so that each fits: what is left, then where the scope was opened.
-    char totals[96];
-    std::snprintf(totals, sizeof totals, "%zu block%s (%zu bytes)", r.blocks, plural(r.blocks), r.bytes);
-    if (r.kind.empty() || r.kind == "leftovers") {
+    std::string totals = text_blocks(r.blocks, sampled) + " (" + text_bytes(r.bytes, sampled) + ")";
+    std::string rss;
+    if (r.rss_bytes) append_size(rss.assign("RSS "), r.rss_bytes);
+    std::string error;
+    if (sampled) append_error(error, r.error);
+    if (leftovers) {
         // The name is what a reader searches for: cut only if it cannot have a line of its own.
         name = elide(name, width - 8);
-        if (columns(name) + std::strlen(totals) + 22 <= width) {
-            text_line(out, "%sscope \"%s\" left %s behind%s", style.on("\x1b[1;31m"), name.c_str(), totals, style.off());
+        if (columns(name) + totals.size() + 22 <= width) {
+            text_line(out, "%sscope \"%s\" left %s behind%s", style.on(red), name.c_str(), totals.c_str(), style.off());
         } else {
-            text_line(out, "%sscope \"%s\"%s", style.on("\x1b[1;31m"), name.c_str(), style.off());
-            text_line(out, "%s  left %s behind%s", style.on("\x1b[1;31m"), totals, style.off());
+            text_line(out, "%sscope \"%s\"%s", style.on(red), name.c_str(), style.off());
+            text_line(out, "%s  left %s behind%s", style.on(red), totals.c_str(), style.off());
         }
+    } else if (r.kind == "heap" || r.kind == "peak") {
+        // "live heap: 1234 blocks, 5678901 bytes (5.4 MiB), RSS 45.6 MiB"; the peak alike. A
+        // snapshot of the heap is not in itself a leak: bold, not red.
+        std::vector<std::string> pieces{r.kind == "heap" ? "live heap:" : "peak:", text_blocks(r.blocks, sampled) + ","};
+        pieces.push_back(text_amount(r.bytes, sampled) + (sampled ? " " + error : std::string()));
+        if (!rss.empty()) pieces.back() += ',', pieces.push_back(rss);
+        text_wrapped(out, style, "\x1b[1m", "", pieces);
+    } else if (monitor) {
+        // "interval 12 since baseline: +3.1 MiB / -1.0 MiB, RSS 88.2 MiB", then each side exactly.
+        std::string interval = "interval ";
+        append_number(interval, r.interval);
+        std::vector<std::string> pieces{interval, "since baseline:", text_signed_size('+', r.bytes, sampled), "/",
+                                        text_signed_size('-', r.released_bytes, sampled)};
+        if (!rss.empty()) pieces.back() += ',', pieces.push_back(rss);
+        text_wrapped(out, style, red, "", pieces);
     } else {
         std::string kind = elide(clean(r.kind), 12);
-        name = elide(name, width - std::strlen(totals) - kind.size() - 20);
-        text_line(out, "%s%s report \"%s\": %s live%s", style.on("\x1b[1;31m"), kind.c_str(), name.c_str(), totals,
-                  style.off());
+        if (r.scope.empty()) {   // a snapshot diff has no name: "(unnamed)" would say nothing
+            text_line(out, "%s%s report: %s live%s", style.on(red), kind.c_str(), totals.c_str(), style.off());
+        } else {
+            name = elide(name, width - totals.size() - kind.size() - 20);
+            text_line(out, "%s%s report \"%s\": %s live%s", style.on(red), kind.c_str(), name.c_str(), totals.c_str(),
+                      style.off());
+        }
     }
     const char* exception = r.by_exception ? ", ended by an exception" : "";
     char line[16];
@@ -5665,40 +5858,97 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
     std::string where = elide_front(clean(r.file) + line, width - 13 - std::strlen(exception));
     // Whole-heap reports have no place of opening; a diff's minus side is what died meanwhile.
     if (!r.file.empty() || r.line) text_line(out, "  opened at %s%s", where.c_str(), exception);
-    if (r.kind == "diff")
-        text_line(out, "  freed meanwhile: %zu block%s (%zu bytes)", r.released_blocks, plural(r.released_blocks),
-                  r.released_bytes);
-    else if (r.kind.empty() || r.kind == "leftovers")
-        text_line(out, "  older blocks freed inside: %zu (%zu bytes)", r.released_blocks, r.released_bytes);
+    if (monitor) {   // each side exactly (the header gave them in units)
+        std::string plus = sampled ? text_amount(r.bytes, true) + " " + error : text_bytes(r.bytes, false);
+        std::string minus = sampled ? text_amount(r.released_bytes, true) : text_bytes(r.released_bytes, false);
+        text_wrapped(out, style, "", "  ", {"born since baseline, still live:", text_blocks(r.blocks, sampled) + ",", plus});
+        text_wrapped(out, style, "", "  ", {"freed since baseline:", text_blocks(r.released_blocks, sampled) + ",", minus});
+    } else if (r.kind == "diff") {
+        text_wrapped(out, style, "", "  ",
+                     {"freed meanwhile:", text_blocks(r.released_blocks, sampled),
+                      "(" + text_bytes(r.released_bytes, sampled) + ")"});
+    } else if (leftovers) {
+        text_line(out, "  older blocks freed inside: %s (%s)", text_count(r.released_blocks, sampled).c_str(),
+                  text_bytes(r.released_bytes, sampled).c_str());
+    }
+    if (sampled) {
+        std::string every = "1 per ";
+        append_size(every, r.sample_bytes);
+        text_wrapped(out, style, "", "  ", {"~ estimated from samples,", every, "allocated;", error, "is 1 sigma"});
+    }
+
+    // Growing sites (a monitor's likely leaks) come first in the table and the details, so that
+    // a small one is never pushed out of view by large steady ones; '*' marks them.
+    std::vector<std::size_t> order(r.sites.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::size_t growing = 0, growing_bytes = 0;
+    for (const Site& s : r.sites)
+        if (s.growing) ++growing, growing_bytes = add_saturated(growing_bytes, s.bytes);
+    if (growing) {
+        std::stable_partition(order.begin(), order.end(), [&](std::size_t i) { return r.sites[i].growing; });
+        std::string sites = "";
+        append_number(sites, growing);
+        sites += growing == 1 ? " site, " : " sites, ";
+        std::string rose = "live bytes rose in each of the last ";
+        if (r.growth_intervals) append_number(rose, r.growth_intervals), rose += ' ';
+        rose += r.growth_intervals == 1 ? "interval" : "intervals";
+        text_wrapped(out, style, red, "  ",
+                     {"growing (*, listed first):", sites + (sampled ? text_amount(growing_bytes, true)
+                                                                     : text_bytes(growing_bytes, false)) + ";",
+                      rose});
+    }
+    // A table row: the numbers, then the site in what is left of 80 columns.
+    auto row = [&](const char* colour_code, const char* numbers, const std::string& site) {
+        std::size_t room = width > columns(numbers) + 12 ? width - columns(numbers) : 12;
+        text_line(out, "%s%s%s%s", style.on(colour_code), numbers, elide(site, room).c_str(), style.off());
+    };
+    char numbers[256];
     if (!r.sites.empty()) {
         // The partition table (guppy's): one row per site, largest first, with running totals.
         text_line(out, "%s%6s %7s %3s %11s %3s %5s  %s%s", bold, "rank", "blocks", "%", "bytes", "%", "cum%",
                   "type  site", style.off());
-        const std::size_t site_width = kTextWidth - std::strlen(kTextPrefix) - 42;
         std::size_t cumulative = 0, rows = std::min(r.sites.size(), kTextTableRows);
         for (std::size_t i = 0; i < rows; ++i) {
-            const Site& s = r.sites[i];
-            cumulative += s.bytes;
-            std::string what = s.type.empty() ? std::string() : clean(s.type) + "  ";
-            what += s.frames.empty() ? std::string("(no stack)") : without_parameters(frame_function(s.frames[0]));
-            text_line(out, "%6zu %7zu %3u %11zu %3u %5u  %s", i + 1, s.blocks, percent(s.blocks, r.blocks), s.bytes,
-                      percent(s.bytes, r.bytes), percent(cumulative, r.bytes), elide(what, site_width).c_str());
+            const Site& s = r.sites[order[i]];
+            cumulative = add_saturated(cumulative, s.bytes);
+            std::snprintf(numbers, sizeof numbers, "%s%5zu %7s %3u %11s %3u %5u  ", s.growing ? "*" : " ", i + 1,
+                          text_cell(s.blocks, sampled, false, 7).c_str(), percent(s.blocks, r.blocks),
+                          text_cell(s.bytes, sampled, true, 11).c_str(), percent(s.bytes, r.bytes),
+                          percent(cumulative, r.bytes));
+            row(s.growing ? "\x1b[33m" : "", numbers, text_site_name(s));
         }
         if (r.sites.size() > rows) {
-            std::size_t blocks = 0, bytes = 0;
-            for (std::size_t i = rows; i < r.sites.size(); ++i) blocks += r.sites[i].blocks, bytes += r.sites[i].bytes;
-            text_line(out, "  ... %zu more site%s: %zu block%s, %zu bytes", r.sites.size() - rows,
-                      plural(r.sites.size() - rows), blocks, plural(blocks), bytes);
+            std::size_t blocks = 0, bytes = 0, more_growing = 0;
+            for (std::size_t i = rows; i < r.sites.size(); ++i) {
+                const Site& s = r.sites[order[i]];
+                blocks = add_saturated(blocks, s.blocks), bytes = add_saturated(bytes, s.bytes);
+                more_growing += s.growing;
+            }
+            std::string more = "... ";
+            append_number(more, r.sites.size() - rows);
+            more += " more site";
+            more += plural(r.sites.size() - rows);
+            if (more_growing) more += " (", append_number(more, more_growing), more += " growing)";
+            text_wrapped(out, style, "", "  ",
+                         {more + ":", text_blocks(blocks, sampled) + ",", text_bytes(bytes, sampled)});
         }
     }
     // Where each of the largest sites allocated: frames as given (report building has already
     // moved the standard library's allocation frames to allocator_frames).
     const std::size_t frame_width = kTextWidth - std::strlen(kTextPrefix) - 10;   // after "       at "
     for (std::size_t i = 0; i < std::min(r.sites.size(), kTextDetailedSites); ++i) {
-        const Site& s = r.sites[i];
-        std::string type = s.type.empty() ? std::string() : ", " + clean(s.type);
-        text_line(out, "  %s#%zu%s  %zu block%s, %zu bytes%s", bold, i + 1, style.off(), s.blocks, plural(s.blocks),
-                  s.bytes, elide(type, frame_width - 20).c_str());
+        const Site& s = r.sites[order[i]];
+        // "#1  growing, 3 blocks, 120 bytes, std::string, 4 samples", wrapped if the counts are huge.
+        std::vector<std::string> items;
+        if (s.growing) items.push_back("growing");
+        items.push_back(text_blocks(s.blocks, sampled));
+        items.push_back(text_bytes(s.bytes, sampled));
+        if (!s.type.empty()) items.push_back(elide(clean(s.type), frame_width - 22));
+        if (sampled) items.push_back(std::to_string(s.samples) + (s.samples == 1 ? " sample" : " samples"));
+        std::string rank = std::string(bold) + "#" + std::to_string(i + 1) + style.off() + " ";
+        std::vector<std::string> pieces{rank};
+        for (std::size_t k = 0; k < items.size(); ++k) pieces.push_back(items[k] + (k + 1 < items.size() ? "," : ""));
+        text_wrapped(out, style, "", "  ", pieces);
         if (!s.allocator_frames.empty())
             text_line(out, "       (%zu standard-library frame%s above)", s.allocator_frames.size(),
                       plural(s.allocator_frames.size()));
@@ -5721,9 +5971,49 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
             text_line(out, "       ... %zu more frame%s", s.frames.size() - shown, plural(s.frames.size() - shown));
         if (s.frames.empty()) text_line(out, "       (no call stack captured)");
     }
+    // The minus side by site (diff, monitor): the largest few, each with where it was allocated.
+    if (!r.released_sites.empty()) {
+        std::size_t rows = std::min(r.released_sites.size(), kTextFreedRows);
+        std::vector<std::size_t> largest(r.released_sites.size());
+        for (std::size_t i = 0; i < largest.size(); ++i) largest[i] = i;
+        std::partial_sort(largest.begin(), largest.begin() + std::ptrdiff_t(rows), largest.end(),
+                          [&](std::size_t a, std::size_t b) {   // ties in the report's order: the same text every time
+                              const Site &x = r.released_sites[a], &y = r.released_sites[b];
+                              return x.bytes != y.bytes ? x.bytes > y.bytes : a < b;
+                          });
+        text_line(out, "  %slargest sites freed %s:%s", bold,
+                  monitor ? "since baseline" : r.kind == "diff" ? "meanwhile" : "inside", style.off());
+        text_line(out, "%s%6s %7s %3s %11s %3s  %s%s", bold, "rank", "blocks", "%", "bytes", "%", "type  site",
+                  style.off());
+        for (std::size_t i = 0; i < rows; ++i) {
+            const Site& s = r.released_sites[largest[i]];
+            std::snprintf(numbers, sizeof numbers, "%6zu %7s %3u %11s %3u  ", i + 1,
+                          text_cell(s.blocks, sampled, false, 7).c_str(), percent(s.blocks, r.released_blocks),
+                          text_cell(s.bytes, sampled, true, 11).c_str(), percent(s.bytes, r.released_bytes));
+            row("", numbers, text_site_name(s));
+            // Its place under the site column, cut from the front if need be: file:line stays whole.
+            std::string place = text_site_place(s);
+            if (place.empty()) continue;
+            std::size_t column = std::min(columns(numbers), width - std::min(columns(place), width - 10));
+            text_line(out, "%*s%s", int(column), "", elide_front(place, width - column).c_str());
+        }
+        if (r.released_sites.size() > rows) {
+            std::size_t blocks = 0, bytes = 0;
+            for (std::size_t i = rows; i < largest.size(); ++i) {
+                const Site& s = r.released_sites[largest[i]];
+                blocks = add_saturated(blocks, s.blocks), bytes = add_saturated(bytes, s.bytes);
+            }
+            std::string more = "... ";
+            append_number(more, r.released_sites.size() - rows);
+            more += " more site";
+            more += plural(r.released_sites.size() - rows);
+            text_wrapped(out, style, "", "  ",
+                         {more + ":", text_blocks(blocks, sampled) + ",", text_bytes(bytes, sampled)});
+        }
+    }
     if (!r.suppressed.empty()) {
         std::size_t blocks = 0, bytes = 0;
-        for (const Suppression& s : r.suppressed) blocks += s.blocks, bytes += s.bytes;
+        for (const Suppression& s : r.suppressed) blocks = add_saturated(blocks, s.blocks), bytes = add_saturated(bytes, s.bytes);
         text_line(out, "  suppressed: %zu block%s (%zu bytes) by %zu rule%s", blocks, plural(blocks), bytes,
                   r.suppressed.size(), plural(r.suppressed.size()));
         for (const Suppression& s : r.suppressed)
@@ -5761,6 +6051,29 @@ inline void json_frames(std::string& out, const std::vector<Frame>& frames) {
     out += ']';
 }
 
+// Sites, + side or - side alike: samples and growing after the members of schema 1's first form.
+inline void json_sites(std::string& out, const std::vector<Site>& sites) {
+    out += '[';
+    for (std::size_t i = 0; i < sites.size(); ++i) {
+        const Site& s = sites[i];
+        if (i) out += ',';
+        out += "{\"blocks\":";
+        append_number(out, s.blocks);
+        out += ",\"bytes\":";
+        append_number(out, s.bytes);
+        out += ",\"type\":\"";
+        append_json_string(out, s.type);
+        out += "\",\"frames\":";
+        json_frames(out, s.frames);
+        out += ",\"allocator_frames\":";
+        json_frames(out, s.allocator_frames);
+        out += ",\"samples\":";
+        append_number(out, s.samples);
+        out += s.growing ? ",\"growing\":true}" : ",\"growing\":false}";
+    }
+    out += ']';
+}
+
 inline void render_json(const Report& r, std::string& out) {
     out += "{\"leakscope\":1,\"kind\":\"";
     append_json_string(out, r.kind);
@@ -5783,23 +6096,9 @@ inline void render_json(const Report& r, std::string& out) {
     out += ',';
     json_key(out, "released_bytes");
     append_number(out, r.released_bytes);
-    out += ",\"sites\":[";
-    for (std::size_t i = 0; i < r.sites.size(); ++i) {
-        const Site& s = r.sites[i];
-        if (i) out += ',';
-        out += "{\"blocks\":";
-        append_number(out, s.blocks);
-        out += ",\"bytes\":";
-        append_number(out, s.bytes);
-        out += ",\"type\":\"";
-        append_json_string(out, s.type);
-        out += "\",\"frames\":";
-        json_frames(out, s.frames);
-        out += ",\"allocator_frames\":";
-        json_frames(out, s.allocator_frames);
-        out += '}';
-    }
-    out += "],\"suppressed\":[";
+    out += ",\"sites\":";
+    json_sites(out, r.sites);
+    out += ",\"suppressed\":[";
     for (std::size_t i = 0; i < r.suppressed.size(); ++i) {
         const Suppression& s = r.suppressed[i];
         if (i) out += ',';
@@ -5811,7 +6110,21 @@ inline void render_json(const Report& r, std::string& out) {
         append_number(out, s.bytes);
         out += '}';
     }
-    out += "]}\n";
+    // The whole-heap members come last, every one in every report: members before them keep their
+    // places, so readers that go by position (a sed over "blocks":N,"bytes":N) still work.
+    out += "],\"released_sites\":";
+    json_sites(out, r.released_sites);
+    out += ",\"rss_bytes\":";
+    append_number(out, r.rss_bytes);
+    out += ",\"sample_bytes\":";
+    append_number(out, r.sample_bytes);
+    out += ",\"error\":";
+    append_json_double(out, r.error);   // null when not finite: a sampled report built by hand
+    out += ",\"interval\":";
+    append_number(out, r.interval);
+    out += ",\"growth_intervals\":";
+    append_number(out, r.growth_intervals);
+    out += "}\n";
 }
 
 // ---- folded stacks ------------------------------------------------------------------------------
@@ -5831,6 +6144,7 @@ inline void render_folded(const Report& r, std::string& out) {
 }
 
 // ---- HTML -------------------------------------------------------------------------------------
+constexpr std::size_t kHtmlTableRows = 1000;   // the page's TABLE_ROWS
 // The page: the data sits in a JSON <script> element (every '<' escaped), the script builds the
 // flame graph from it. Frames are drawn as absolutely placed <div>s, only those at least half a
 // pixel wide, so a 100k-site report stays a few thousand elements.
@@ -5853,6 +6167,9 @@ h1{font-size:17px;margin:0 0 4px}
 table{border-collapse:collapse;margin-top:14px;font:12px ui-monospace,monospace}
 th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}
 td.l,th.l{text-align:left}
+tr.growing td{background:#fff0e0}
+.grow{color:#b00;font-weight:bold;margin-right:6px}
+h2{font-size:15px;margin:18px 0 0}
 </style></head><body>
 <h1 id="title">leakscope report</h1>
 <div id="summary"></div>
@@ -5863,6 +6180,10 @@ td.l,th.l{text-align:left}
 <table id="partition"><thead><tr><th>rank</th><th>blocks</th><th>%</th><th>bytes</th><th>%</th>
 <th>cum%</th><th class="l">type</th><th class="l">site</th></tr></thead><tbody></tbody></table>
 <p id="more"></p>
+<div id="freed" hidden><h2 id="freed-title">Freed</h2>
+<table id="released"><thead><tr><th>rank</th><th>blocks</th><th>%</th><th>bytes</th><th>%</th>
+<th class="l">type</th><th class="l">site</th></tr></thead><tbody></tbody></table>
+<p id="freed-more"></p></div>
 <script id="leakscope-data" type="application/json">)html";
 
 constexpr const char* kHtmlTail = R"html(</script>
@@ -5875,13 +6196,49 @@ constexpr const char* kHtmlTail = R"html(</script>
   const plural = (n, w) => n + " " + w + (n === 1 ? "" : "s");
   const pct = (a, b) => (b ? Math.round(100 * a / b) : 0);
   const name = R.scope || "(unnamed)";
-  document.title = "leakscope: " + name;
-  $("title").textContent = (R.kind === "leftovers" ? "Scope \u201c" + name + "\u201d" : R.kind + " report \u201c" + name + "\u201d") +
-    (R.file ? " opened at " + R.file + ":" + R.line : "");
-  $("summary").textContent = plural(R.blocks, "block") + " (" + R.bytes + " bytes) left behind" +
-    (R.by_exception ? ", ended by an exception" : "") + "; older blocks freed inside: " +
-    R.released_blocks + " (" + R.released_bytes + " bytes)" +
-    (D.suppressed ? "; suppressed: " + D.suppressed : "");
+  // A sampled report's counts are estimates: "~" marks them, as in the text report.
+  const sampled = R.sample_bytes > 0, est = sampled ? "~" : "";
+  const size = (n) => {
+    if (n < 1024) return n + (n === 1 ? " byte" : " bytes");
+    const units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let i = 0; n /= 1024;
+    while (n >= 1023.95 && i < 5) { n /= 1024; i++; }
+    return Math.round(n * 10) / 10 + " " + units[i];
+  };
+  const amount = (n) => (sampled ? "~" + size(n) : n + " bytes" + (n >= 1024 ? " (" + size(n) + ")" : ""));
+  const blocks = (n) => est + plural(n, "block");
+  const error = R.error === null || !(R.error >= 0) ? "\u00b1?" : R.error >= 9.995 ? "\u00b1>999%" :
+    "\u00b1" + (R.error < 0.1 ? Math.round(R.error * 1000) / 10 : Math.round(R.error * 100)) + "%";
+  const rss = R.rss_bytes ? "RSS " + size(R.rss_bytes) : "";
+  const growing = D.sites.filter((s) => s[4]);
+  const kinds = { heap: "Live heap", peak: "Peak heap", exit: "In use at exit", diff: "Snapshot diff",
+                  monitor: "Monitor, interval " + R.interval + " since baseline" };
+  const whole = R.kind in kinds && R.kind !== "diff";   // named by their kind alone (a monitor's scope repeats it)
+  const heading = R.kind === "leftovers" ? "Scope \u201c" + name + "\u201d" :
+    (kinds[R.kind] || R.kind + " report") + (R.scope && !whole ? " \u201c" + R.scope + "\u201d" : "");
+  document.title = "leakscope: " + (R.kind === "leftovers" ? name : heading);
+  $("title").textContent = heading + (R.file ? " opened at " + R.file + ":" + R.line : "") + (rss ? ", " + rss : "");
+  const parts = [];
+  if (R.kind === "leftovers") {
+    parts.push(blocks(R.blocks) + " (" + est + R.bytes + " bytes) left behind" +
+      (R.by_exception ? ", ended by an exception" : "") + "; older blocks freed inside: " +
+      est + R.released_blocks + " (" + est + R.released_bytes + " bytes)");
+  } else if (R.kind === "monitor" || R.kind === "diff") {
+    const since = R.kind === "monitor" ? " since baseline" : " meanwhile";
+    parts.push("+ born" + since + ", still live: " + blocks(R.blocks) + ", " + amount(R.bytes) + (sampled ? " " + error : ""));
+    parts.push("\u2212 freed" + since + ": " + blocks(R.released_blocks) + ", " + amount(R.released_bytes));
+    parts.push("the flame graph and the first table: the + side");
+  } else {
+    parts.push(blocks(R.blocks) + ", " + amount(R.bytes) + (sampled ? " " + error : "") +
+      (R.kind === "peak" ? " live at the high-water mark" : R.kind === "heap" ? " live" : ""));
+  }
+  if (growing.length)
+    parts.push(plural(growing.length, "site") + " growing (marked, listed first): live bytes rose in each of the last " +
+      (R.growth_intervals ? plural(R.growth_intervals, "interval") : "intervals"));
+  if (sampled)
+    parts.push("~ estimated from samples, 1 per " + size(R.sample_bytes) + " allocated; " + error + " is 1 sigma of the bytes");
+  if (D.suppressed) parts.push("suppressed: " + D.suppressed);
+  $("summary").textContent = parts.join("; ");
 
   // The tree: children keyed by frame index, sizes summed over the sites below.
   const root = { f: -1, bytes: 0, blocks: 0, kids: new Map(), parent: null, depth: 0 };
@@ -5940,8 +6297,8 @@ constexpr const char* kHtmlTail = R"html(</script>
   });
   flame.addEventListener("mousemove", (ev) => {
     const n = ev.target.leakNode; if (!n) { tip.style.display = "none"; return; }
-    tip.textContent = label(n) + (where(n) ? "\n" + where(n) : "") + "\n" + plural(n.blocks, "block") + ", " +
-      n.bytes + " bytes (" + pct(n.bytes, root.bytes) + "%)";
+    tip.textContent = label(n) + (where(n) ? "\n" + where(n) : "") + "\n" + blocks(n.blocks) + ", " +
+      est + n.bytes + " bytes (" + pct(n.bytes, root.bytes) + "%)";
     tip.style.whiteSpace = "pre-wrap"; tip.style.display = "block";
     tip.style.left = Math.min(ev.clientX + 12, window.innerWidth - 320) + "px"; tip.style.top = (ev.clientY + 14) + "px";
   });
@@ -5950,22 +6307,52 @@ constexpr const char* kHtmlTail = R"html(</script>
   window.addEventListener("resize", draw);
   draw();
 
-  // The partition table: the largest sites first, with running totals.
+  // The partition table: growing sites first (the likely leaks: never pushed out of view by
+  // large steady ones), then the largest, with running totals.
+  const cell = (tr, v, cls, title) => {
+    const td = document.createElement("td"); td.textContent = v; if (cls) td.className = cls; if (title) td.title = title;
+    tr.appendChild(td); return td;
+  };
+  const ordered = growing.length ? growing.concat(D.sites.filter((s) => !s[4])) : D.sites;
   const body = document.querySelector("#partition tbody");
   let cumulative = 0;
-  const rows = Math.min(D.sites.length, TABLE_ROWS);
+  const rows = Math.min(ordered.length, TABLE_ROWS);
   for (let i = 0; i < rows; i++) {
-    const s = D.sites[i], leaf = s[3].length ? F[s[3][s[3].length - 1]] : null;
+    const s = ordered[i], leaf = s[3].length ? F[s[3][s[3].length - 1]] : null;
     cumulative += s[1];
     const tr = document.createElement("tr");
-    for (const [v, cls] of [[i + 1], [s[0]], [pct(s[0], R.blocks)], [s[1]], [pct(s[1], R.bytes)],
-                            [pct(cumulative, R.bytes)], [s[2], "l"],
-                            [leaf ? leaf[0] + (leaf[1] ? " (" + leaf[1] + ":" + leaf[2] + ")" : "") : "(no stack)", "l"]]) {
-      const td = document.createElement("td"); td.textContent = v; if (cls) td.className = cls; tr.appendChild(td);
+    const samples = sampled ? "estimated from " + plural(s[5], "sample") : "";
+    for (const [v, cls, title] of [[i + 1], [est + s[0], "", samples], [pct(s[0], R.blocks)], [est + s[1], "", samples],
+                                   [pct(s[1], R.bytes)], [pct(cumulative, R.bytes)], [s[2], "l"]])
+      cell(tr, v, cls, title);
+    const site = cell(tr, leaf ? leaf[0] + (leaf[1] ? " (" + leaf[1] + ":" + leaf[2] + ")" : "") : "(no stack)", "l");
+    if (s[4]) {
+      tr.className = "growing";
+      const badge = document.createElement("span");
+      badge.className = "grow"; badge.textContent = "\u25b2 growing";
+      site.prepend(badge);
     }
     body.appendChild(tr);
   }
-  if (D.sites.length > rows) $("more").textContent = "... and " + (D.sites.length - rows) + " more sites";
+  if (ordered.length > rows) $("more").textContent = "... and " + (ordered.length - rows) + " more sites";
+
+  // The minus side by site (diff, monitor): [blocks, bytes, type, function, file, line], largest first.
+  if (D.released_count) {
+    $("freed").hidden = false;
+    $("freed-title").textContent = "Freed" + (R.kind === "monitor" ? " since baseline" : R.kind === "diff" ? " meanwhile" : "") +
+      ": " + blocks(R.released_blocks) + ", " + amount(R.released_bytes);
+    const freed = document.querySelector("#released tbody");
+    D.released.forEach((s, i) => {
+      const tr = document.createElement("tr");
+      for (const [v, cls] of [[i + 1], [est + s[0]], [pct(s[0], R.released_blocks)], [est + s[1]],
+                              [pct(s[1], R.released_bytes)], [s[2], "l"],
+                              [s[3] ? s[3] + (s[4] ? " (" + s[4] + ":" + s[5] + ")" : "") : "(no stack)", "l"]])
+        cell(tr, v, cls);
+      freed.appendChild(tr);
+    });
+    if (D.released_count > D.released.length)
+      $("freed-more").textContent = "... and " + (D.released_count - D.released.length) + " more sites";
+  }
   window.leakscopeReport = { root: root, zoomTo: (n) => { zoom = n; draw(); } };
 })();
 </script>
@@ -5975,7 +6362,8 @@ constexpr const char* kHtmlTail = R"html(</script>
 inline void render_html(const Report& r, std::string& out) {
     out += kHtmlHead;
     // Frames once each (function, file, line), sites as [blocks, bytes, type, [frame indices,
-    // root first]]: the page rebuilds the tree, so a frame shared by many sites is sent once.
+    // root first], growing (0 or 1), samples]: the page rebuilds the tree, so a frame shared by
+    // many sites is sent once.
     std::string frames = "[";
     Interner index;
     std::string sites = "[";
@@ -6010,10 +6398,41 @@ inline void render_html(const Report& r, std::string& out) {
             append_number(sites, id);
             if (k) sites += ',';
         }
-        sites += "]]";
+        sites += s.growing ? "],1," : "],0,";
+        append_number(sites, s.samples);
+        sites += ']';
     }
     frames += ']';
     sites += ']';
+    // The minus side: only the sites the page's table shows (the 1000 largest), each by its
+    // allocating frame; the flame graph is the + side's.
+    std::vector<std::size_t> largest(r.released_sites.size());
+    for (std::size_t i = 0; i < largest.size(); ++i) largest[i] = i;
+    std::size_t released_rows = std::min<std::size_t>(largest.size(), kHtmlTableRows);
+    std::partial_sort(largest.begin(), largest.begin() + std::ptrdiff_t(released_rows), largest.end(),
+                      [&](std::size_t a, std::size_t b) {   // ties in the report's order
+                          const Site &x = r.released_sites[a], &y = r.released_sites[b];
+                          return x.bytes != y.bytes ? x.bytes > y.bytes : a < b;
+                      });
+    std::string released = "[";
+    for (std::size_t i = 0; i < released_rows; ++i) {
+        const Site& s = r.released_sites[largest[i]];
+        if (i) released += ',';
+        released += '[';
+        append_number(released, s.blocks);
+        released += ',';
+        append_number(released, s.bytes);
+        released += ",\"";
+        append_json_string(released, s.type, true);
+        released += "\",\"";
+        if (!s.frames.empty()) append_json_string(released, frame_function(s.frames[0]), true);
+        released += "\",\"";
+        if (!s.frames.empty()) append_json_string(released, s.frames[0].file, true);
+        released += "\",";
+        append_number(released, s.frames.empty() ? 0 : s.frames[0].line);
+        released += ']';
+    }
+    released += ']';
     std::size_t suppressed_blocks = 0;
     for (const Suppression& s : r.suppressed) suppressed_blocks += s.blocks;
     out += "{\"report\":{\"kind\":\"";
@@ -6033,6 +6452,16 @@ inline void render_html(const Report& r, std::string& out) {
     append_number(out, r.released_blocks);
     out += ",\"released_bytes\":";
     append_number(out, r.released_bytes);
+    out += ",\"rss_bytes\":";
+    append_number(out, r.rss_bytes);
+    out += ",\"sample_bytes\":";
+    append_number(out, r.sample_bytes);
+    out += ",\"error\":";
+    append_json_double(out, r.error);
+    out += ",\"interval\":";
+    append_number(out, r.interval);
+    out += ",\"growth_intervals\":";
+    append_number(out, r.growth_intervals);
     out += "},\"suppressed\":\"";
     if (!r.suppressed.empty()) {
         std::string summary;
@@ -6046,6 +6475,10 @@ inline void render_html(const Report& r, std::string& out) {
     out += frames;
     out += ",\n\"sites\":";
     out += sites;
+    out += ",\n\"released_count\":";
+    append_number(out, r.released_sites.size());
+    out += ",\"released\":";
+    out += released;
     out += "}\n";
     out += kHtmlTail;
 }
@@ -6214,6 +6647,9 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
     Proto functions, locations, samples, lines, line, m;
     std::string key, function_key, unnamed;
     std::vector<u64> stack, values;
+    // pprof's values are int64 and it sums them: a count past INT64_MAX / samples (a report built
+    // by hand) would turn the total negative, so each stops there.
+    const u64 most = u64(INT64_MAX) / std::max<u64>(1, r.sites.size());
     for (const Site& s : r.sites) {
         stack.clear();
         for (std::size_t i = 0; i < s.frames.size();) {
@@ -6260,12 +6696,25 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
         }
         Proto sample;
         sample.packed(1, stack);   // leaf first
-        values.assign({u64(s.blocks), u64(s.bytes)});
+        values.assign({std::min<u64>(s.blocks, most), std::min<u64>(s.bytes, most)});
         sample.packed(2, values);
+        Proto label;
         if (!s.type.empty()) {
-            Proto label;
             label.number(1, str("type"));
             label.number(2, str(s.type));
+            sample.message(3, label);
+        }
+        if (s.growing) {   // pprof -tagfocus=growing=true: a monitor's likely leaks alone
+            label.bytes.clear();
+            label.number(1, str("growing"));
+            label.number(2, str("true"));
+            sample.message(3, label);
+        }
+        if (r.sample_bytes) {   // the sampled blocks behind an estimate say how far to trust it
+            label.bytes.clear();
+            label.number(1, str("samples"));
+            label.number(3, std::min<u64>(s.samples, most));
+            label.number(4, str("count"));
             sample.message(3, label);
         }
         samples.message(2, sample);
@@ -6297,20 +6746,64 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
     }
     profile.bytes += locations.bytes;
     profile.bytes += functions.bytes;
-    // What the profile is: pprof shows these with -comments.
+    // What the profile is: pprof shows these with -comments (and -traces, -raw). A profile holds
+    // the + side only (diff, monitor: what was born and is still live); the - side is a comment.
     std::vector<u64> comments;
+    const bool leftovers = r.kind.empty() || r.kind == "leftovers";
     std::string text = "leakscope ";
-    text += r.kind.empty() ? std::string("leftovers") : r.kind;
-    text += " report: scope \"" + r.scope + "\" opened at " + r.file + ":";
-    append_number(text, r.line);
+    text += leftovers ? std::string("leftovers") : r.kind;
+    text += " report";
+    if (leftovers || !r.file.empty() || r.line) {
+        text += ": scope \"" + r.scope + "\" opened at " + r.file + ":";
+        append_number(text, r.line);
+    } else if (!r.scope.empty()) {
+        text += ": \"" + r.scope + "\"";
+    }
+    if (r.kind == "monitor") text += ", interval ", append_number(text, r.interval), text += " since baseline";
     if (r.by_exception) text += ", ended by an exception";
     comments.push_back(str(text));
-    text = "older blocks freed inside: ";
-    append_number(text, r.released_blocks);
-    text += " (";
-    append_number(text, r.released_bytes);
-    text += " bytes)";
-    comments.push_back(str(text));
+    auto side = [&](const char* what, std::size_t blocks, std::size_t bytes) {
+        text = what;
+        append_number(text, blocks);
+        text += leftovers ? " (" : blocks == 1 ? " block (" : " blocks (";
+        append_number(text, bytes);
+        text += bytes == 1 ? " byte)" : " bytes)";
+        comments.push_back(str(text));
+    };
+    if (leftovers) {
+        side("older blocks freed inside: ", r.released_blocks, r.released_bytes);
+    } else if (r.kind == "diff" || r.kind == "monitor") {
+        side("in this profile: the + side, born and still live: ", r.blocks, r.bytes);
+        side(r.kind == "diff" ? "not in it: the - side, freed meanwhile: " : "not in it: the - side, freed since baseline: ",
+             r.released_blocks, r.released_bytes);
+    } else {
+        side("live: ", r.blocks, r.bytes);
+    }
+    if (r.rss_bytes) {
+        text = "resident set (RSS): ";
+        append_number(text, r.rss_bytes);
+        text += " bytes";
+        comments.push_back(str(text));
+    }
+    if (r.sample_bytes) {
+        text = "sampled: 1 block per ";
+        append_number(text, r.sample_bytes);
+        text += " bytes allocated on average; values are estimates, bytes ";
+        append_error(text, r.error);
+        text += " (1 sigma); the label samples counts the sampled blocks behind each value";
+        comments.push_back(str(text));
+    }
+    std::size_t growing = 0;
+    for (const Site& s : r.sites) growing += s.growing;
+    if (growing) {
+        text = "growing: ";
+        append_number(text, growing);
+        text += growing == 1 ? " site's" : " sites'";
+        text += " live bytes rose in each of the last ";
+        if (r.growth_intervals) append_number(text, r.growth_intervals), text += ' ';
+        text += "intervals (label growing=true)";
+        comments.push_back(str(text));
+    }
     for (const Suppression& s : r.suppressed) {
         text = "suppressed by " + s.rule + ": ";
         append_number(text, s.blocks);
@@ -6325,7 +6818,7 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
     u64 default_type = str("inuse_space");
     profile.bytes += strings.bytes;   // every string is interned by now
     profile.message(11, period_type);
-    profile.number(12, 1);
+    profile.number(12, r.sample_bytes ? std::min<u64>(r.sample_bytes, u64(INT64_MAX)) : 1);   // Go's heap profiles: the rate
     profile.packed(13, comments);
     profile.number(14, default_type);
     out += profile.bytes;
