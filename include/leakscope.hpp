@@ -2836,8 +2836,10 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
         BlockHeader h = read_header(p);
         if (header_tag_matches(p, h.where)) {
             u32 scope = where_scope(h.where), seq = where_seq(h.where);
-            // The common case first: a block born in this thread's own open scope dies there.
-            if (scope == slot_of(t.current) && !(seq & kSharedSeq)) {
+            // The common case first: a block born in this thread's own open scope dies there (or,
+            // with track=all, in its heap slot while no scope counts this thread's frees).
+            if ((scope == slot_of(t.current) || (scope == slot_of(t.heap) && !counting_frees(t, mode))) &&
+                !(seq & kSharedSeq)) {
                 Slot& s = slot_ref(scope);
                 LogChunkRef* c = owned_here(s, t) ? log_chunk_ref(s, seq / kLogChunk, false) : nullptr;
                 std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
