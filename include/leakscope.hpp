@@ -1306,7 +1306,7 @@ inline Slot* slot_at(u32 index) noexcept {
     return chunk ? chunk + index % kSlotsPerChunk : nullptr;
 }
 // For indices known to be live (held by a record, a child or the caller): no checks.
-inline Slot& slot_ref(u32 index) noexcept {
+LEAKSCOPE_HOT_INLINE Slot& slot_ref(u32 index) noexcept {
     return g.slot_chunks[index / kSlotsPerChunk].load(acquire)[index % kSlotsPerChunk];
 }
 
@@ -2580,7 +2580,7 @@ inline Record record_of_header(std::uintptr_t p, u32 scope, u32 seq) noexcept {
 // A block was born in slot s: stats, and the per-site totals when s keeps them; a sampled block
 // counts as the blocks and bytes it stands for. (The site first: counting the birth may publish
 // a new peak and copy the sites.)
-inline void count_born(ThreadState& t, const Slot& s, u32 stack, u64 size) noexcept {
+LEAKSCOPE_HOT_INLINE void count_born(ThreadState& t, const Slot& s, u32 stack, u64 size) noexcept {
     if (LEAKSCOPE_LIKELY(!s.site_totals)) {
         count_birth(t, size);
         return;
@@ -2685,10 +2685,11 @@ inline void close_heap_slot(ThreadState& t, u64 handle) noexcept {
     }
     slot_drop_open_bias(t, heap);
 }
-LEAKSCOPE_NOINLINE u64 heap_slot(ThreadState& t) noexcept {
-    if (!t.heap) t.heap = open_heap_slot(t, 0);
+LEAKSCOPE_NOINLINE u64 first_heap_slot(ThreadState& t) noexcept {
+    t.heap = open_heap_slot(t, 0);
     return t.heap;
 }
+LEAKSCOPE_HOT_INLINE u64 heap_slot(ThreadState& t) noexcept { return t.heap ? t.heap : first_heap_slot(t); }
 // sample_bytes: the allocation reached a sample point. Its block goes to the thread's sample slot,
 // which records the interval its blocks were sampled with (a new interval: a new slot).
 LEAKSCOPE_NOINLINE u64 sampled_slot(ThreadState& t, std::size_t size) noexcept {
@@ -2793,7 +2794,8 @@ LEAKSCOPE_NOINLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_
             }
             if (!t.internal) count_birth(t, size);
         } else {
-            u32 stack = slot_ref(scope).stacks ? capture_for_block(t, caller) : 0;   // never allocates
+            const Slot& born_in = slot_ref(scope);
+            u32 stack = born_in.stacks ? capture_for_block(t, caller) : 0;   // never allocates
             if (stack > kMaxHeaderStack) stack = 0;
             // `what` first: a report may read it as soon as the birth is logged.
             write_header_what(p, size | u64(stack) << 40 | (raw_below ? kRawBelow : 0));
@@ -2803,7 +2805,7 @@ LEAKSCOPE_NOINLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_
                 return raw_allocate(size ? size : 1, alignment, nothrow);
             }
             write_header_where(p, header_where(scope, seq, p));
-            count_born(t, slot_ref(scope), stack, size);
+            count_born(t, born_in, stack, size);
         }
         if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
         return block;
