@@ -5993,7 +5993,14 @@ void stop_monitor_threads_at_exit() noexcept {
 // LEAKSCOPE_OPTIONS' signal= and monitor=1 get their threads here, before main (or when a shared
 // library holding the implementation is loaded), not in the hook where the options are read.
 __attribute__((constructor)) void start_option_threads_at_load() noexcept {
-    ensure_init();
+    // Initialising here only when the environment asks for these threads: ensure_init() registers
+    // the exit flush with atexit, and doing that before the program's statics are built would
+    // move it after their destructors.
+    if (g.init_state.load(acquire) != 2) {
+        const char* env = std::getenv("LEAKSCOPE_OPTIONS");
+        if (!env || (!std::strstr(env, "signal") && !std::strstr(env, "monitor"))) return;
+        ensure_init();
+    }
     SignalDump& d = signal_dump();
     if (d.armed.load(acquire) || monitor_options().on.load(acquire)) apply_monitor_changes();
 }
