@@ -25,7 +25,7 @@ void expect(bool ok, const char* what) {
     ++failures;
 }
 
-volatile std::sig_atomic_t program_handler_calls = 0;
+std::atomic<int> program_handler_calls{0};   // lock-free: fine in a handler
 void program_handler(int) { ++program_handler_calls; }
 
 struct Recorder : leakscope::Writer {
