@@ -580,6 +580,9 @@ namespace detail {
 #include <mutex>
 #include <ostream>
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <time.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -2854,7 +2857,9 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
             u32 scope = where_scope(h.where), seq = where_seq(h.where);
             // The common case first: a block born in this thread's own open scope dies there (or,
             // with track=all, in its heap slot while no scope counts this thread's frees).
-            if ((scope == slot_of(t.current) || (scope == slot_of(t.heap) && !counting_frees(t, mode))) &&
+            // (scope 0 is no slot: bytes in front of an untracked block may read as it, while this
+            // thread has no scope or heap slot, i.e. slot 0 too.)
+            if (scope != 0 && (scope == slot_of(t.current) || (scope == slot_of(t.heap) && !counting_frees(t, mode))) &&
                 !(seq & kSharedSeq)) {
                 Slot& s = slot_ref(scope);
                 LogChunkRef* c = owned_here(s, t) ? log_chunk_ref(s, seq / kLogChunk, false) : nullptr;
@@ -3142,6 +3147,18 @@ inline bool defer_report(ThreadState& t, u64 handle) noexcept {
     return false;
 }
 
+// A leakscope thread: every signal blocked (a signal meant for the program, the dump's included,
+// goes to one of its threads), named for top and gdb. Its allocations are leakscope's own.
+inline bool start_thread(pthread_t& out, void* (*body)(void*), void* arg, const char* name) noexcept {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&out, nullptr, body, arg);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (rc == 0) pthread_setname_np(out, name);
+    return rc == 0;
+}
+
 // ---- settle_ms: leftovers confirmed off the request thread -------------------------------------
 // A scope that ends with leftovers keeps its slot (a hold, as for a deferred report) and parks
 // here with a due time; the settler thread reports at that time what is still live (blocks freed
@@ -3234,11 +3251,8 @@ inline bool settle_later(u64 handle, u32 settle_ms) noexcept {
         if (!settler.started) {
             InternalGuard internal;   // the thread's creation may allocate
             pthread_t thread;
-            pthread_attr_t attr;
-            pthread_attr_init(&attr);
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            settler.started = pthread_create(&thread, &attr, settler_main, nullptr) == 0;
-            pthread_attr_destroy(&attr);
+            settler.started = start_thread(thread, settler_main, nullptr, "leakscope-settle");
+            if (settler.started) pthread_detach(thread);
         }
         parked = settler.started && settler.queue.push(Settling{handle, monotonic_ns() + u64(settle_ms) * 1000000ull});
         if (parked) pthread_cond_signal(&settler.wake);
@@ -5397,13 +5411,7 @@ Report operator-(const Snapshot& after, const Snapshot& before) {
 // Threads are started only at safe points: Monitor's constructor, configure() (after all its
 // entries), and a constructor function of this unit for LEAKSCOPE_OPTIONS. Never in the hook
 // (the environment is read inside the first operator new, maybe under a caller's lock) and never
-// in the signal handler, which only posts a semaphore. (These system headers are included here
-// rather than at the top so that this section merges on its own; they may move up.)
-}  // namespace leakscope
-#include <semaphore.h>
-#include <signal.h>
-#include <time.h>
-namespace leakscope {
+// in the signal handler, which only posts a semaphore.
 namespace detail {
 
 inline timespec monotonic_now() noexcept {
@@ -5425,17 +5433,6 @@ inline bool not_after(const timespec& a, const timespec& b) noexcept {
 }
 inline bool try_lock(SpinLock& l) noexcept { return l.word.exchange(1, acquire) == 0; }
 
-// A leakscope thread: every signal blocked (a signal meant for the program, the dump's included,
-// goes to one of its threads), named for top and gdb. Its allocations are leakscope's own.
-inline bool start_thread(pthread_t& out, void* (*body)(void*), void* arg, const char* name) noexcept {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&out, nullptr, body, arg);
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (rc == 0) pthread_setname_np(out, name);
-    return rc == 0;
-}
 
 // ---- Monitor's state ----
 // Shared by the Monitor and its thread (the thread holds a reference while it runs, so a Monitor
