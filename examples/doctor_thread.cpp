@@ -215,6 +215,7 @@ int main() {
     options.warmup_ms = 200;
     options.interval_ms = 200;
     options.growth_intervals = 3;
+    options.threshold_bytes = 64 * 1024;   // quiet until the heap grew 64 KiB past the baseline
     leakscope::Monitor monitor(options);
 
     // Real traffic never pauses. Here the requests come in rounds, one per monitor interval, so

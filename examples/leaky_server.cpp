@@ -167,6 +167,7 @@ int main() {
     options.warmup_ms = 200;
     options.interval_ms = 200;
     options.growth_intervals = 3;
+    options.threshold_bytes = 64 * 1024;   // quiet until the heap grew 64 KiB past the baseline
     leakscope::Monitor monitor(options);
 
     // The client: popular pages are asked for again and again, and new items are published all

@@ -35,12 +35,13 @@ line_of() {
   fi
   echo "$n"
 }
-# report FILE HEADER: the report whose first line starts with HEADER, up to the next report's
-# header or the first line that is not leakscope's. (Reports from the monitor's thread and the
-# requests' are written whole, one at a time.)
+# report FILE REGEX: the first report whose header line matches REGEX (an ERE), up to the next
+# report's header or the first line that is not leakscope's. A header is a "leakscope: " line
+# whose text starts at once (not indented, not a growing row's "*"). Reports from the monitor's
+# thread and the requests' are written whole, one at a time.
 report() {
-  awk -v h="$2" 'on && (/^leakscope: scope / || /^leakscope: [a-z]+ report / || !/^leakscope:/) { exit }
-                 index($0, h) == 1 { on = 1; print; next }
+  awk -v h="$2" 'on && (/^leakscope: [^ *]/ || !/^leakscope:/) { exit }
+                 !done && $0 ~ h { on = 1; done = 1; print; next }
                  on { print }' "$1"
 }
 # names TEXT LINE WHAT: TEXT (a report) has a frame at $base:LINE.
@@ -75,13 +76,13 @@ check_leaky_server() {
   full=$(grep -c '^leakscope: scope ' <<<"$all")
   if [ "$full" -eq 1 ]; then pass "one leftover report printed in full"; else
     fail "$full leftover reports printed in full, expected 1"; fi
-  names "$(report "$out" 'leakscope: scope "GET /item"')" "$cache" "the first request's report"
+  names "$(report "$out" '^leakscope: scope "GET /item"')" "$cache" "the first request's report"
   # The monitor: the cache line's sites grew in each of the last intervals.
   local growing
   growing=$(grep '^monitor: growing' <<<"$all")
   names "$growing" "$cache" "the monitor's growing sites"
   # peak(): the text report and the flame graph.
-  names "$(report "$out" 'leakscope: peak report')" "$cache" "the peak report"
+  names "$(report "$out" '^leakscope: peak')" "$cache" "the peak report"
   if [ -f leaky_server-peak.html ] && grep -q -E "$base\",$cache\\]" leaky_server-peak.html; then
     pass "leaky_server-peak.html has a frame at $base:$cache"
   else fail "leaky_server-peak.html missing or without a frame at $base:$cache"; fi
@@ -95,7 +96,7 @@ check_doctor_thread() {
   if [ "$failed" = 100 ] && [ "$leaked" = 20000 ]; then pass "the program leaked 20000 FloatingVehicle in 100 failed feeds"; else
     fail "the program says failed='$failed' leaked='$leaked', expected 100 and 20000"; fi
   local first
-  first=$(report "$out" 'leakscope: scope "POST /positions"')
+  first=$(report "$out" '^leakscope: scope "POST /positions"')
   has "$first" "scope \"POST /positions\" left 200 blocks (8000 bytes) behind" "a failed feed leaves its 200 vehicles"
   has "$first" "200 blocks, 8000 bytes, FloatingVehicle" "typed FloatingVehicle"
   names "$first" "$throw_line" "the failed request's report"
