@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per 32-byte allocate/free pair, counted by callgrind: plain malloc/free, the
-# hook idle, and inside a scope. Deterministic (the same binary gives the same counts), so use
+# hook idle, inside a scope, whole-heap tracking, and sampled. Deterministic (the same binary gives the same counts), so use
 # it to judge hot-path changes; bench_core gives the wall-time ratios.
 #   bash bench/instructions.sh [CXX]
 set -euo pipefail
@@ -18,9 +18,12 @@ base=$(count none 0)
 plain=$(( ($(count plain $pairs) - base) / pairs ))
 idle=$(( ($(count idle $pairs) - base) / pairs ))
 scope=$(( ($(count scope $pairs) - base) / pairs ))
+heap=$(( ($(count heap $pairs) - base) / pairs ))
+sampled=$(( ($(count sampled $pairs) - base) / pairs ))
 echo "| pair | instructions | ratio to plain |"
 echo "|---|---:|---:|"
-for row in "plain malloc/free:$plain" "hook idle:$idle" "inside a scope:$scope"; do
+for row in "plain malloc/free:$plain" "hook idle:$idle" "inside a scope:$scope" \
+           "track=all, stacks off:$heap" "track=all sample_bytes=512K:$sampled"; do
   name=${row%%:*}; n=${row##*:}
   awk -v name="$name" -v n="$n" -v p="$plain" 'BEGIN { printf "| %s | %d | %.2fx |\n", name, n, n / p }'
 done

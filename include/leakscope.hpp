@@ -221,10 +221,13 @@ class OutputWriter : public Writer {
     unsigned long reports_ = 0;   // reports written so far (the next %n is one more)
 };
 
-// Human-readable, the default (stderr): a header (what is left, where the scope was opened, the
-// minus side), a partition table of the sites (rank, blocks, %, bytes, %, cumulative %, type,
-// site; the 20 largest) and the top frames of the 10 largest sites. Fits 80 columns; colour only
-// on a terminal (and not with NO_COLOR set or TERM=dumb).
+// Human-readable, the default (stderr): a header by kind (what is left, where the scope was
+// opened, the minus side; "live heap: ..., RSS"; "peak: ..."; "interval N since baseline: +/-"),
+// a partition table of the sites (rank, blocks, %, bytes, %, cumulative %, type, site; the 20
+// largest, growing sites first and marked '*'), the top frames of the first 10, and for a diff or
+// monitor the 5 largest freed sites with their file:line. A sampled report's estimates carry '~'
+// and the header its error and sample rate. Fits 80 columns; colour only on a terminal (and not
+// with NO_COLOR set or TERM=dumb).
 class TextWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -236,7 +239,7 @@ class TextWriter : public OutputWriter {
 
 // One JSON document per report, on one line (so a file in Mode::append is JSON Lines); the
 // schema is in the README. Any byte string gives valid JSON: bytes that are not UTF-8 become
-// U+FFFD.
+// U+FFFD; an error that is not a number, null.
 class JsonWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -246,7 +249,9 @@ class JsonWriter : public OutputWriter {
 };
 
 // Folded stacks, one line per site, "root;...;leaf bytes", as flamegraph.pl and speedscope read
-// them. Frames are Site::frames (the standard library's allocation frames stay out).
+// them. Frames are Site::frames (the standard library's allocation frames stay out). The + side
+// only (a diff's or monitor's released_sites are not in it); a sampled report's bytes are its
+// estimates.
 class FoldedWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -255,8 +260,10 @@ class FoldedWriter : public OutputWriter {
     void render_to(const Report& report, std::string& out) const override;
 };
 
-// One self-contained HTML file (no network, no external script): an interactive flame graph
-// (click to zoom, hover for function, file:line, blocks, bytes) and the partition table.
+// One self-contained HTML file (no network, no external script): a header with the kind and RSS,
+// an interactive flame graph of the + side (click to zoom, hover for function, file:line, blocks,
+// bytes), the partition table (growing sites first, marked) and, for a diff or monitor, the freed
+// sites in a second table. A sampled report's estimates carry '~'.
 class HtmlWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -267,7 +274,9 @@ class HtmlWriter : public OutputWriter {
 
 // profile.proto (gzip), readable by the pprof tool: sample types inuse_objects/count and
 // inuse_space/bytes, functions with file and line, inlined frames as lines of one location,
-// mappings of the loaded modules with their GNU build ids.
+// mappings of the loaded modules with their GNU build ids. The + side only; kind, RSS, the minus
+// side and the sampling are comments (pprof -comments); labels type, growing=true and, sampled,
+// samples; a sampled report's values are its estimates and its period the sample rate.
 class PprofWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -544,6 +553,7 @@ namespace detail {
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstdarg>
 #include <cstdlib>
 #include <cstring>
@@ -633,6 +643,7 @@ struct SpinLock {
             }
         }
     }
+    bool try_lock() noexcept { return word.load(relaxed) == 0 && word.exchange(1, acquire) == 0; }
     void unlock() noexcept { word.store(0, release); }
     void reset_after_fork() noexcept { word.store(0, relaxed); }
 };
@@ -771,6 +782,8 @@ struct alignas(64) Slot {
     u32 parent;                    // enclosing scope slot (holds a reference on it)
     u32 threads_all;
     u32 stacks;                    // births capture their call stacks
+    u32 site_totals;               // births with a stack count in the per-site live totals (peak)
+    std::atomic<u64> sample_bytes; // a sample slot: its births are sampled, one per this many bytes
     LogChunkRef log_inline[kLogInlineChunks];  // owner births, by seq / kLogChunk: the first ones
     std::atomic<LogDir*> log_dirs[kLogDirs];   // and the rest
     u32 log_size;                  // next seq for an owner birth
@@ -789,6 +802,7 @@ struct alignas(64) Slot {
     const char* deferred_file;
     unsigned deferred_line;
     int deferred_uncaught;
+    u32 deferred_thrown;           // settle_ms: the scope ended by an exception
     char deferred_name[96];
 };
 
@@ -855,6 +869,11 @@ struct ThreadState {
     u64 heap;                      // track=all: handle of this thread's heap slot (0: none yet)
     OsVector<Record> leftovers;    // scratch for enumerating a scope's leftovers, kept for reuse
     u32 leftovers_busy;
+    // sample_bytes: bytes still to allocate before the next sampled block; the generator of the
+    // intervals (0: not seeded yet); the slot this thread's sampled blocks are born in.
+    i64 sample_countdown;
+    u64 sample_rng;
+    u64 sample_heap;
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -887,6 +906,8 @@ struct Globals {
     std::atomic<u32> warned_cross_thread_close;
     SpinLock all_lock;                      // the chain of Threads::all scopes
     std::atomic<u32> exit_report;           // exit_report=1: report every tracked block at exit
+    std::atomic<u64> sample_bytes;          // sample_bytes=N: mean bytes between sampled blocks
+    std::atomic<u32> settle_ms;             // settle_ms=N: leftovers confirmed N ms after the scope
     SpinLock detached_lock;                 // ignore()d blocks that carry a header
     OsVector<std::uintptr_t> detached;      // their log (0: died)
     std::size_t detached_live;
@@ -905,6 +926,7 @@ enum ModeBits : u32 {
     kAllScopeOpen = 2,
     kSideTable = 4,      // some block went to the side table: delete looks there too
     kTrackAll = 8,       // track=all: a thread's births outside every scope go to its heap slot
+    kSampled = 16,       // sample_bytes: ... only one per sample_bytes on average, to its sample slot
 };
 
 // Both are constant-initialised (aggregates initialised from {}): no constructor runs, so they are
@@ -993,34 +1015,126 @@ inline void ensure_registered(ThreadState& t) noexcept {
 // hook already ran, or the registry is full) counts straight into the global totals.
 inline bool counts_locally(const ThreadState& t) noexcept { return t.registry_index - 1u < kMaxThreads - 1u; }
 
+// ---- per-site live totals: who holds the memory at the peak --------------------------------
+// With track=all, each slot keeps, per call stack, the live bytes and blocks of its births that
+// have one. When the published live bytes pass the last copy by 1/64 (at least the publishing
+// granularity), the totals are copied: peak() reads the copy. The copies' cost is bounded by the
+// geometric margin, and nobody copies the heap itself.
+constexpr u32 kSiteChunkBits = 16, kSiteChunks = 64;   // stack ids below 2^22 (a header's)
+struct SiteLive { std::atomic<i64> bytes, blocks; };
+struct PeakSite { u32 stack; u32 unused; i64 bytes, blocks; };
+struct SiteTotals {
+    std::atomic<SiteLive*> chunks[kSiteChunks];   // made on first use, never freed
+    std::atomic<u32> high;                        // highest stack id counted so far
+    std::atomic<i64> next_copy;                   // published live bytes that trigger a copy
+    SpinLock copy_lock;
+    OsVector<PeakSite> copy;                      // the totals at the last copy
+    i64 copied_bytes;                             // live bytes then
+};
+LEAKSCOPE_CONSTINIT static SiteTotals site_totals{};
+
+LEAKSCOPE_NOINLINE SiteLive* site_chunk(u32 index) noexcept {
+    SiteLive* made = static_cast<SiteLive*>(os_alloc(sizeof(SiteLive) << kSiteChunkBits));
+    if (!made) return nullptr;
+    SiteLive* expected = nullptr;
+    if (site_totals.chunks[index].compare_exchange_strong(expected, made, acq_rel)) return made;
+    os_free(made, sizeof(SiteLive) << kSiteChunkBits);   // another thread made it first
+    return expected;
+}
+// A birth (+) or death (-) of a block with a stack in a slot that keeps site totals.
+inline void site_count(u32 stack, i64 bytes, i64 blocks) noexcept {
+    u32 index = stack >> kSiteChunkBits;
+    if (index >= kSiteChunks) return;
+    SiteLive* chunk = site_totals.chunks[index].load(acquire);
+    if (LEAKSCOPE_UNLIKELY(!chunk)) {
+        if (blocks < 0) return;   // its birth found no memory either
+        chunk = site_chunk(index);
+        if (!chunk) return;
+    }
+    SiteLive& e = chunk[stack & ((1u << kSiteChunkBits) - 1)];
+    e.bytes.fetch_add(bytes, relaxed);
+    e.blocks.fetch_add(blocks, relaxed);
+    u32 high = site_totals.high.load(relaxed);
+    while (stack > high && !site_totals.high.compare_exchange_weak(high, stack, relaxed)) {
+    }
+}
+// ---- sampling (sample_bytes=N) -----------------------------------------------------------------
+// tcmalloc's scheme: sample points fall on the stream of allocated bytes as a Poisson process of
+// mean spacing N; a block holding one is sampled. A block of s bytes is sampled with probability
+// p = 1 - exp(-s/N), so it stands for 1/p blocks and s/p bytes (an unbiased estimate; the
+// variance of the bytes' estimate is the sum of s^2 (1-p) / p^2 over the sampled blocks).
+struct Weight { u64 bytes; i64 blocks; double variance; };
+inline Weight sample_weight(u64 size, u64 every) noexcept {
+    double s = double(size ? size : 1);
+    double p = -std::expm1(-s / double(every));
+    if (!(p > 0)) p = 1e-300;
+    double bytes = double(size) / p, blocks = 1 / p;
+    auto whole = [](double x) { return x < 9e18 ? i64(std::llround(x)) : i64(9e18); };
+    return Weight{u64(whole(bytes)), std::max<i64>(1, whole(blocks)), double(size) * double(size) * (1 - p) / (p * p)};
+}
+// The bytes to the next sample point: exponential with mean `every` (xorshift64* underneath).
+inline i64 next_sample_distance(ThreadState& t, u64 every) noexcept {
+    u64 x = t.sample_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t.sample_rng = x;
+    double u = double((x * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);   // [0, 1)
+    double d = -std::log1p(-u) * double(every);
+    return d < 1 ? 1 : d > 4e18 ? i64(4e18) : i64(d);
+}
+
+// Copies the totals when `now` (published live bytes) passed the margin; `force`: regardless
+// (reset_peak). Never waits: a thread finding another copying goes on.
+LEAKSCOPE_NOINLINE void copy_peak_sites(i64 now, bool force) noexcept {
+    if (!site_totals.copy_lock.try_lock()) return;
+    if (force || now >= site_totals.next_copy.load(relaxed)) {
+        site_totals.copy.size = 0;
+        u32 high = site_totals.high.load(relaxed);
+        for (u32 c = 0; c <= (high >> kSiteChunkBits) && c < kSiteChunks; ++c) {
+            const SiteLive* chunk = site_totals.chunks[c].load(acquire);
+            if (!chunk) continue;
+            for (u32 i = 0; i < (1u << kSiteChunkBits); ++i) {
+                i64 bytes = chunk[i].bytes.load(relaxed), blocks = chunk[i].blocks.load(relaxed);
+                if (bytes > 0 && blocks > 0) site_totals.copy.push(PeakSite{(c << kSiteChunkBits) | i, 0, bytes, blocks});
+            }
+        }
+        site_totals.copied_bytes = now;
+        site_totals.next_copy.store(now + std::max<i64>(now / 64, LEAKSCOPE_PEAK_GRANULARITY), relaxed);
+    }
+    site_totals.copy_lock.unlock();
+}
+
 inline void publish_bytes(ThreadState& t) noexcept {
     i64 now = g.live_bytes_published.fetch_add(t.pending_bytes, acq_rel) + t.pending_bytes;
     t.pending_bytes = 0;
     i64 peak = g.peak_bytes.load(relaxed);
     while (now > peak && !g.peak_bytes.compare_exchange_weak(peak, now, relaxed)) {
     }
+    if (now >= site_totals.next_copy.load(relaxed) && (g.mode.load(relaxed) & kTrackAll)) copy_peak_sites(now, false);
 }
 
-LEAKSCOPE_HOT_INLINE void count_birth(ThreadState& t, u64 size) noexcept {
+// `blocks`: 1, or what a sampled block stands for (its size is then the estimate's bytes too).
+LEAKSCOPE_HOT_INLINE void count_birth(ThreadState& t, u64 size, i64 blocks = 1) noexcept {
     if (!counts_locally(t)) {
-        g.retired_live_blocks.fetch_add(1, relaxed);
+        g.retired_live_blocks.fetch_add(blocks, relaxed);
         g.retired_live_bytes.fetch_add(i64(size), relaxed);
         g.retired_born_bytes.fetch_add(size, relaxed);
         return;
     }
     t.born_bytes.store(t.born_bytes.load(relaxed) + size, relaxed);
-    t.live_blocks.store(t.live_blocks.load(relaxed) + 1, relaxed);
+    t.live_blocks.store(t.live_blocks.load(relaxed) + blocks, relaxed);
     t.live_bytes.store(t.live_bytes.load(relaxed) + i64(size), relaxed);
     t.pending_bytes += i64(size);
     if (t.pending_bytes >= LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
 }
-LEAKSCOPE_HOT_INLINE void count_death(ThreadState& t, u64 size) noexcept {
+LEAKSCOPE_HOT_INLINE void count_death(ThreadState& t, u64 size, i64 blocks = 1) noexcept {
     if (!counts_locally(t)) {
-        g.retired_live_blocks.fetch_sub(1, relaxed);
+        g.retired_live_blocks.fetch_sub(blocks, relaxed);
         g.retired_live_bytes.fetch_sub(i64(size), relaxed);
         return;
     }
-    t.live_blocks.store(t.live_blocks.load(relaxed) - 1, relaxed);
+    t.live_blocks.store(t.live_blocks.load(relaxed) - blocks, relaxed);
     t.live_bytes.store(t.live_bytes.load(relaxed) - i64(size), relaxed);
     t.pending_bytes -= i64(size);
     if (t.pending_bytes <= -LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
@@ -1192,7 +1306,7 @@ inline Slot* slot_at(u32 index) noexcept {
     return chunk ? chunk + index % kSlotsPerChunk : nullptr;
 }
 // For indices known to be live (held by a record, a child or the caller): no checks.
-inline Slot& slot_ref(u32 index) noexcept {
+LEAKSCOPE_HOT_INLINE Slot& slot_ref(u32 index) noexcept {
     return g.slot_chunks[index / kSlotsPerChunk].load(acquire)[index % kSlotsPerChunk];
 }
 
@@ -1328,6 +1442,8 @@ inline void slot_open(Slot& s, const ThreadState& t, bool threads_all, bool stac
     s.owner.store(t.serial, relaxed);
     s.threads_all = threads_all;
     s.stacks = stacks;
+    s.site_totals = (g.mode.load(relaxed) & kTrackAll) != 0;
+    s.sample_bytes.store(0, relaxed);
     s.log_size = 0;
     s.holds.store(0, relaxed);
     s.refs.store(kOpenBias, relaxed);
@@ -2452,15 +2568,41 @@ inline void* raw_of(std::uintptr_t p, u64 what) noexcept {
     if (what & kRawBelow) return reinterpret_cast<void*>(reinterpret_cast<const u64_alias*>(p - 24)[0]);
     return reinterpret_cast<void*>(p - kHeaderBytes);
 }
+inline u32 header_stack(u64 what) noexcept { return u32(what >> 40) & kMaxHeaderStack; }
+inline void site_death(u64 what) noexcept {
+    if (u32 stack = header_stack(what)) site_count(stack, -i64(what & kMaxHeaderSize), -1);
+}
 inline Record record_of_header(std::uintptr_t p, u32 scope, u32 seq) noexcept {
     u64 what = read_header(p).what;
     return Record{p, what & kMaxHeaderSize, scope, seq, u32(what >> 40) & kMaxHeaderStack, 0};
 }
 
+// A block was born in slot s: stats, and the per-site totals when s keeps them; a sampled block
+// counts as the blocks and bytes it stands for. (The site first: counting the birth may publish
+// a new peak and copy the sites.)
+LEAKSCOPE_HOT_INLINE void count_born(ThreadState& t, const Slot& s, u32 stack, u64 size) noexcept {
+    if (LEAKSCOPE_LIKELY(!s.site_totals)) {
+        count_birth(t, size);
+        return;
+    }
+    u64 every = s.sample_bytes.load(relaxed);
+    Weight w = every ? sample_weight(size, every) : Weight{size, 1, 0};
+    if (stack) site_count(stack, i64(w.bytes), w.blocks);
+    count_birth(t, w.bytes, w.blocks);
+}
+
 // A block died (its log entry already cleared): stats, the minus side of the scope this thread
 // counts for, and the reference it held on the scope it was born in.
-inline void finish_death(ThreadState& t, u32 scope, u32 seq, u64 size, u32 mode) noexcept {
-    count_death(t, size);
+inline void finish_death(ThreadState& t, u32 scope, u32 seq, u64 size, u32 stack, u32 mode) noexcept {
+    const Slot& s = slot_ref(scope);
+    if (LEAKSCOPE_UNLIKELY(s.site_totals)) {
+        u64 every = s.sample_bytes.load(relaxed);
+        Weight w = every ? sample_weight(size, every) : Weight{size, 1, 0};
+        if (stack) site_count(stack, -i64(w.bytes), -w.blocks);
+        count_death(t, w.bytes, w.blocks);
+    } else {
+        count_death(t, size);
+    }
     // Born in the scope this thread counts for (the common case): not an older block.
     if (counting_frees(t, mode) && scope != slot_of(t.current)) count_released(t, scope, size);
     release_ref(t, scope, seq);
@@ -2480,14 +2622,15 @@ inline void side_birth(ThreadState& t, u64 handle, std::uintptr_t addr, u64 size
         release_ref(t, scope, seq);
         return;
     }
-    count_birth(t, size);
+    count_born(t, slot_ref(scope), rec.stack, size);
     if (had_stale && clear_birth(t, slot_ref(stale.scope), stale.seq, addr | kExternal))   // freed behind our back
-        finish_death(t, stale.scope, stale.seq, stale.size, 0);
+        finish_death(t, stale.scope, stale.seq, stale.size, stale.stack, 0);
 }
 inline bool side_death(ThreadState& t, std::uintptr_t addr, u32 mode) noexcept {
     Record rec;   // read only when found
     if (!registry_find(addr, rec, Edit::erase)) return false;
-    if (clear_birth(t, slot_ref(rec.scope), rec.seq, addr | kExternal)) finish_death(t, rec.scope, rec.seq, rec.size, mode);
+    if (clear_birth(t, slot_ref(rec.scope), rec.seq, addr | kExternal))
+        finish_death(t, rec.scope, rec.seq, rec.size, rec.stack, mode);
     return true;
 }
 
@@ -2521,17 +2664,60 @@ inline bool detach(std::uintptr_t p) noexcept {
 // A heap slot is a scope that is never reported: it opens at the thread's first birth outside a
 // scope and closes at the thread's exit (its blocks then die as any closed scope's do). The whole
 // heap is then every slot's births, so one mechanism serves scopes, snapshots and the exit report.
-LEAKSCOPE_NOINLINE u64 heap_slot(ThreadState& t) noexcept {
-    if (t.heap) return t.heap;
+inline u64 open_heap_slot(ThreadState& t, u64 sample_every) noexcept {
     ensure_registered(t);
     if (!counts_locally(t)) return 0;   // the thread is exiting: its births go untracked
     u32 index = slot_allocate(t);
     if (index == 0) return 0;
     Slot& s = slot_ref(index);
     slot_open(s, t, false, scope_wants_stacks(""));
+    s.sample_bytes.store(sample_every, relaxed);
     s.closed.store(0, release);
-    t.heap = handle_of(index, s.generation.load(relaxed));
+    return handle_of(index, s.generation.load(relaxed));
+}
+// A heap slot closes like a scope: its live blocks stay known until they die.
+inline void close_heap_slot(ThreadState& t, u64 handle) noexcept {
+    u32 heap = slot_of(handle);
+    Slot& s = slot_ref(heap);
+    {
+        SpinGuard closing(s.lock);
+        s.closed.store(1, relaxed);
+    }
+    slot_drop_open_bias(t, heap);
+}
+LEAKSCOPE_NOINLINE u64 first_heap_slot(ThreadState& t) noexcept {
+    t.heap = open_heap_slot(t, 0);
     return t.heap;
+}
+LEAKSCOPE_HOT_INLINE u64 heap_slot(ThreadState& t) noexcept { return t.heap ? t.heap : first_heap_slot(t); }
+// sample_bytes: the allocation reached a sample point. Its block goes to the thread's sample slot,
+// which records the interval its blocks were sampled with (a new interval: a new slot).
+LEAKSCOPE_NOINLINE u64 sampled_slot(ThreadState& t, std::size_t size) noexcept {
+    u64 every = g.sample_bytes.load(relaxed);
+    if (every == 0) return 0;
+    if (t.sample_rng == 0) {
+        // First sample point of this thread: the countdown starts here, from a per-thread seed.
+        struct timespec now{};
+        ::clock_gettime(CLOCK_MONOTONIC, &now);
+        t.sample_rng = (u64(reinterpret_cast<std::uintptr_t>(&t)) * 0x9E3779B97F4A7C15ull) ^ u64(now.tv_nsec) ^
+                       (u64(now.tv_sec) << 32) ^ 1;
+        t.sample_countdown += next_sample_distance(t, every);
+        if (t.sample_countdown > 0) return 0;
+    }
+    (void)size;
+    t.sample_countdown = next_sample_distance(t, every);   // memoryless: the next point from here
+    if (t.sample_heap && slot_ref(slot_of(t.sample_heap)).sample_bytes.load(relaxed) != every) {
+        close_heap_slot(t, t.sample_heap);
+        t.sample_heap = 0;
+    }
+    if (!t.sample_heap) t.sample_heap = open_heap_slot(t, every);
+    return t.sample_heap;
+}
+// Outside every scope with sample_bytes on: most allocations only count down.
+LEAKSCOPE_HOT_INLINE u64 sample_point(ThreadState& t, std::size_t size) noexcept {
+    t.sample_countdown -= i64(size ? size : 1);
+    if (LEAKSCOPE_LIKELY(t.sample_countdown > 0)) return 0;
+    return sampled_slot(t, size);
 }
 
 // ---- births -------------------------------------------------------------------------------------
@@ -2608,7 +2794,8 @@ LEAKSCOPE_NOINLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_
             }
             if (!t.internal) count_birth(t, size);
         } else {
-            u32 stack = slot_ref(scope).stacks ? capture_for_block(t, caller) : 0;   // never allocates
+            const Slot& born_in = slot_ref(scope);
+            u32 stack = born_in.stacks ? capture_for_block(t, caller) : 0;   // never allocates
             if (stack > kMaxHeaderStack) stack = 0;
             // `what` first: a report may read it as soon as the birth is logged.
             write_header_what(p, size | u64(stack) << 40 | (raw_below ? kRawBelow : 0));
@@ -2618,7 +2805,7 @@ LEAKSCOPE_NOINLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_
                 return raw_allocate(size ? size : 1, alignment, nothrow);
             }
             write_header_where(p, header_where(scope, seq, p));
-            count_birth(t, size);
+            count_born(t, born_in, stack, size);
         }
         if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
         return block;
@@ -2651,14 +2838,17 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
         BlockHeader h = read_header(p);
         if (header_tag_matches(p, h.where)) {
             u32 scope = where_scope(h.where), seq = where_seq(h.where);
-            // The common case first: a block born in this thread's own open scope dies there.
-            if (scope == slot_of(t.current) && !(seq & kSharedSeq)) {
+            // The common case first: a block born in this thread's own open scope dies there (or,
+            // with track=all, in its heap slot while no scope counts this thread's frees).
+            if ((scope == slot_of(t.current) || (scope == slot_of(t.heap) && !counting_frees(t, mode))) &&
+                !(seq & kSharedSeq)) {
                 Slot& s = slot_ref(scope);
                 LogChunkRef* c = owned_here(s, t) ? log_chunk_ref(s, seq / kLogChunk, false) : nullptr;
                 std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
                 if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
                     __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
                     count_death(t, h.what & kMaxHeaderSize);
+                    if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(h.what);
                     s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
                     if (--c->live == 0) retire_log_chunk(s, c, seq / kLogChunk);
                     std::free(raw_of(p, h.what));
@@ -2670,7 +2860,7 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
                 ours = detached_death(t, p);
             } else if (Slot* s = slot_at(scope)) {
                 ours = clear_birth(t, *s, seq, p);
-                if (ours) finish_death(t, scope, seq, h.what & kMaxHeaderSize, mode);
+                if (ours) finish_death(t, scope, seq, h.what & kMaxHeaderSize, header_stack(h.what), mode);
             }
             if (ours) {
                 std::free(raw_of(p, h.what));
@@ -2845,6 +3035,8 @@ inline void collect_heap(OsVector<Record>& out) noexcept {
             return entries && __atomic_load_n(&entries[r.seq % kLogChunk], __ATOMIC_ACQUIRE) == r.addr;
         };
         SpinGuard guard(s.lock);
+        // A collected record's flags say how it was tracked: its slot's sample interval (0: exact).
+        u32 sampled = u32(s.sample_bytes.load(relaxed));
         std::size_t w = 0, kept = first;
         for (std::size_t i = first; i < out.size; ++i) {
             Record r = out.data[i];
@@ -2855,8 +3047,8 @@ inline void collect_heap(OsVector<Record>& out) noexcept {
                 if (!readable || !still_there(r)) continue;
                 r.size = word & kMaxHeaderSize;
                 r.stack = u32(word >> 40) & kMaxHeaderStack;
-                r.flags = 0;
             }
+            r.flags = sampled;
             if (r.addr) out.data[kept++] = r;
         }
         out.size = kept;
@@ -2934,6 +3126,122 @@ inline bool defer_report(ThreadState& t, u64 handle) noexcept {
         }
     }
     return false;
+}
+
+// ---- settle_ms: leftovers confirmed off the request thread -------------------------------------
+// A scope that ends with leftovers keeps its slot (a hold, as for a deferred report) and parks
+// here with a due time; the settler thread reports at that time what is still live (blocks freed
+// meanwhile on other threads were hand-offs, not leaks). A queue in tracker memory: any number of
+// scopes may wait. At exit every parked report is written at once; each exactly once.
+struct Settling { u64 handle, due_ns; };
+struct Settler {
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    OsVector<Settling> queue;
+    bool started, exiting;
+};
+LEAKSCOPE_CONSTINIT static Settler settler{PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {}, false, false};
+
+inline u64 monotonic_ns() noexcept {
+    struct timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return u64(ts.tv_sec) * 1000000000ull + u64(ts.tv_nsec);
+}
+// Writes the parked report of `handle` (what is still live now) and drops its hold.
+inline void settle_report(ThreadState& t, u64 handle) noexcept {
+    Slot& s = slot_ref(slot_of(handle));
+    {
+        InternalGuard internal;
+        try {
+            Report rep = leftovers_header(s.deferred_name, s.deferred_file, s.deferred_line, s.deferred_thrown != 0);
+            build_leftovers(slot_of(handle), rep);
+            if (rep.blocks > 0) dispatch(rep);
+        } catch (...) {
+            diagnostic("could not build a report (out of memory?)");
+        }
+    }
+    drop_ref(t, slot_of(handle));
+}
+// Takes the parked entries due by `now` (all with now = ~0) out of the queue; the caller holds the
+// mutex.
+inline void take_due(u64 now, OsVector<Settling>& due) noexcept {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < settler.queue.size; ++i) {
+        Settling e = settler.queue.data[i];
+        if (e.due_ns <= now && due.push(e)) continue;
+        settler.queue.data[kept++] = e;
+    }
+    settler.queue.size = kept;
+}
+inline void* settler_main(void*) noexcept {
+    ThreadState& t = tls;
+    ensure_registered(t);
+    ++t.internal;   // the reports' allocations are leakscope's own
+    OsVector<Settling> due{};
+    pthread_mutex_lock(&settler.mutex);
+    while (!settler.exiting) {
+        u64 now = monotonic_ns(), next = ~u64(0);
+        for (std::size_t i = 0; i < settler.queue.size; ++i) next = std::min(next, settler.queue.data[i].due_ns);
+        if (next > now) {
+            if (next == ~u64(0)) {
+                pthread_cond_wait(&settler.wake, &settler.mutex);
+            } else {
+                // The condition's clock is the real-time one: wait the remaining monotonic time.
+                struct timespec until{};
+                ::clock_gettime(CLOCK_REALTIME, &until);
+                u64 wait = next - now;
+                until.tv_sec += time_t(wait / 1000000000ull);
+                until.tv_nsec += long(wait % 1000000000ull);
+                if (until.tv_nsec >= 1000000000L) {
+                    until.tv_sec += 1;
+                    until.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&settler.wake, &settler.mutex, &until);
+            }
+            continue;
+        }
+        due.size = 0;
+        take_due(now, due);
+        pthread_mutex_unlock(&settler.mutex);
+        for (std::size_t i = 0; i < due.size; ++i) settle_report(t, due.data[i].handle);
+        pthread_mutex_lock(&settler.mutex);
+    }
+    pthread_mutex_unlock(&settler.mutex);
+    due.release();
+    --t.internal;
+    return nullptr;
+}
+// Parks the report of a scope that just closed with leftovers; false: report it now (out of
+// tracker memory, no thread, or exiting).
+inline bool settle_later(u64 handle, u32 settle_ms) noexcept {
+    pthread_mutex_lock(&settler.mutex);
+    bool parked = false;
+    if (!settler.exiting) {
+        if (!settler.started) {
+            InternalGuard internal;   // the thread's creation may allocate
+            pthread_t thread;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            settler.started = pthread_create(&thread, &attr, settler_main, nullptr) == 0;
+            pthread_attr_destroy(&attr);
+        }
+        parked = settler.started && settler.queue.push(Settling{handle, monotonic_ns() + u64(settle_ms) * 1000000ull});
+        if (parked) pthread_cond_signal(&settler.wake);
+    }
+    pthread_mutex_unlock(&settler.mutex);
+    return parked;
+}
+// At exit: every parked report now, whatever its due time.
+inline void settle_all_now() noexcept {
+    OsVector<Settling> due{};
+    pthread_mutex_lock(&settler.mutex);
+    settler.exiting = true;
+    take_due(~u64(0), due);
+    pthread_cond_signal(&settler.wake);
+    pthread_mutex_unlock(&settler.mutex);
+    for (std::size_t i = 0; i < due.size; ++i) settle_report(tls, due.data[i].handle);
+    due.release();
 }
 
 }  // namespace detail
@@ -4535,7 +4843,19 @@ void LeakScope::close(bool report) noexcept {
         if (StackMode(st.mode.load(relaxed)) == StackMode::demand) want_name(name_hash(name_));
         bool by_exception = std::uncaught_exceptions() > uncaught_at_open_;
         bool deferred = false;
-        if (report && by_exception) {
+        u32 settle_ms = g.settle_ms.load(relaxed);
+        if (report && settle_ms) {
+            // Confirmed later, off this thread (an exception is long handled by then, too).
+            std::size_t n = std::strlen(name_);
+            std::memcpy(s.deferred_name, name_, n + 1);
+            s.deferred_file = file_;
+            s.deferred_line = line_;
+            s.deferred_thrown = by_exception;
+            s.refs.fetch_add(1, relaxed);   // hold the slot until the report is written
+            deferred = settle_later(handle_of(slot_, generation_), settle_ms);
+            if (!deferred) s.refs.fetch_sub(1, relaxed);
+        }
+        if (report && by_exception && !deferred) {
             std::size_t n = std::strlen(name_);
             std::memcpy(s.deferred_name, name_, n + 1);
             s.deferred_file = file_;
@@ -4748,8 +5068,23 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
         } else {
             option_error(source, "exit_report must be 0 or 1 in", entry);
         }
-    } else if (key == "sample_bytes" || key == "settle_ms") {
-        option_error(source, "option not available in this version of leakscope:", entry);
+    } else if (key == "sample_bytes") {
+        u64 every = 0;
+        if (!parse_count(value, true, every) || every > 0xffffffffu) {
+            option_error(source, "sample_bytes must be 0..4G (K, M, G allowed) in", entry);
+        } else {
+            g.sample_bytes.store(every, relaxed);
+            if (every)
+                g.mode.fetch_or(kTrackAll | kSampled, relaxed);
+            else
+                g.mode.fetch_and(~u32(kSampled), relaxed);   // track=all stays: every block from now
+        }
+    } else if (key == "settle_ms") {
+        u64 ms = 0;
+        if (parse_count(value, false, ms) && ms <= 3600000)
+            g.settle_ms.store(u32(ms), relaxed);
+        else
+            option_error(source, "settle_ms must be 0..3600000 in", entry);
     } else if (key == "signal" || key.substr(0, 7) == "monitor") {
         apply_monitor_option(key, value, entry, source);
     } else {
@@ -4841,6 +5176,8 @@ Stats stats() noexcept {
 std::size_t reset_peak() noexcept {
     Stats now = stats();
     g.peak_bytes.store(i64(now.live_bytes), relaxed);
+    // The sites of the new mark start from now, not from the old peak's copy.
+    if (g.mode.load(relaxed) & kTrackAll) copy_peak_sites(g.live_bytes_published.load(acquire), true);
     return now.peak_bytes;
 }
 
@@ -4848,7 +5185,7 @@ std::size_t reset_peak() noexcept {
 namespace detail {
 struct SnapshotData {
     std::vector<Record> blocks;   // by (addr, scope, seq): what identifies one birth
-    std::size_t bytes = 0;
+    std::size_t count = 0, bytes = 0;   // sampled blocks as the estimate they stand for
 };
 inline bool birth_before(const Record& a, const Record& b) noexcept {
     if (a.addr != b.addr) return a.addr < b.addr;
@@ -4871,7 +5208,11 @@ inline std::shared_ptr<SnapshotData> heap_now() {
     }
     found.release();
     std::sort(data->blocks.begin(), data->blocks.end(), birth_before);
-    for (const Record& r : data->blocks) data->bytes += r.size;
+    for (const Record& r : data->blocks) {
+        Weight w = r.flags ? sample_weight(r.size, r.flags) : Weight{r.size, 1, 0};
+        data->count += std::size_t(w.blocks);
+        data->bytes += std::size_t(w.bytes);
+    }
     return data;
 }
 // The process's resident set (/proc/self/statm), 0 where it cannot be read.
@@ -4887,6 +5228,42 @@ inline std::size_t resident_bytes() noexcept {
     if (std::sscanf(text, "%llu %llu", &size, &resident) != 2) return 0;
     return std::size_t(resident) * std::size_t(::sysconf(_SC_PAGESIZE));
 }
+// The process's high-water resident set (VmHWM in /proc/self/status), 0 where unknown.
+inline std::size_t peak_resident_bytes() noexcept {
+    int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char text[4096];
+    ssize_t n = ::read(fd, text, sizeof text - 1);
+    ::close(fd);
+    if (n <= 0) return 0;
+    text[n] = '\0';
+    const char* at = std::strstr(text, "VmHWM:");
+    unsigned long long kib = 0;
+    if (!at || std::sscanf(at + 6, "%llu", &kib) != 1) return 0;
+    return std::size_t(kib) * 1024;
+}
+// Collected blocks as report items: each itself, or a sampled block as the estimate it stands for;
+// the report then says so, with the estimate's relative standard error.
+struct HeapItems {
+    std::vector<SiteItem> items;
+    double variance = 0;
+    u64 sample_bytes = 0;
+    void add(const Record& r) {
+        if (!r.flags) {
+            items.push_back(SiteItem{r.stack, r.size});
+            return;
+        }
+        Weight w = sample_weight(r.size, r.flags);
+        items.push_back(SiteItem{r.stack, w.bytes, u64(w.blocks), 1});
+        variance += w.variance;
+        sample_bytes = std::max<u64>(sample_bytes, r.flags);
+    }
+    void state_error(Report& report) const {
+        if (!sample_bytes) return;
+        report.sample_bytes = std::size_t(sample_bytes);
+        report.error = report.bytes ? std::sqrt(variance) / double(report.bytes) : 0;
+    }
+};
 // The exit report: every tracked block still live (what Valgrind calls "in use at exit").
 inline void write_exit_report() noexcept {
     InternalGuard internal;
@@ -4895,10 +5272,11 @@ inline void write_exit_report() noexcept {
         Report report;
         report.kind = "exit";
         report.scope = "in use at exit";
-        std::vector<SiteItem> items;
-        items.reserve(heap->blocks.size());
-        for (const Record& r : heap->blocks) items.push_back(SiteItem{r.stack, r.size});
-        build_sites(items, report);
+        HeapItems items;
+        items.items.reserve(heap->blocks.size());
+        for (const Record& r : heap->blocks) items.add(r);
+        build_sites(items.items, report);
+        items.state_error(report);
         dispatch(report);
     } catch (...) {
         diagnostic("could not build the exit report (out of memory?)");
@@ -4912,22 +5290,52 @@ Report heap() {
     Report report;
     report.kind = "heap";
     report.scope = "live heap";
-    std::vector<SiteItem> items;
-    items.reserve(now->blocks.size());
-    for (const Record& r : now->blocks) items.push_back(SiteItem{r.stack, r.size});
-    build_sites(items, report);
+    HeapItems items;
+    items.items.reserve(now->blocks.size());
+    for (const Record& r : now->blocks) items.add(r);
+    build_sites(items.items, report);
+    items.state_error(report);
     report.rss_bytes = resident_bytes();
     return report;
 }
 
 void write(const Report& report) noexcept { dispatch(report); }
 
+Report peak() {
+    InternalGuard internal;
+    Report report;
+    report.kind = "peak";
+    report.scope = "peak";
+    std::vector<SiteItem> items;
+    for (;;) {
+        // Sized outside the lock: the copy is taken by allocating threads, and one that finds
+        // the lock held goes on without copying (it never waits on us).
+        std::size_t want = 0;
+        {
+            SpinGuard guard(site_totals.copy_lock);
+            want = site_totals.copy.size;
+        }
+        items.reserve(want);
+        SpinGuard guard(site_totals.copy_lock);
+        if (site_totals.copy.size > items.capacity()) continue;
+        for (std::size_t i = 0; i < site_totals.copy.size; ++i) {
+            const PeakSite& e = site_totals.copy.data[i];
+            items.push_back(SiteItem{e.stack, u64(e.bytes), u64(e.blocks)});
+        }
+        break;
+    }
+    build_sites(items, report);
+    report.bytes = std::max(report.bytes, stats().peak_bytes);   // the mark; its sites sum to less
+    report.rss_bytes = peak_resident_bytes();
+    return report;
+}
+
 Snapshot Snapshot::take() {
     Snapshot s;
     s.data_ = heap_now();
     return s;
 }
-std::size_t Snapshot::blocks() const noexcept { return data_ ? data_->blocks.size() : 0; }
+std::size_t Snapshot::blocks() const noexcept { return data_ ? data_->count : 0; }
 std::size_t Snapshot::bytes() const noexcept { return data_ ? data_->bytes : 0; }
 
 Report operator-(const Snapshot& after, const Snapshot& before) {
@@ -4937,28 +5345,29 @@ Report operator-(const Snapshot& after, const Snapshot& before) {
     static const std::vector<Record> none;
     const std::vector<Record>& a = after.data_ ? after.data_->blocks : none;
     const std::vector<Record>& b = before.data_ ? before.data_->blocks : none;
-    std::vector<SiteItem> born, gone;
+    HeapItems born, gone;
     std::size_t i = 0, j = 0;
     while (i < a.size() || j < b.size()) {
         if (j == b.size() || (i < a.size() && birth_before(a[i], b[j]))) {
-            born.push_back(SiteItem{a[i].stack, a[i].size});
+            born.add(a[i]);
             ++i;
         } else if (i == a.size() || birth_before(b[j], a[i])) {
-            gone.push_back(SiteItem{b[j].stack, b[j].size});
+            gone.add(b[j]);
             ++j;
         } else {
             if (!same_birth(a[i], b[j])) {   // the same place, another block
-                born.push_back(SiteItem{a[i].stack, a[i].size});
-                gone.push_back(SiteItem{b[j].stack, b[j].size});
+                born.add(a[i]);
+                gone.add(b[j]);
             }
             ++i;
             ++j;
         }
     }
-    build_sites(born, report);
+    build_sites(born.items, report);
+    born.state_error(report);
     // The minus side by site too (what was freed is never suppressed: rules hide leaks).
     Report minus;
-    build_sites(gone, minus, false);
+    build_sites(gone.items, minus, false);
     report.released_blocks = minus.blocks;
     report.released_bytes = minus.bytes;
     report.released_sites = std::move(minus.sites);
@@ -5099,13 +5508,83 @@ inline void append_hex(std::string& out, unsigned long long v) {
 }
 
 inline unsigned percent(std::size_t part, std::size_t whole) noexcept {
-    return whole == 0 ? 0u : unsigned(double(part) * 100.0 / double(whole) + 0.5);
+    if (whole == 0) return 0u;
+    double p = double(part) * 100.0 / double(whole) + 0.5;
+    return p >= 999.0 ? 999u : unsigned(p);   // a site above its report's total (bad input): no overflowing cast
 }
 
-// Characters (code points) in clean UTF-8 text, for column widths.
+// Sums of counts from a report built by hand may pass SIZE_MAX: they stop there instead of wrapping.
+inline std::size_t add_saturated(std::size_t a, std::size_t b) noexcept { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
+// `n` (at least `base`) in units[0..5] of powers of `base`, one decimal, left out when it is 0:
+// "1.5 KiB", "12 MiB", "18.4E". Digits by hand: printf's radix character is the locale's.
+inline void append_scaled(std::string& out, std::size_t n, double base, const char* const (&units)[6]) {
+    std::size_t unit = 0;
+    double scaled = double(n) / base;
+    while (scaled >= base - 0.05 && unit + 1 < 6) scaled /= base, ++unit;
+    auto tenths = static_cast<unsigned long long>(scaled * 10 + 0.5);
+    append_number(out, tenths / 10);
+    if (tenths % 10) out.append(1, '.').append(1, char('0' + tenths % 10));
+    out += units[unit];
+}
+
+// A size for a reader: "512 bytes", "1.5 KiB", "12 MiB".
+inline void append_size(std::string& out, std::size_t bytes) {
+    static const char* const units[] = {" KiB", " MiB", " GiB", " TiB", " PiB", " EiB"};
+    if (bytes >= 1024) return append_scaled(out, bytes, 1024, units);
+    append_number(out, bytes);
+    out += bytes == 1 ? " byte" : " bytes";
+}
+
+// A relative standard error as "±3.1%" (one decimal below 10%); "±?" when it is not a number
+// (NaN, infinite or negative: a sampled report built by hand), "±>999%" past that.
+inline void append_error(std::string& out, double error) {
+    out += "\xC2\xB1";   // U+00B1 PLUS-MINUS SIGN
+    if (!(error >= 0) || !__builtin_isfinite(error)) {
+        out += '?';
+        return;
+    }
+    if (error * 100 >= 999.5) {
+        out += ">999%";
+        return;
+    }
+    auto tenths = static_cast<unsigned long long>(error * 1000 + 0.5);
+    if (tenths >= 100) tenths = (tenths + 5) / 10 * 10;   // 10% and above: whole percents
+    append_number(out, tenths / 10);
+    if (tenths % 10) out.append(1, '.').append(1, char('0' + tenths % 10));
+    out += '%';
+}
+
+// A double as a JSON number, or null for NaN and infinities (JSON has neither). printf writes
+// the locale's radix character (',' in de_DE, two bytes in some): whatever it wrote between the
+// digits becomes '.'.
+inline void append_json_double(std::string& out, double v) {
+    if (!__builtin_isfinite(v)) {
+        out += "null";
+        return;
+    }
+    char text[48];
+    int n = std::snprintf(text, sizeof text, "%.6g", v);
+    bool radix = false;
+    for (int i = 0; i < n && i < int(sizeof text) - 1; ++i) {
+        char c = text[i];
+        bool part = (c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e';
+        if (part || !radix) out += part ? c : '.';
+        radix = !part;
+    }
+}
+
+// Characters (code points) in clean UTF-8 text, for column widths. The text writer's own colour
+// sequences ("\x1b[...m") take none (clean text has no ESC of its own: it became '?').
 inline std::size_t columns(std::string_view s) noexcept {
     std::size_t n = 0;
-    for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\x1b') {
+            while (i < s.size() && s[i] != 'm') ++i;
+            continue;
+        }
+        n += (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+    }
     return n;
 }
 
@@ -5225,7 +5704,8 @@ struct TextStyle {
     const char* on(const char* code) const noexcept { return colour ? code : ""; }
     const char* off() const noexcept { return colour ? "\x1b[0m" : ""; }
 };
-constexpr std::size_t kTextTableRows = 20, kTextDetailedSites = 10, kTextFrames = 6, kTextWidth = 80;
+constexpr std::size_t kTextTableRows = 20, kTextDetailedSites = 10, kTextFrames = 6, kTextWidth = 80,
+                      kTextFreedRows = 5;
 constexpr const char* kTextPrefix = "leakscope: ";
 
 inline void text_line(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
@@ -5240,28 +5720,141 @@ inline void text_line(std::string& out, const char* format, ...) {
     out += '\n';
 }
 
+// Pieces (each carrying its own punctuation) joined by spaces, a new line started where the next
+// would pass 80 columns; continuation lines are indented two more. Totals near SIZE_MAX, which
+// a report built by hand may carry, still fit.
+inline void text_wrapped(std::string& out, const TextStyle& style, const char* colour, const std::string& indent,
+                         const std::vector<std::string>& pieces) {
+    const std::size_t width = kTextWidth - std::strlen(kTextPrefix);
+    std::string line = indent;
+    bool empty = true;
+    for (const std::string& piece : pieces) {
+        if (!empty && columns(line) + 1 + columns(piece) > width) {
+            text_line(out, "%s%s%s", style.on(colour), line.c_str(), style.off());
+            line = indent + "  ";
+            empty = true;
+        }
+        if (!empty) line += ' ';
+        line += piece;
+        empty = false;
+    }
+    if (!empty) text_line(out, "%s%s%s", style.on(colour), line.c_str(), style.off());
+}
+
+// "3", or "~3" for an estimate (a sampled report's counts).
+inline std::string text_count(std::size_t n, bool estimate) {
+    std::string s = estimate ? "~" : "";
+    append_number(s, n);
+    return s;
+}
+
+// A count in a table column `width` wide: the number, or when it cannot fit (a count near SIZE_MAX
+// from a report built by hand), "18.4E" blocks or "16 EiB", so the row stays within 80 columns.
+inline std::string text_cell(std::size_t n, bool estimate, bool bytes, std::size_t width) {
+    std::string s = text_count(n, estimate);
+    if (s.size() <= width) return s;
+    static const char* const units[] = {"k", "M", "G", "T", "P", "E"};
+    s.resize(estimate ? 1 : 0);
+    if (bytes)
+        append_size(s, n);
+    else
+        append_scaled(s, n, 1000, units);
+    return s;
+}
+
+// "3 blocks"; "~3 blocks" when estimated. "1 byte", "~120 bytes".
+inline std::string text_blocks(std::size_t n, bool estimate) { return text_count(n, estimate) + " block" + plural(n); }
+inline std::string text_bytes(std::size_t n, bool estimate) { return text_count(n, estimate) + " byte" + plural(n); }
+
+// Exact: "5678901 bytes (5.4 MiB)" ("512 bytes" when the unit adds nothing). Estimated: "~5.4 MiB".
+inline std::string text_amount(std::size_t bytes, bool estimate) {
+    std::string s;
+    if (estimate) {
+        s += '~';
+        append_size(s, bytes);
+        return s;
+    }
+    s = text_bytes(bytes, false);
+    if (bytes >= 1024) {
+        s += " (";
+        append_size(s, bytes);
+        s += ')';
+    }
+    return s;
+}
+
+// "+3.1 MiB", "-~1 KiB": a monitor's two sides in a header.
+inline std::string text_signed_size(char sign, std::size_t bytes, bool estimate) {
+    std::string s(1, sign);
+    if (estimate) s += '~';
+    append_size(s, bytes);
+    return s;
+}
+
+// The partition table's site column: the type, then the allocating function without its
+// parameters (the frames below say the rest).
+inline std::string text_site_name(const Site& s) {
+    std::string what = s.type.empty() ? std::string() : clean(s.type) + "  ";
+    what += s.frames.empty() ? std::string("(no stack)") : without_parameters(frame_function(s.frames[0]));
+    return what;
+}
+
+// Where a site allocated, for a line of its own: file:line, else the module, else "".
+inline std::string text_site_place(const Site& s) {
+    if (s.frames.empty()) return std::string();
+    std::string place = frame_place(s.frames[0]);
+    if (place.empty() && !s.frames[0].module.empty()) place = clean(s.frames[0].module);
+    return place;
+}
+
 inline void render_text(const Report& r, std::string& out, bool colour) {
     TextStyle style{colour};
     const char* bold = style.on("\x1b[1m");
+    const char* red = "\x1b[1;31m";
+    const bool sampled = r.sample_bytes != 0;   // whole-heap counts are estimates
+    const bool leftovers = r.kind.empty() || r.kind == "leftovers";
+    const bool monitor = r.kind == "monitor";
     std::string name = r.scope.empty() ? std::string("(unnamed)") : clean(r.scope);
     const std::size_t width = kTextWidth - std::strlen(kTextPrefix);
     // Two lines, so that each fits: what is left, then where the scope was opened.
-    char totals[96];
-    std::snprintf(totals, sizeof totals, "%zu block%s (%zu bytes)", r.blocks, plural(r.blocks), r.bytes);
-    if (r.kind.empty() || r.kind == "leftovers") {
+    std::string totals = text_blocks(r.blocks, sampled) + " (" + text_bytes(r.bytes, sampled) + ")";
+    std::string rss;
+    if (r.rss_bytes) append_size(rss.assign("RSS "), r.rss_bytes);
+    std::string error;
+    if (sampled) append_error(error, r.error);
+    if (leftovers) {
         // The name is what a reader searches for: cut only if it cannot have a line of its own.
         name = elide(name, width - 8);
-        if (columns(name) + std::strlen(totals) + 22 <= width) {
-            text_line(out, "%sscope \"%s\" left %s behind%s", style.on("\x1b[1;31m"), name.c_str(), totals, style.off());
+        if (columns(name) + totals.size() + 22 <= width) {
+            text_line(out, "%sscope \"%s\" left %s behind%s", style.on(red), name.c_str(), totals.c_str(), style.off());
         } else {
-            text_line(out, "%sscope \"%s\"%s", style.on("\x1b[1;31m"), name.c_str(), style.off());
-            text_line(out, "%s  left %s behind%s", style.on("\x1b[1;31m"), totals, style.off());
+            text_line(out, "%sscope \"%s\"%s", style.on(red), name.c_str(), style.off());
+            text_line(out, "%s  left %s behind%s", style.on(red), totals.c_str(), style.off());
         }
+    } else if (r.kind == "heap" || r.kind == "peak") {
+        // "live heap: 1234 blocks, 5678901 bytes (5.4 MiB), RSS 45.6 MiB"; the peak alike. A
+        // snapshot of the heap is not in itself a leak: bold, not red.
+        std::vector<std::string> pieces{r.kind == "heap" ? "live heap:" : "peak:", text_blocks(r.blocks, sampled) + ","};
+        pieces.push_back(text_amount(r.bytes, sampled) + (sampled ? " " + error : std::string()));
+        if (!rss.empty()) pieces.back() += ',', pieces.push_back(rss);
+        text_wrapped(out, style, "\x1b[1m", "", pieces);
+    } else if (monitor) {
+        // "interval 12 since baseline: +3.1 MiB / -1.0 MiB, RSS 88.2 MiB", then each side exactly.
+        std::string interval = "interval ";
+        append_number(interval, r.interval);
+        std::vector<std::string> pieces{interval, "since baseline:", text_signed_size('+', r.bytes, sampled), "/",
+                                        text_signed_size('-', r.released_bytes, sampled)};
+        if (!rss.empty()) pieces.back() += ',', pieces.push_back(rss);
+        text_wrapped(out, style, red, "", pieces);
     } else {
         std::string kind = elide(clean(r.kind), 12);
-        name = elide(name, width - std::strlen(totals) - kind.size() - 20);
-        text_line(out, "%s%s report \"%s\": %s live%s", style.on("\x1b[1;31m"), kind.c_str(), name.c_str(), totals,
-                  style.off());
+        if (r.scope.empty()) {   // a snapshot diff has no name: "(unnamed)" would say nothing
+            text_line(out, "%s%s report: %s live%s", style.on(red), kind.c_str(), totals.c_str(), style.off());
+        } else {
+            name = elide(name, width - totals.size() - kind.size() - 20);
+            text_line(out, "%s%s report \"%s\": %s live%s", style.on(red), kind.c_str(), name.c_str(), totals.c_str(),
+                      style.off());
+        }
     }
     const char* exception = r.by_exception ? ", ended by an exception" : "";
     char line[16];
@@ -5269,40 +5862,97 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
     std::string where = elide_front(clean(r.file) + line, width - 13 - std::strlen(exception));
     // Whole-heap reports have no place of opening; a diff's minus side is what died meanwhile.
     if (!r.file.empty() || r.line) text_line(out, "  opened at %s%s", where.c_str(), exception);
-    if (r.kind == "diff")
-        text_line(out, "  freed meanwhile: %zu block%s (%zu bytes)", r.released_blocks, plural(r.released_blocks),
-                  r.released_bytes);
-    else if (r.kind.empty() || r.kind == "leftovers")
-        text_line(out, "  older blocks freed inside: %zu (%zu bytes)", r.released_blocks, r.released_bytes);
+    if (monitor) {   // each side exactly (the header gave them in units)
+        std::string plus = sampled ? text_amount(r.bytes, true) + " " + error : text_bytes(r.bytes, false);
+        std::string minus = sampled ? text_amount(r.released_bytes, true) : text_bytes(r.released_bytes, false);
+        text_wrapped(out, style, "", "  ", {"born since baseline, still live:", text_blocks(r.blocks, sampled) + ",", plus});
+        text_wrapped(out, style, "", "  ", {"freed since baseline:", text_blocks(r.released_blocks, sampled) + ",", minus});
+    } else if (r.kind == "diff") {
+        text_wrapped(out, style, "", "  ",
+                     {"freed meanwhile:", text_blocks(r.released_blocks, sampled),
+                      "(" + text_bytes(r.released_bytes, sampled) + ")"});
+    } else if (leftovers) {
+        text_line(out, "  older blocks freed inside: %s (%s)", text_count(r.released_blocks, sampled).c_str(),
+                  text_bytes(r.released_bytes, sampled).c_str());
+    }
+    if (sampled) {
+        std::string every = "1 per ";
+        append_size(every, r.sample_bytes);
+        text_wrapped(out, style, "", "  ", {"~ estimated from samples,", every, "allocated;", error, "is 1 sigma"});
+    }
+
+    // Growing sites (a monitor's likely leaks) come first in the table and the details, so that
+    // a small one is never pushed out of view by large steady ones; '*' marks them.
+    std::vector<std::size_t> order(r.sites.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::size_t growing = 0, growing_bytes = 0;
+    for (const Site& s : r.sites)
+        if (s.growing) ++growing, growing_bytes = add_saturated(growing_bytes, s.bytes);
+    if (growing) {
+        std::stable_partition(order.begin(), order.end(), [&](std::size_t i) { return r.sites[i].growing; });
+        std::string sites = "";
+        append_number(sites, growing);
+        sites += growing == 1 ? " site, " : " sites, ";
+        std::string rose = "live bytes rose in each of the last ";
+        if (r.growth_intervals) append_number(rose, r.growth_intervals), rose += ' ';
+        rose += r.growth_intervals == 1 ? "interval" : "intervals";
+        text_wrapped(out, style, red, "  ",
+                     {"growing (*, listed first):", sites + (sampled ? text_amount(growing_bytes, true)
+                                                                     : text_bytes(growing_bytes, false)) + ";",
+                      rose});
+    }
+    // A table row: the numbers, then the site in what is left of 80 columns.
+    auto row = [&](const char* colour_code, const char* numbers, const std::string& site) {
+        std::size_t room = width > columns(numbers) + 12 ? width - columns(numbers) : 12;
+        text_line(out, "%s%s%s%s", style.on(colour_code), numbers, elide(site, room).c_str(), style.off());
+    };
+    char numbers[256];
     if (!r.sites.empty()) {
         // The partition table (guppy's): one row per site, largest first, with running totals.
         text_line(out, "%s%6s %7s %3s %11s %3s %5s  %s%s", bold, "rank", "blocks", "%", "bytes", "%", "cum%",
                   "type  site", style.off());
-        const std::size_t site_width = kTextWidth - std::strlen(kTextPrefix) - 42;
         std::size_t cumulative = 0, rows = std::min(r.sites.size(), kTextTableRows);
         for (std::size_t i = 0; i < rows; ++i) {
-            const Site& s = r.sites[i];
-            cumulative += s.bytes;
-            std::string what = s.type.empty() ? std::string() : clean(s.type) + "  ";
-            what += s.frames.empty() ? std::string("(no stack)") : without_parameters(frame_function(s.frames[0]));
-            text_line(out, "%6zu %7zu %3u %11zu %3u %5u  %s", i + 1, s.blocks, percent(s.blocks, r.blocks), s.bytes,
-                      percent(s.bytes, r.bytes), percent(cumulative, r.bytes), elide(what, site_width).c_str());
+            const Site& s = r.sites[order[i]];
+            cumulative = add_saturated(cumulative, s.bytes);
+            std::snprintf(numbers, sizeof numbers, "%s%5zu %7s %3u %11s %3u %5u  ", s.growing ? "*" : " ", i + 1,
+                          text_cell(s.blocks, sampled, false, 7).c_str(), percent(s.blocks, r.blocks),
+                          text_cell(s.bytes, sampled, true, 11).c_str(), percent(s.bytes, r.bytes),
+                          percent(cumulative, r.bytes));
+            row(s.growing ? "\x1b[33m" : "", numbers, text_site_name(s));
         }
         if (r.sites.size() > rows) {
-            std::size_t blocks = 0, bytes = 0;
-            for (std::size_t i = rows; i < r.sites.size(); ++i) blocks += r.sites[i].blocks, bytes += r.sites[i].bytes;
-            text_line(out, "  ... %zu more site%s: %zu block%s, %zu bytes", r.sites.size() - rows,
-                      plural(r.sites.size() - rows), blocks, plural(blocks), bytes);
+            std::size_t blocks = 0, bytes = 0, more_growing = 0;
+            for (std::size_t i = rows; i < r.sites.size(); ++i) {
+                const Site& s = r.sites[order[i]];
+                blocks = add_saturated(blocks, s.blocks), bytes = add_saturated(bytes, s.bytes);
+                more_growing += s.growing;
+            }
+            std::string more = "... ";
+            append_number(more, r.sites.size() - rows);
+            more += " more site";
+            more += plural(r.sites.size() - rows);
+            if (more_growing) more += " (", append_number(more, more_growing), more += " growing)";
+            text_wrapped(out, style, "", "  ",
+                         {more + ":", text_blocks(blocks, sampled) + ",", text_bytes(bytes, sampled)});
         }
     }
     // Where each of the largest sites allocated: frames as given (report building has already
     // moved the standard library's allocation frames to allocator_frames).
     const std::size_t frame_width = kTextWidth - std::strlen(kTextPrefix) - 10;   // after "       at "
     for (std::size_t i = 0; i < std::min(r.sites.size(), kTextDetailedSites); ++i) {
-        const Site& s = r.sites[i];
-        std::string type = s.type.empty() ? std::string() : ", " + clean(s.type);
-        text_line(out, "  %s#%zu%s  %zu block%s, %zu bytes%s", bold, i + 1, style.off(), s.blocks, plural(s.blocks),
-                  s.bytes, elide(type, frame_width - 20).c_str());
+        const Site& s = r.sites[order[i]];
+        // "#1  growing, 3 blocks, 120 bytes, std::string, 4 samples", wrapped if the counts are huge.
+        std::vector<std::string> items;
+        if (s.growing) items.push_back("growing");
+        items.push_back(text_blocks(s.blocks, sampled));
+        items.push_back(text_bytes(s.bytes, sampled));
+        if (!s.type.empty()) items.push_back(elide(clean(s.type), frame_width - 22));
+        if (sampled) items.push_back(std::to_string(s.samples) + (s.samples == 1 ? " sample" : " samples"));
+        std::string rank = std::string(bold) + "#" + std::to_string(i + 1) + style.off() + " ";
+        std::vector<std::string> pieces{rank};
+        for (std::size_t k = 0; k < items.size(); ++k) pieces.push_back(items[k] + (k + 1 < items.size() ? "," : ""));
+        text_wrapped(out, style, "", "  ", pieces);
         if (!s.allocator_frames.empty())
             text_line(out, "       (%zu standard-library frame%s above)", s.allocator_frames.size(),
                       plural(s.allocator_frames.size()));
@@ -5325,9 +5975,49 @@ inline void render_text(const Report& r, std::string& out, bool colour) {
             text_line(out, "       ... %zu more frame%s", s.frames.size() - shown, plural(s.frames.size() - shown));
         if (s.frames.empty()) text_line(out, "       (no call stack captured)");
     }
+    // The minus side by site (diff, monitor): the largest few, each with where it was allocated.
+    if (!r.released_sites.empty()) {
+        std::size_t rows = std::min(r.released_sites.size(), kTextFreedRows);
+        std::vector<std::size_t> largest(r.released_sites.size());
+        for (std::size_t i = 0; i < largest.size(); ++i) largest[i] = i;
+        std::partial_sort(largest.begin(), largest.begin() + std::ptrdiff_t(rows), largest.end(),
+                          [&](std::size_t a, std::size_t b) {   // ties in the report's order: the same text every time
+                              const Site &x = r.released_sites[a], &y = r.released_sites[b];
+                              return x.bytes != y.bytes ? x.bytes > y.bytes : a < b;
+                          });
+        text_line(out, "  %slargest sites freed %s:%s", bold,
+                  monitor ? "since baseline" : r.kind == "diff" ? "meanwhile" : "inside", style.off());
+        text_line(out, "%s%6s %7s %3s %11s %3s  %s%s", bold, "rank", "blocks", "%", "bytes", "%", "type  site",
+                  style.off());
+        for (std::size_t i = 0; i < rows; ++i) {
+            const Site& s = r.released_sites[largest[i]];
+            std::snprintf(numbers, sizeof numbers, "%6zu %7s %3u %11s %3u  ", i + 1,
+                          text_cell(s.blocks, sampled, false, 7).c_str(), percent(s.blocks, r.released_blocks),
+                          text_cell(s.bytes, sampled, true, 11).c_str(), percent(s.bytes, r.released_bytes));
+            row("", numbers, text_site_name(s));
+            // Its place under the site column, cut from the front if need be: file:line stays whole.
+            std::string place = text_site_place(s);
+            if (place.empty()) continue;
+            std::size_t column = std::min(columns(numbers), width - std::min(columns(place), width - 10));
+            text_line(out, "%*s%s", int(column), "", elide_front(place, width - column).c_str());
+        }
+        if (r.released_sites.size() > rows) {
+            std::size_t blocks = 0, bytes = 0;
+            for (std::size_t i = rows; i < largest.size(); ++i) {
+                const Site& s = r.released_sites[largest[i]];
+                blocks = add_saturated(blocks, s.blocks), bytes = add_saturated(bytes, s.bytes);
+            }
+            std::string more = "... ";
+            append_number(more, r.released_sites.size() - rows);
+            more += " more site";
+            more += plural(r.released_sites.size() - rows);
+            text_wrapped(out, style, "", "  ",
+                         {more + ":", text_blocks(blocks, sampled) + ",", text_bytes(bytes, sampled)});
+        }
+    }
     if (!r.suppressed.empty()) {
         std::size_t blocks = 0, bytes = 0;
-        for (const Suppression& s : r.suppressed) blocks += s.blocks, bytes += s.bytes;
+        for (const Suppression& s : r.suppressed) blocks = add_saturated(blocks, s.blocks), bytes = add_saturated(bytes, s.bytes);
         text_line(out, "  suppressed: %zu block%s (%zu bytes) by %zu rule%s", blocks, plural(blocks), bytes,
                   r.suppressed.size(), plural(r.suppressed.size()));
         for (const Suppression& s : r.suppressed)
@@ -5365,6 +6055,29 @@ inline void json_frames(std::string& out, const std::vector<Frame>& frames) {
     out += ']';
 }
 
+// Sites, + side or - side alike: samples and growing after the members of schema 1's first form.
+inline void json_sites(std::string& out, const std::vector<Site>& sites) {
+    out += '[';
+    for (std::size_t i = 0; i < sites.size(); ++i) {
+        const Site& s = sites[i];
+        if (i) out += ',';
+        out += "{\"blocks\":";
+        append_number(out, s.blocks);
+        out += ",\"bytes\":";
+        append_number(out, s.bytes);
+        out += ",\"type\":\"";
+        append_json_string(out, s.type);
+        out += "\",\"frames\":";
+        json_frames(out, s.frames);
+        out += ",\"allocator_frames\":";
+        json_frames(out, s.allocator_frames);
+        out += ",\"samples\":";
+        append_number(out, s.samples);
+        out += s.growing ? ",\"growing\":true}" : ",\"growing\":false}";
+    }
+    out += ']';
+}
+
 inline void render_json(const Report& r, std::string& out) {
     out += "{\"leakscope\":1,\"kind\":\"";
     append_json_string(out, r.kind);
@@ -5387,23 +6100,9 @@ inline void render_json(const Report& r, std::string& out) {
     out += ',';
     json_key(out, "released_bytes");
     append_number(out, r.released_bytes);
-    out += ",\"sites\":[";
-    for (std::size_t i = 0; i < r.sites.size(); ++i) {
-        const Site& s = r.sites[i];
-        if (i) out += ',';
-        out += "{\"blocks\":";
-        append_number(out, s.blocks);
-        out += ",\"bytes\":";
-        append_number(out, s.bytes);
-        out += ",\"type\":\"";
-        append_json_string(out, s.type);
-        out += "\",\"frames\":";
-        json_frames(out, s.frames);
-        out += ",\"allocator_frames\":";
-        json_frames(out, s.allocator_frames);
-        out += '}';
-    }
-    out += "],\"suppressed\":[";
+    out += ",\"sites\":";
+    json_sites(out, r.sites);
+    out += ",\"suppressed\":[";
     for (std::size_t i = 0; i < r.suppressed.size(); ++i) {
         const Suppression& s = r.suppressed[i];
         if (i) out += ',';
@@ -5415,7 +6114,21 @@ inline void render_json(const Report& r, std::string& out) {
         append_number(out, s.bytes);
         out += '}';
     }
-    out += "]}\n";
+    // The whole-heap members come last, every one in every report: members before them keep their
+    // places, so readers that go by position (a sed over "blocks":N,"bytes":N) still work.
+    out += "],\"released_sites\":";
+    json_sites(out, r.released_sites);
+    out += ",\"rss_bytes\":";
+    append_number(out, r.rss_bytes);
+    out += ",\"sample_bytes\":";
+    append_number(out, r.sample_bytes);
+    out += ",\"error\":";
+    append_json_double(out, r.error);   // null when not finite: a sampled report built by hand
+    out += ",\"interval\":";
+    append_number(out, r.interval);
+    out += ",\"growth_intervals\":";
+    append_number(out, r.growth_intervals);
+    out += "}\n";
 }
 
 // ---- folded stacks ------------------------------------------------------------------------------
@@ -5435,6 +6148,7 @@ inline void render_folded(const Report& r, std::string& out) {
 }
 
 // ---- HTML -------------------------------------------------------------------------------------
+constexpr std::size_t kHtmlTableRows = 1000;   // the page's TABLE_ROWS
 // The page: the data sits in a JSON <script> element (every '<' escaped), the script builds the
 // flame graph from it. Frames are drawn as absolutely placed <div>s, only those at least half a
 // pixel wide, so a 100k-site report stays a few thousand elements.
@@ -5457,6 +6171,9 @@ h1{font-size:17px;margin:0 0 4px}
 table{border-collapse:collapse;margin-top:14px;font:12px ui-monospace,monospace}
 th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}
 td.l,th.l{text-align:left}
+tr.growing td{background:#fff0e0}
+.grow{color:#b00;font-weight:bold;margin-right:6px}
+h2{font-size:15px;margin:18px 0 0}
 </style></head><body>
 <h1 id="title">leakscope report</h1>
 <div id="summary"></div>
@@ -5467,6 +6184,10 @@ td.l,th.l{text-align:left}
 <table id="partition"><thead><tr><th>rank</th><th>blocks</th><th>%</th><th>bytes</th><th>%</th>
 <th>cum%</th><th class="l">type</th><th class="l">site</th></tr></thead><tbody></tbody></table>
 <p id="more"></p>
+<div id="freed" hidden><h2 id="freed-title">Freed</h2>
+<table id="released"><thead><tr><th>rank</th><th>blocks</th><th>%</th><th>bytes</th><th>%</th>
+<th class="l">type</th><th class="l">site</th></tr></thead><tbody></tbody></table>
+<p id="freed-more"></p></div>
 <script id="leakscope-data" type="application/json">)html";
 
 constexpr const char* kHtmlTail = R"html(</script>
@@ -5479,13 +6200,49 @@ constexpr const char* kHtmlTail = R"html(</script>
   const plural = (n, w) => n + " " + w + (n === 1 ? "" : "s");
   const pct = (a, b) => (b ? Math.round(100 * a / b) : 0);
   const name = R.scope || "(unnamed)";
-  document.title = "leakscope: " + name;
-  $("title").textContent = (R.kind === "leftovers" ? "Scope \u201c" + name + "\u201d" : R.kind + " report \u201c" + name + "\u201d") +
-    (R.file ? " opened at " + R.file + ":" + R.line : "");
-  $("summary").textContent = plural(R.blocks, "block") + " (" + R.bytes + " bytes) left behind" +
-    (R.by_exception ? ", ended by an exception" : "") + "; older blocks freed inside: " +
-    R.released_blocks + " (" + R.released_bytes + " bytes)" +
-    (D.suppressed ? "; suppressed: " + D.suppressed : "");
+  // A sampled report's counts are estimates: "~" marks them, as in the text report.
+  const sampled = R.sample_bytes > 0, est = sampled ? "~" : "";
+  const size = (n) => {
+    if (n < 1024) return n + (n === 1 ? " byte" : " bytes");
+    const units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let i = 0; n /= 1024;
+    while (n >= 1023.95 && i < 5) { n /= 1024; i++; }
+    return Math.round(n * 10) / 10 + " " + units[i];
+  };
+  const amount = (n) => (sampled ? "~" + size(n) : n + " bytes" + (n >= 1024 ? " (" + size(n) + ")" : ""));
+  const blocks = (n) => est + plural(n, "block");
+  const error = R.error === null || !(R.error >= 0) ? "\u00b1?" : R.error >= 9.995 ? "\u00b1>999%" :
+    "\u00b1" + (R.error < 0.1 ? Math.round(R.error * 1000) / 10 : Math.round(R.error * 100)) + "%";
+  const rss = R.rss_bytes ? "RSS " + size(R.rss_bytes) : "";
+  const growing = D.sites.filter((s) => s[4]);
+  const kinds = { heap: "Live heap", peak: "Peak heap", exit: "In use at exit", diff: "Snapshot diff",
+                  monitor: "Monitor, interval " + R.interval + " since baseline" };
+  const whole = R.kind in kinds && R.kind !== "diff";   // named by their kind alone (a monitor's scope repeats it)
+  const heading = R.kind === "leftovers" ? "Scope \u201c" + name + "\u201d" :
+    (kinds[R.kind] || R.kind + " report") + (R.scope && !whole ? " \u201c" + R.scope + "\u201d" : "");
+  document.title = "leakscope: " + (R.kind === "leftovers" ? name : heading);
+  $("title").textContent = heading + (R.file ? " opened at " + R.file + ":" + R.line : "") + (rss ? ", " + rss : "");
+  const parts = [];
+  if (R.kind === "leftovers") {
+    parts.push(blocks(R.blocks) + " (" + est + R.bytes + " bytes) left behind" +
+      (R.by_exception ? ", ended by an exception" : "") + "; older blocks freed inside: " +
+      est + R.released_blocks + " (" + est + R.released_bytes + " bytes)");
+  } else if (R.kind === "monitor" || R.kind === "diff") {
+    const since = R.kind === "monitor" ? " since baseline" : " meanwhile";
+    parts.push("+ born" + since + ", still live: " + blocks(R.blocks) + ", " + amount(R.bytes) + (sampled ? " " + error : ""));
+    parts.push("\u2212 freed" + since + ": " + blocks(R.released_blocks) + ", " + amount(R.released_bytes));
+    parts.push("the flame graph and the first table: the + side");
+  } else {
+    parts.push(blocks(R.blocks) + ", " + amount(R.bytes) + (sampled ? " " + error : "") +
+      (R.kind === "peak" ? " live at the high-water mark" : R.kind === "heap" ? " live" : ""));
+  }
+  if (growing.length)
+    parts.push(plural(growing.length, "site") + " growing (marked, listed first): live bytes rose in each of the last " +
+      (R.growth_intervals ? plural(R.growth_intervals, "interval") : "intervals"));
+  if (sampled)
+    parts.push("~ estimated from samples, 1 per " + size(R.sample_bytes) + " allocated; " + error + " is 1 sigma of the bytes");
+  if (D.suppressed) parts.push("suppressed: " + D.suppressed);
+  $("summary").textContent = parts.join("; ");
 
   // The tree: children keyed by frame index, sizes summed over the sites below.
   const root = { f: -1, bytes: 0, blocks: 0, kids: new Map(), parent: null, depth: 0 };
@@ -5544,8 +6301,8 @@ constexpr const char* kHtmlTail = R"html(</script>
   });
   flame.addEventListener("mousemove", (ev) => {
     const n = ev.target.leakNode; if (!n) { tip.style.display = "none"; return; }
-    tip.textContent = label(n) + (where(n) ? "\n" + where(n) : "") + "\n" + plural(n.blocks, "block") + ", " +
-      n.bytes + " bytes (" + pct(n.bytes, root.bytes) + "%)";
+    tip.textContent = label(n) + (where(n) ? "\n" + where(n) : "") + "\n" + blocks(n.blocks) + ", " +
+      est + n.bytes + " bytes (" + pct(n.bytes, root.bytes) + "%)";
     tip.style.whiteSpace = "pre-wrap"; tip.style.display = "block";
     tip.style.left = Math.min(ev.clientX + 12, window.innerWidth - 320) + "px"; tip.style.top = (ev.clientY + 14) + "px";
   });
@@ -5554,22 +6311,52 @@ constexpr const char* kHtmlTail = R"html(</script>
   window.addEventListener("resize", draw);
   draw();
 
-  // The partition table: the largest sites first, with running totals.
+  // The partition table: growing sites first (the likely leaks: never pushed out of view by
+  // large steady ones), then the largest, with running totals.
+  const cell = (tr, v, cls, title) => {
+    const td = document.createElement("td"); td.textContent = v; if (cls) td.className = cls; if (title) td.title = title;
+    tr.appendChild(td); return td;
+  };
+  const ordered = growing.length ? growing.concat(D.sites.filter((s) => !s[4])) : D.sites;
   const body = document.querySelector("#partition tbody");
   let cumulative = 0;
-  const rows = Math.min(D.sites.length, TABLE_ROWS);
+  const rows = Math.min(ordered.length, TABLE_ROWS);
   for (let i = 0; i < rows; i++) {
-    const s = D.sites[i], leaf = s[3].length ? F[s[3][s[3].length - 1]] : null;
+    const s = ordered[i], leaf = s[3].length ? F[s[3][s[3].length - 1]] : null;
     cumulative += s[1];
     const tr = document.createElement("tr");
-    for (const [v, cls] of [[i + 1], [s[0]], [pct(s[0], R.blocks)], [s[1]], [pct(s[1], R.bytes)],
-                            [pct(cumulative, R.bytes)], [s[2], "l"],
-                            [leaf ? leaf[0] + (leaf[1] ? " (" + leaf[1] + ":" + leaf[2] + ")" : "") : "(no stack)", "l"]]) {
-      const td = document.createElement("td"); td.textContent = v; if (cls) td.className = cls; tr.appendChild(td);
+    const samples = sampled ? "estimated from " + plural(s[5], "sample") : "";
+    for (const [v, cls, title] of [[i + 1], [est + s[0], "", samples], [pct(s[0], R.blocks)], [est + s[1], "", samples],
+                                   [pct(s[1], R.bytes)], [pct(cumulative, R.bytes)], [s[2], "l"]])
+      cell(tr, v, cls, title);
+    const site = cell(tr, leaf ? leaf[0] + (leaf[1] ? " (" + leaf[1] + ":" + leaf[2] + ")" : "") : "(no stack)", "l");
+    if (s[4]) {
+      tr.className = "growing";
+      const badge = document.createElement("span");
+      badge.className = "grow"; badge.textContent = "\u25b2 growing";
+      site.prepend(badge);
     }
     body.appendChild(tr);
   }
-  if (D.sites.length > rows) $("more").textContent = "... and " + (D.sites.length - rows) + " more sites";
+  if (ordered.length > rows) $("more").textContent = "... and " + (ordered.length - rows) + " more sites";
+
+  // The minus side by site (diff, monitor): [blocks, bytes, type, function, file, line], largest first.
+  if (D.released_count) {
+    $("freed").hidden = false;
+    $("freed-title").textContent = "Freed" + (R.kind === "monitor" ? " since baseline" : R.kind === "diff" ? " meanwhile" : "") +
+      ": " + blocks(R.released_blocks) + ", " + amount(R.released_bytes);
+    const freed = document.querySelector("#released tbody");
+    D.released.forEach((s, i) => {
+      const tr = document.createElement("tr");
+      for (const [v, cls] of [[i + 1], [est + s[0]], [pct(s[0], R.released_blocks)], [est + s[1]],
+                              [pct(s[1], R.released_bytes)], [s[2], "l"],
+                              [s[3] ? s[3] + (s[4] ? " (" + s[4] + ":" + s[5] + ")" : "") : "(no stack)", "l"]])
+        cell(tr, v, cls);
+      freed.appendChild(tr);
+    });
+    if (D.released_count > D.released.length)
+      $("freed-more").textContent = "... and " + (D.released_count - D.released.length) + " more sites";
+  }
   window.leakscopeReport = { root: root, zoomTo: (n) => { zoom = n; draw(); } };
 })();
 </script>
@@ -5579,7 +6366,8 @@ constexpr const char* kHtmlTail = R"html(</script>
 inline void render_html(const Report& r, std::string& out) {
     out += kHtmlHead;
     // Frames once each (function, file, line), sites as [blocks, bytes, type, [frame indices,
-    // root first]]: the page rebuilds the tree, so a frame shared by many sites is sent once.
+    // root first], growing (0 or 1), samples]: the page rebuilds the tree, so a frame shared by
+    // many sites is sent once.
     std::string frames = "[";
     Interner index;
     std::string sites = "[";
@@ -5614,10 +6402,41 @@ inline void render_html(const Report& r, std::string& out) {
             append_number(sites, id);
             if (k) sites += ',';
         }
-        sites += "]]";
+        sites += s.growing ? "],1," : "],0,";
+        append_number(sites, s.samples);
+        sites += ']';
     }
     frames += ']';
     sites += ']';
+    // The minus side: only the sites the page's table shows (the 1000 largest), each by its
+    // allocating frame; the flame graph is the + side's.
+    std::vector<std::size_t> largest(r.released_sites.size());
+    for (std::size_t i = 0; i < largest.size(); ++i) largest[i] = i;
+    std::size_t released_rows = std::min<std::size_t>(largest.size(), kHtmlTableRows);
+    std::partial_sort(largest.begin(), largest.begin() + std::ptrdiff_t(released_rows), largest.end(),
+                      [&](std::size_t a, std::size_t b) {   // ties in the report's order
+                          const Site &x = r.released_sites[a], &y = r.released_sites[b];
+                          return x.bytes != y.bytes ? x.bytes > y.bytes : a < b;
+                      });
+    std::string released = "[";
+    for (std::size_t i = 0; i < released_rows; ++i) {
+        const Site& s = r.released_sites[largest[i]];
+        if (i) released += ',';
+        released += '[';
+        append_number(released, s.blocks);
+        released += ',';
+        append_number(released, s.bytes);
+        released += ",\"";
+        append_json_string(released, s.type, true);
+        released += "\",\"";
+        if (!s.frames.empty()) append_json_string(released, frame_function(s.frames[0]), true);
+        released += "\",\"";
+        if (!s.frames.empty()) append_json_string(released, s.frames[0].file, true);
+        released += "\",";
+        append_number(released, s.frames.empty() ? 0 : s.frames[0].line);
+        released += ']';
+    }
+    released += ']';
     std::size_t suppressed_blocks = 0;
     for (const Suppression& s : r.suppressed) suppressed_blocks += s.blocks;
     out += "{\"report\":{\"kind\":\"";
@@ -5637,6 +6456,16 @@ inline void render_html(const Report& r, std::string& out) {
     append_number(out, r.released_blocks);
     out += ",\"released_bytes\":";
     append_number(out, r.released_bytes);
+    out += ",\"rss_bytes\":";
+    append_number(out, r.rss_bytes);
+    out += ",\"sample_bytes\":";
+    append_number(out, r.sample_bytes);
+    out += ",\"error\":";
+    append_json_double(out, r.error);
+    out += ",\"interval\":";
+    append_number(out, r.interval);
+    out += ",\"growth_intervals\":";
+    append_number(out, r.growth_intervals);
     out += "},\"suppressed\":\"";
     if (!r.suppressed.empty()) {
         std::string summary;
@@ -5650,6 +6479,10 @@ inline void render_html(const Report& r, std::string& out) {
     out += frames;
     out += ",\n\"sites\":";
     out += sites;
+    out += ",\n\"released_count\":";
+    append_number(out, r.released_sites.size());
+    out += ",\"released\":";
+    out += released;
     out += "}\n";
     out += kHtmlTail;
 }
@@ -5818,6 +6651,9 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
     Proto functions, locations, samples, lines, line, m;
     std::string key, function_key, unnamed;
     std::vector<u64> stack, values;
+    // pprof's values are int64 and it sums them: a count past INT64_MAX / samples (a report built
+    // by hand) would turn the total negative, so each stops there.
+    const u64 most = u64(INT64_MAX) / std::max<u64>(1, r.sites.size());
     for (const Site& s : r.sites) {
         stack.clear();
         for (std::size_t i = 0; i < s.frames.size();) {
@@ -5864,12 +6700,25 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
         }
         Proto sample;
         sample.packed(1, stack);   // leaf first
-        values.assign({u64(s.blocks), u64(s.bytes)});
+        values.assign({std::min<u64>(s.blocks, most), std::min<u64>(s.bytes, most)});
         sample.packed(2, values);
+        Proto label;
         if (!s.type.empty()) {
-            Proto label;
             label.number(1, str("type"));
             label.number(2, str(s.type));
+            sample.message(3, label);
+        }
+        if (s.growing) {   // pprof -tagfocus=growing=true: a monitor's likely leaks alone
+            label.bytes.clear();
+            label.number(1, str("growing"));
+            label.number(2, str("true"));
+            sample.message(3, label);
+        }
+        if (r.sample_bytes) {   // the sampled blocks behind an estimate say how far to trust it
+            label.bytes.clear();
+            label.number(1, str("samples"));
+            label.number(3, std::min<u64>(s.samples, most));
+            label.number(4, str("count"));
             sample.message(3, label);
         }
         samples.message(2, sample);
@@ -5901,20 +6750,64 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
     }
     profile.bytes += locations.bytes;
     profile.bytes += functions.bytes;
-    // What the profile is: pprof shows these with -comments.
+    // What the profile is: pprof shows these with -comments (and -traces, -raw). A profile holds
+    // the + side only (diff, monitor: what was born and is still live); the - side is a comment.
     std::vector<u64> comments;
+    const bool leftovers = r.kind.empty() || r.kind == "leftovers";
     std::string text = "leakscope ";
-    text += r.kind.empty() ? std::string("leftovers") : r.kind;
-    text += " report: scope \"" + r.scope + "\" opened at " + r.file + ":";
-    append_number(text, r.line);
+    text += leftovers ? std::string("leftovers") : r.kind;
+    text += " report";
+    if (leftovers || !r.file.empty() || r.line) {
+        text += ": scope \"" + r.scope + "\" opened at " + r.file + ":";
+        append_number(text, r.line);
+    } else if (!r.scope.empty()) {
+        text += ": \"" + r.scope + "\"";
+    }
+    if (r.kind == "monitor") text += ", interval ", append_number(text, r.interval), text += " since baseline";
     if (r.by_exception) text += ", ended by an exception";
     comments.push_back(str(text));
-    text = "older blocks freed inside: ";
-    append_number(text, r.released_blocks);
-    text += " (";
-    append_number(text, r.released_bytes);
-    text += " bytes)";
-    comments.push_back(str(text));
+    auto side = [&](const char* what, std::size_t blocks, std::size_t bytes) {
+        text = what;
+        append_number(text, blocks);
+        text += leftovers ? " (" : blocks == 1 ? " block (" : " blocks (";
+        append_number(text, bytes);
+        text += bytes == 1 ? " byte)" : " bytes)";
+        comments.push_back(str(text));
+    };
+    if (leftovers) {
+        side("older blocks freed inside: ", r.released_blocks, r.released_bytes);
+    } else if (r.kind == "diff" || r.kind == "monitor") {
+        side("in this profile: the + side, born and still live: ", r.blocks, r.bytes);
+        side(r.kind == "diff" ? "not in it: the - side, freed meanwhile: " : "not in it: the - side, freed since baseline: ",
+             r.released_blocks, r.released_bytes);
+    } else {
+        side("live: ", r.blocks, r.bytes);
+    }
+    if (r.rss_bytes) {
+        text = "resident set (RSS): ";
+        append_number(text, r.rss_bytes);
+        text += " bytes";
+        comments.push_back(str(text));
+    }
+    if (r.sample_bytes) {
+        text = "sampled: 1 block per ";
+        append_number(text, r.sample_bytes);
+        text += " bytes allocated on average; values are estimates, bytes ";
+        append_error(text, r.error);
+        text += " (1 sigma); the label samples counts the sampled blocks behind each value";
+        comments.push_back(str(text));
+    }
+    std::size_t growing = 0;
+    for (const Site& s : r.sites) growing += s.growing;
+    if (growing) {
+        text = "growing: ";
+        append_number(text, growing);
+        text += growing == 1 ? " site's" : " sites'";
+        text += " live bytes rose in each of the last ";
+        if (r.growth_intervals) append_number(text, r.growth_intervals), text += ' ';
+        text += "intervals (label growing=true)";
+        comments.push_back(str(text));
+    }
     for (const Suppression& s : r.suppressed) {
         text = "suppressed by " + s.rule + ": ";
         append_number(text, s.blocks);
@@ -5929,7 +6822,7 @@ inline void render_pprof_profile(const Report& r, std::string& out) {
     u64 default_type = str("inuse_space");
     profile.bytes += strings.bytes;   // every string is interned by now
     profile.message(11, period_type);
-    profile.number(12, 1);
+    profile.number(12, r.sample_bytes ? std::min<u64>(r.sample_bytes, u64(INT64_MAX)) : 1);   // Go's heap profiles: the rate
     profile.packed(13, comments);
     profile.number(14, default_type);
     out += profile.bytes;
@@ -6288,16 +7181,11 @@ void thread_exit(void* arg) noexcept {
         g.thread_free_head = index;
     }
     t.registry_index = kMaxThreads;   // from now on this thread counts into the global totals
-    if (t.heap) {
-        // The heap slot closes like a scope: its live blocks stay known until they die.
-        u32 heap = slot_of(t.heap);
-        t.heap = 0;
-        Slot& s = slot_ref(heap);
-        {
-            SpinGuard closing(s.lock);
-            s.closed.store(1, relaxed);
-        }
-        slot_drop_open_bias(t, heap);
+    for (u64* heap : {&t.heap, &t.sample_heap}) {
+        if (!*heap) continue;
+        u64 handle = *heap;
+        *heap = 0;
+        close_heap_slot(t, handle);
     }
     if (t.walks) os_free(t.walks, sizeof(WalkMemories));
     if (t.leftovers_busy == 0) t.leftovers.release();
@@ -6311,7 +7199,10 @@ void thread_exit(void* arg) noexcept {
     }
 }
 
-void flush_at_exit() noexcept { flush_deferred(tls, true, true); }
+void flush_at_exit() noexcept {
+    flush_deferred(tls, true, true);
+    settle_all_now();
+}
 
 // The exit report runs from .fini_array, which glibc's exit() runs after every atexit handler and
 // so after the program's static destructors (those free what statics own; that is not "in use at
@@ -6332,10 +7223,14 @@ void before_fork() noexcept {
     g.detached_lock.lock();
     g.writer_lock.lock();
     st.intern_lock.lock();
+    site_totals.copy_lock.lock();
+    pthread_mutex_lock(&settler.mutex);
     for (Shard& sh : g.shards) sh.lock.lock();
 }
 void after_fork_parent() noexcept {
     for (Shard& sh : g.shards) sh.lock.unlock();
+    pthread_mutex_unlock(&settler.mutex);
+    site_totals.copy_lock.unlock();
     st.intern_lock.unlock();
     g.writer_lock.unlock();
     g.detached_lock.unlock();
@@ -6345,6 +7240,10 @@ void after_fork_parent() noexcept {
     g.thread_lock.unlock();
 }
 void after_fork_child() noexcept {
+    // The settler thread is the parent's, and so are its parked reports: the child starts a
+    // settler of its own when one of its scopes parks a report.
+    settler.started = false;
+    settler.queue.size = 0;
     after_fork_parent();
     // Per-scope locks held by threads that do not exist in the child would never be released.
     for (u32 c = 0; c < kSlotChunks; ++c) {
@@ -6373,7 +7272,8 @@ LEAKSCOPE_HOT_INLINE void* allocate(std::size_t size, std::size_t alignment, boo
     u32 mode = g.mode.load(relaxed);
     if (LEAKSCOPE_UNLIKELY((t.current | (mode & (kAllScopeOpen | kTrackAll))) != 0)) {
         u64 handle = (t.internal | t.ignore_depth) ? 0 : counting_scope(t);
-        if (!handle && !(t.internal | t.ignore_depth) && (mode & kTrackAll)) handle = heap_slot(t);
+        if (!handle && !(t.internal | t.ignore_depth) && (mode & kTrackAll))
+            handle = (mode & kSampled) ? sample_point(t, size) : heap_slot(t);
         if (handle || (t.internal | t.ignore_depth)) return allocate_counted(t, handle, size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
     }
     if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {
@@ -6388,6 +7288,15 @@ LEAKSCOPE_HOT_INLINE void deallocate(void* block, std::size_t size) noexcept {
     ThreadState& t = tls;
     u32 mode = g.mode.load(relaxed);
     if (LEAKSCOPE_LIKELY((t.current | mode) == 0)) {   // nothing was ever tracked
+        std::free(block);
+        return;
+    }
+    // No scope counts this thread's frees and nothing is in the side table: a block with no
+    // header of ours in front (one load, beside malloc's own chunk header) is not ours. This keeps
+    // the frees of untracked blocks cheap while something is tracked (sampling, scopes elsewhere).
+    auto p = reinterpret_cast<std::uintptr_t>(block);
+    if (t.current == 0 && !(mode & (kAllScopeOpen | kSideTable)) &&
+        (!may_have_header(p) || !header_tag_matches(p, read_header(p).where))) {
         std::free(block);
         return;
     }

@@ -1,6 +1,7 @@
 // A fixed loop of 32-byte allocate/free pairs, for instruction counts under callgrind (see
 // bench/instructions.sh): unlike wall time on a shared machine, they repeat exactly.
-//   pair_loop plain|idle|scope [pairs]
+//   pair_loop plain|idle|scope|heap|sampled [pairs]
+// heap: track=all with stacks off (every block tracked); sampled: track=all sample_bytes=512K.
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
@@ -34,6 +35,13 @@ int main(int argc, char** argv) {
             delete[] p;
         }
         scope.dismiss();
+    } else if (std::strcmp(mode, "heap") == 0 || std::strcmp(mode, "sampled") == 0) {
+        leakscope::configure(std::strcmp(mode, "heap") == 0 ? "track=all stacks=off" : "track=all sample_bytes=512K");
+        for (long i = 0; i < pairs; ++i) {
+            char* p = new char[32];
+            escape(p);
+            delete[] p;
+        }
     } else if (std::strcmp(mode, "none") != 0) {
         return 2;
     }

@@ -1,6 +1,8 @@
 // The report writers: golden output of each format for a fixed report, valid output for bad
 // names, empty and 100k-site reports, destinations (FILE*, ostream, path with %p/%n), files
-// written safely, the report= option, and a user-defined writer receiving exactly the reports made.
+// written safely, the report= option, and a user-defined writer receiving exactly the reports made;
+// the whole-heap kinds (monitor, sampled heap, peak, diff): goldens, growing sites, freed sites,
+// estimates, and counts near SIZE_MAX or a NaN error rendered safely.
 // Set LEAKSCOPE_UPDATE_GOLDEN=1 to rewrite tests/golden/ from the current output (then review the diff).
 #include "support.hpp"
 
@@ -8,11 +10,15 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pty.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <clocale>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <sstream>
 
 using checks::Json;
@@ -176,10 +182,12 @@ TEST_CASE("JSON: the schema's fields in order, any bytes escaped into valid UTF-
     REQUIRE(text.back() == '\n');
     CHECK(text.find('\n') == text.size() - 1);   // one line: appended documents make JSON Lines
     Json j = checks::parse_json(text);
-    REQUIRE(j.keys.size() == 12);
+    // Schema 1's first twelve members keep their places; the whole-heap ones follow.
     const char* order[] = {"leakscope", "kind", "scope", "file", "line", "by_exception", "blocks", "bytes",
-                           "released_blocks", "released_bytes", "sites", "suppressed"};
-    for (std::size_t i = 0; i < 12; ++i) CHECK(j.keys[i] == order[i]);
+                           "released_blocks", "released_bytes", "sites", "suppressed", "released_sites", "rss_bytes",
+                           "sample_bytes", "error", "interval", "growth_intervals"};
+    REQUIRE(j.keys.size() == std::size(order));
+    for (std::size_t i = 0; i < std::size(order); ++i) CHECK(j.keys[i] == order[i]);
     CHECK(j["leakscope"].value == 1);
     CHECK(j["by_exception"].flag);
     CHECK(j["sites"].items.size() == 3);
@@ -415,4 +423,307 @@ TEST_CASE("report= selects the writers; a bad entry is one line on stderr", "[wr
     err = stderr_of([&] { leakscope::configure("report="); });
     CHECK(err.find("not '(empty)'; ignored") != std::string::npos);
     leakscope::set_writers({});
+}
+
+// ---- whole-heap reports (issue 7): heap, peak, monitor, diff; sampled estimates -----------------
+
+namespace {
+// Every line: the prefix, at most 80 columns, printable, valid UTF-8, no colour.
+void check_text_lines(const std::string& text) {
+    for (const std::string& line : lines_of(text)) {
+        INFO(line);
+        CHECK(columns(line) <= 80);
+        CHECK(line.rfind("leakscope: ", 0) == 0);
+        CHECK(line.find('\x1b') == std::string::npos);
+        CHECK(checks::valid_utf8(line));
+        for (char c : line) CHECK(static_cast<unsigned char>(c) >= 0x20);
+    }
+}
+
+// The line that starts with `start` (after the prefix), or "".
+std::string line_starting(const std::string& text, const std::string& start) {
+    for (const std::string& line : lines_of(text))
+        if (line.compare(11, start.size(), start) == 0) return line;
+    return "";
+}
+
+// The data the HTML page carries in its JSON <script> element.
+Json html_data(const std::string& html) {
+    std::size_t data = html.find("<script id=\"leakscope-data\" type=\"application/json\">");
+    REQUIRE(data != std::string::npos);
+    data = html.find('>', data) + 1;
+    return checks::parse_json(html.substr(data, html.find("</script>", data) - data));
+}
+
+}  // namespace
+
+TEST_CASE("a monitor report and a sampled heap report match their golden files in each writer", "[writers][heap]") {
+    for (const auto& [stem, r] : {std::pair<const char*, Report>{"monitor", checks::monitor_report()},
+                                  std::pair<const char*, Report>{"heap-sampled", checks::sampled_heap_report()}}) {
+        std::string base = std::string("report-") + stem;
+        compare_with_golden(base + ".txt", leakscope::TextWriter(stdout).render(r));
+        compare_with_golden(base + ".json", leakscope::JsonWriter(stdout).render(r));
+        compare_with_golden(base + ".folded", leakscope::FoldedWriter(stdout).render(r));
+        compare_with_golden(base + ".pprof.txt", pprof_dump(leakscope::PprofWriter(stdout).render(r)));
+    }
+}
+
+TEST_CASE("text: a monitor report lists growing sites first, marked, and the largest freed sites with their place",
+          "[writers][heap]") {
+    std::string text = leakscope::TextWriter(stdout).render(checks::monitor_report());
+    check_text_lines(text);
+    std::vector<std::string> lines = lines_of(text);
+    CHECK(lines[0] == "leakscope: interval 12 since baseline: +2.9 MiB / -1.2 MiB, RSS 88.2 MiB");
+    CHECK(lines[1] == "leakscope:   born since baseline, still live: 1206 blocks, 3014424 bytes");
+    CHECK(lines[2] == "leakscope:   freed since baseline: 363 blocks, 1276184 bytes");
+    CHECK(lines[4] == "leakscope:     live bytes rose in each of the last 3 intervals");
+    // The growing sites (614400 and 16 bytes) before the largest steady one (2400000), starred;
+    // the cumulative column follows the order shown.
+    CHECK(lines[6] == "leakscope: *    1    1200 100      614400  20    20  Session  Cache::fill");
+    CHECK(lines[7].rfind("leakscope: *    2       2   0          16   0    20  weird ", 0) == 0);
+    CHECK(lines[8] == "leakscope:      3       3   0     2400000  80   100  std::string  render_page");
+    CHECK(lines[9] == "leakscope:      4       1   0           8   0   100  (no stack)");
+    CHECK(line_starting(text, "  #1  ") == "leakscope:   #1  growing, 1200 blocks, 614400 bytes, Session");
+    CHECK(line_starting(text, "  #3  ") == "leakscope:   #3  3 blocks, 2400000 bytes, std::string");
+    // Freed: the five largest of seven, largest first whatever the report's order, each place
+    // whole (a long path loses its front, never its file:line), then the rest summed.
+    std::size_t freed = text.find("leakscope:   largest sites freed since baseline:\n");
+    REQUIRE(freed != std::string::npos);
+    std::vector<std::string> tail = lines_of(text.substr(freed));
+    REQUIRE(tail.size() == 13);
+    CHECK(tail[2] == "leakscope:      1       6   2     1048576  82  char  Log::rotate");
+    CHECK(tail[3] == "leakscope:           ...r/third_party/logging/implementation/rotating/log.cpp:88");
+    CHECK(tail[4] == "leakscope:      2     300  83      153600  12  Session  Cache::evict");
+    CHECK(tail[5] == "leakscope:                                     /src/cache.cpp:40");
+    CHECK(tail[10] == "leakscope:      5       5   1         640   0  Node  Tree::erase");
+    CHECK(tail[12] == "leakscope:   ... 2 more sites: 3 blocks, 88 bytes");
+}
+
+TEST_CASE("text: a sampled report marks every estimate and states the sample rate and the error", "[writers][heap]") {
+    Report r = checks::sampled_heap_report();
+    std::string text = leakscope::TextWriter(stdout).render(r);
+    check_text_lines(text);
+    std::vector<std::string> lines = lines_of(text);
+    CHECK(lines[0] == "leakscope: live heap: ~10801 blocks, ~6 MiB \xC2\xB1" "3.1%, RSS 45.6 MiB");
+    CHECK(lines[1] == "leakscope:   ~ estimated from samples, 1 per 512 KiB allocated; \xC2\xB1" "3.1% is 1 sigma");
+    CHECK(lines[3] == "leakscope:      1   ~9000  83    ~4718592  75    75  Node  Tree::insert");
+    CHECK(line_starting(text, "  #3  ") == "leakscope:   #3  ~1 block, ~524288 bytes, 1 sample");
+    CHECK(line_starting(text, "  #1  ") == "leakscope:   #1  ~9000 blocks, ~4718592 bytes, Node, 9 samples");
+    // The error as a reader wants it; what is not a number says so instead of printing garbage.
+    auto header = [&](double error) {
+        r.error = error;
+        return lines_of(leakscope::TextWriter(stdout).render(r))[0];
+    };
+    CHECK(header(0.25) == "leakscope: live heap: ~10801 blocks, ~6 MiB \xC2\xB1" "25%, RSS 45.6 MiB");
+    CHECK(header(0.0004) == "leakscope: live heap: ~10801 blocks, ~6 MiB \xC2\xB1" "0%, RSS 45.6 MiB");
+    CHECK(header(12.0) == "leakscope: live heap: ~10801 blocks, ~6 MiB \xC2\xB1>999%, RSS 45.6 MiB");
+    for (double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                       -std::numeric_limits<double>::infinity(), -0.5})
+        CHECK(header(bad) == "leakscope: live heap: ~10801 blocks, ~6 MiB \xC2\xB1?, RSS 45.6 MiB");
+}
+
+TEST_CASE("text: a header per kind; RSS only when known; a diff's freed sites", "[writers][heap]") {
+    Report r = checks::golden_report();
+    r.scope.clear();
+    r.file.clear();
+    r.line = 0;
+    r.by_exception = false;
+    r.suppressed.clear();
+    r.kind = "heap";
+    r.rss_bytes = 1572864;
+    CHECK(lines_of(leakscope::TextWriter(stdout).render(r))[0] == "leakscope: live heap: 6 blocks, 200 bytes, RSS 1.5 MiB");
+    r.kind = "peak";
+    r.bytes = 5000000;
+    r.rss_bytes = 12 << 20;
+    CHECK(lines_of(leakscope::TextWriter(stdout).render(r))[0] ==
+          "leakscope: peak: 6 blocks, 5000000 bytes (4.8 MiB), RSS 12 MiB");
+    r.rss_bytes = 0;   // unknown: not "RSS 0 bytes"
+    CHECK(lines_of(leakscope::TextWriter(stdout).render(r))[0] == "leakscope: peak: 6 blocks, 5000000 bytes (4.8 MiB)");
+    r.kind = "exit";
+    r.scope = "in use at exit";
+    r.bytes = 200;
+    CHECK(lines_of(leakscope::TextWriter(stdout).render(r))[0] ==
+          "leakscope: exit report \"in use at exit\": 6 blocks (200 bytes) live");
+    // A diff with nothing born and blocks freed: the minus side's table alone.
+    Report diff;
+    diff.kind = "diff";
+    diff.released_blocks = 7;
+    diff.released_bytes = 56;
+    diff.released_sites = {checks::site(7, 56, "long", {checks::frame(0x10, "main", "/src/main.cpp", 62)})};
+    std::string text = leakscope::TextWriter(stdout).render(diff);
+    check_text_lines(text);
+    CHECK(text ==
+          "leakscope: diff report: 0 blocks (0 bytes) live\n"
+          "leakscope:   freed meanwhile: 7 blocks (56 bytes)\n"
+          "leakscope:   largest sites freed meanwhile:\n"
+          "leakscope:   rank  blocks   %       bytes   %  type  site\n"
+          "leakscope:      1       7 100          56 100  long  main\n"
+          "leakscope:                                     /src/main.cpp:62\n");
+}
+
+TEST_CASE("text: counts near SIZE_MAX keep 80 columns and never overflow", "[writers][heap]") {
+    std::string text = leakscope::TextWriter(stdout).render(checks::huge_report());
+    check_text_lines(text);
+    std::vector<std::string> lines = lines_of(text);
+    CHECK(lines[0] == "leakscope: interval 4294967295 since baseline: +~1 byte / -~16 EiB, RSS 16 EiB");
+    CHECK(lines[2] == "leakscope:     ~1 byte \xC2\xB1?");   // the NaN error
+    // Counts too wide for their column in units; percentages above 999 (a site larger than the
+    // report's total) stop there.
+    CHECK(line_starting(text, "*    1") == "leakscope: *    1  ~18.4E 100     ~16 EiB 999   999  Session  Cache::fill");
+    CHECK(line_starting(text, "     3") == "leakscope:      3  ~18.4E 100          ~1 100   999  std::string  render_page");
+    // Equal sizes keep the report's order; sums stop at SIZE_MAX instead of wrapping.
+    CHECK(line_starting(text, "     1  ~18.4E 100     ~16 EiB 100  Session  Cache::evict") != "");
+    CHECK(text.find("... 2 more sites: ~18446744073709551615 blocks,\nleakscope:     ~18446744073709551615 bytes\n") !=
+          std::string::npos);
+}
+
+TEST_CASE("text: colour on a terminal changes no layout", "[writers][heap]") {
+    int master = -1, slave = -1;
+    REQUIRE(::openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
+    std::string no_color = std::getenv("NO_COLOR") ? std::getenv("NO_COLOR") : "";
+    std::string term = std::getenv("TERM") ? std::getenv("TERM") : "";
+    bool had_no_color = std::getenv("NO_COLOR") != nullptr, had_term = std::getenv("TERM") != nullptr;
+    ::unsetenv("NO_COLOR");
+    ::setenv("TERM", "xterm", 1);
+    std::FILE* tty = ::fdopen(slave, "w");
+    REQUIRE(tty);
+    leakscope::TextWriter coloured(tty);
+    if (had_no_color) ::setenv("NO_COLOR", no_color.c_str(), 1);
+    if (had_term) ::setenv("TERM", term.c_str(), 1); else ::unsetenv("TERM");
+    for (const Report& r : {checks::golden_report(), checks::monitor_report(), checks::sampled_heap_report(), checks::huge_report()}) {
+        std::string text = coloured.render(r);
+        CHECK(text.find("\x1b[") != std::string::npos);
+        std::string plain;   // the same text without its colour sequences
+        for (std::size_t i = 0; i < text.size(); ++i) {
+            if (text[i] == '\x1b') {
+                i = text.find('m', i);
+                continue;
+            }
+            plain += text[i];
+        }
+        CHECK(plain == leakscope::TextWriter(stdout).render(r));
+    }
+    std::fclose(tty);
+    ::close(master);
+}
+
+TEST_CASE("JSON: the whole-heap members; released_sites in the sites' schema; error null when not a number",
+          "[writers][heap]") {
+    Json j = checks::parse_json(leakscope::JsonWriter(stdout).render(checks::monitor_report()));
+    CHECK(j["kind"].text == "monitor");
+    CHECK(j["interval"].value == 12);
+    CHECK(j["growth_intervals"].value == 3);
+    CHECK(j["rss_bytes"].value == 92483584);
+    CHECK(j["sample_bytes"].value == 0);
+    CHECK(j["error"].text == "0");
+    REQUIRE(j["sites"].items.size() == 4);
+    REQUIRE(j["released_sites"].items.size() == 7);
+    const std::vector<std::string> site_keys{"blocks", "bytes", "type", "frames", "allocator_frames", "samples", "growing"};
+    for (const Json& s : j["sites"].items) CHECK(s.keys == site_keys);
+    for (const Json& s : j["released_sites"].items) CHECK(s.keys == site_keys);
+    CHECK(!j["sites"][0]["growing"].flag);   // the report's order: the writers do not reorder JSON
+    CHECK(j["sites"][1]["growing"].flag);
+    CHECK(j["released_sites"][1]["frames"][0]["file"].text ==
+          "/home/builder/src/server/third_party/logging/implementation/rotating/log.cpp");
+    // A name that is not UTF-8 on the minus side too: U+FFFD.
+    CHECK(j["released_sites"][3]["frames"][0]["function"].text.find("bad\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD caf\xC3\xA9") !=
+          std::string::npos);
+
+    Report r = checks::sampled_heap_report();
+    auto error_text = [&](double error) {
+        r.error = error;
+        Json doc = checks::parse_json(leakscope::JsonWriter(stdout).render(r));
+        return doc["error"].type == Json::null ? std::string("null") : doc["error"].text;
+    };
+    CHECK(error_text(0.031) == "0.031");
+    CHECK(error_text(1e-5) == "1e-05");
+    CHECK(error_text(1e300) == "1e+300");
+    CHECK(error_text(5e-324) == "4.94066e-324");
+    CHECK(error_text(std::numeric_limits<double>::quiet_NaN()) == "null");
+    CHECK(error_text(std::numeric_limits<double>::infinity()) == "null");
+    CHECK(error_text(-std::numeric_limits<double>::infinity()) == "null");
+    Json doc = checks::parse_json(leakscope::JsonWriter(stdout).render(r));
+    CHECK(doc["sample_bytes"].value == 524288);
+    CHECK(doc["sites"][0]["samples"].value == 9);
+    // Counts past 2^53 exactly, as written.
+    Json huge = checks::parse_json(leakscope::JsonWriter(stdout).render(checks::huge_report()));
+    CHECK(huge["released_sites"][0]["bytes"].text == "18446744073709551615");
+    CHECK(huge["interval"].text == "4294967295");
+    CHECK(huge["error"].type == Json::null);
+    // The radix character is '.', whatever the C locale says (where such a locale is installed).
+    if (std::setlocale(LC_NUMERIC, "de_DE.UTF-8") || std::setlocale(LC_NUMERIC, "de_DE.utf8")) {
+        CHECK(error_text(0.031) == "0.031");
+        std::setlocale(LC_NUMERIC, "C");
+    } else {
+        WARN("no de_DE locale here: the radix check was skipped");
+    }
+}
+
+TEST_CASE("HTML: growing sites and the freed sites in the page's data, the page safe and self-contained",
+          "[writers][heap]") {
+    Report r = checks::monitor_report();
+    r.released_sites[2].frames[0].function = "</script><script>alert(1)</script><!--";
+    r.error = std::numeric_limits<double>::quiet_NaN();
+    std::string html = leakscope::HtmlWriter(stdout).render(r);
+    CHECK(checks::valid_utf8(html));
+    CHECK(html.find("<script>alert") == std::string::npos);
+    Json d = html_data(html);
+    CHECK(d["report"]["kind"].text == "monitor");
+    CHECK(d["report"]["rss_bytes"].value == 92483584);
+    CHECK(d["report"]["interval"].value == 12);
+    CHECK(d["report"]["error"].type == Json::null);
+    CHECK(d["sites"][0][4].value == 0);
+    CHECK(d["sites"][1][4].value == 1);   // growing
+    CHECK(d["released_count"].value == 7);
+    REQUIRE(d["released"].items.size() == 7);
+    CHECK(d["released"][0][1].value == 1048576);   // largest first
+    CHECK(d["released"][0][3].text == "Log::rotate()");
+    CHECK(d["released"][0][5].value == 88);
+    CHECK(d["released"][6][1].value == 24);
+    CHECK(d["released"][6][3].text.empty());   // no stack
+    // The page's table shows 1000 rows: the data holds the 1000 largest freed sites and the count.
+    r.released_sites.resize(1500, r.released_sites[0]);
+    r.released_sites[1499].bytes = 1u << 30;
+    d = html_data(leakscope::HtmlWriter(stdout).render(r));
+    CHECK(d["released_count"].value == 1500);
+    CHECK(d["released"].items.size() == 1000);
+    CHECK(d["released"][0][1].value == double(1u << 30));
+    Json sampled = html_data(leakscope::HtmlWriter(stdout).render(checks::sampled_heap_report()));
+    CHECK(sampled["report"]["sample_bytes"].value == 524288);
+    CHECK(sampled["report"]["error"].text == "0.031");
+    CHECK(sampled["sites"][1][5].value == 2);   // samples
+}
+
+TEST_CASE("folded and pprof: the + side only; sampled values are the estimates; nothing overflows", "[writers][heap]") {
+    Report m = checks::monitor_report();
+    std::string folded = leakscope::FoldedWriter(stdout).render(m);
+    check_folded(folded, m.sites.size());
+    for (const char* freed_only : {"Log::rotate", "Cache::evict", "Net::read", "Tree::erase"})
+        CHECK(folded.find(freed_only) == std::string::npos);
+    CHECK(lines_of(folded)[0] == "main;handle(Request const&, Response&);render_page(Request const&) 2400000");
+    check_folded(leakscope::FoldedWriter(stdout).render(checks::huge_report()), m.sites.size());
+    CHECK(lines_of(leakscope::FoldedWriter(stdout).render(checks::huge_report()))[1].find(" 18446744073709551615") !=
+          std::string::npos);
+
+    std::string dump = pprof_dump(leakscope::PprofWriter(stdout).render(m));
+    CHECK(checks::ProtoDumper().count(checks::gunzip_stored(leakscope::PprofWriter(stdout).render(m)), 2) == 4);
+    CHECK(dump.find("Log::rotate") == std::string::npos);
+    CHECK(dump.find("string_table: \"not in it: the - side, freed since baseline: 363 blocks (1276184 bytes)\"") !=
+          std::string::npos);
+    CHECK(dump.find("string_table: \"resident set (RSS): 92483584 bytes\"") != std::string::npos);
+    CHECK(dump.find("string_table: \"growing\"\nstring_table: \"true\"") != std::string::npos);
+    CHECK(dump.find("period: 1\n") != std::string::npos);
+
+    dump = pprof_dump(leakscope::PprofWriter(stdout).render(checks::sampled_heap_report()));
+    CHECK(dump.find("value: [9000 4718592]") != std::string::npos);   // the estimates, as Go's heap profiles
+    CHECK(dump.find("period: 524288\n") != std::string::npos);        // the sampling rate, as they do
+    CHECK(dump.find("num: 9 num_unit: 2") != std::string::npos);      // label samples=9 (unit "count")
+
+    // pprof reads int64 and sums the values: each stops at INT64_MAX / 4 (four samples), so no
+    // value or total comes out negative.
+    dump = pprof_dump(leakscope::PprofWriter(stdout).render(checks::huge_report()));
+    CHECK(dump.find("value: [2305843009213693951 1]") != std::string::npos);
+    CHECK(dump.find("value: [2305843009213693951 2305843009213693951]") != std::string::npos);
+    CHECK(dump.find("value: [18446744073709551615") == std::string::npos);
+    CHECK(dump.find("period: 9223372036854775807\n") != std::string::npos);
 }

@@ -8,6 +8,10 @@ Playwright) and checks them from inside the page.
                                      table; screenshots OUTDIR/golden.png, golden-zoomed.png
   check_html.py load PAGE N OUTDIR   any report (empty, 100k sites): loads without a console
                                      message or error, N sites in the data, a screenshot
+  check_html.py monitor PAGE OUTDIR  checks.hpp's monitor report: the header names the kind and
+                                     RSS; growing rows first, marked; the freed table, largest first
+  check_html.py sampled PAGE OUTDIR  checks.hpp's sampled heap report: estimates marked with ~, the
+                                     sample rate and error stated, samples behind each estimate
 
 An instrumented copy of the page is made: a probe script first in <head> records errors
 (window.onerror, console.*, failed resources); a check script last in <body> acts on the page
@@ -75,6 +79,37 @@ CHECK_LOAD = r"""<script>
     v.sites = data.sites.length;
     v.frames = document.querySelectorAll("#flame .frame").length;
     v.rows = document.querySelectorAll("#partition tbody tr").length;
+  } catch (e) {
+    v.exception = String(e && e.stack || e);
+  }
+  const pre = document.createElement("pre");
+  pre.id = "verdict";
+  pre.textContent = JSON.stringify(v);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+# What a whole-heap page shows: header, summary, both tables (with each row's class and the
+# title of its bytes cell), and the tooltip of the widest leaf frame.
+CHECK_WHOLE_HEAP = r"""<script>
+(function () {
+  const v = { problems: window.__problems };
+  try {
+    const rows = (sel) => [...document.querySelectorAll(sel + " tbody tr")];
+    v.heading = document.getElementById("title").textContent;
+    v.title = document.title;
+    v.summary = document.getElementById("summary").textContent;
+    v.table = rows("#partition").map((tr) => [...tr.children].map((td) => td.textContent));
+    v.row_classes = rows("#partition").map((tr) => tr.className);
+    v.bytes_titles = rows("#partition").map((tr) => tr.children[3].title);
+    v.freed_shown = !document.getElementById("freed").hidden;
+    v.freed_title = document.getElementById("freed-title").textContent;
+    v.freed = rows("#released").map((tr) => [...tr.children].map((td) => td.textContent));
+    const frames = [...document.querySelectorAll("#flame .frame")];
+    const leaves = frames.filter((e) => e.leakNode && e.leakNode.list.length === 0);
+    leaves.sort((a, b) => parseFloat(b.style.width) - parseFloat(a.style.width));
+    leaves[0].dispatchEvent(new MouseEvent("mousemove", { bubbles: true, clientX: 10, clientY: 10 }));
+    v.tooltip = document.getElementById("tip").textContent;
   } catch (e) {
     v.exception = String(e && e.stack || e);
   }
@@ -180,9 +215,65 @@ def load(page, sites, outdir):
     screenshot(page, os.path.join(outdir, stem + ".png"))
 
 
+def whole_heap(page, outdir):
+    stem = os.path.splitext(os.path.basename(page))[0]
+    probe = os.path.join(outdir, stem + "-probe.html")
+    instrument(page, CHECK_WHOLE_HEAP, probe)
+    v = verdict_of(probe)
+    if not v:
+        return None
+    print(json.dumps(v, indent=1, ensure_ascii=False))
+    screenshot(page, os.path.join(outdir, stem + ".png"))
+    return v
+
+
+def monitor(page, outdir):
+    v = whole_heap(page, outdir)
+    if not v:
+        return
+    check(v["heading"] == "Monitor, interval 12 since baseline, RSS 88.2 MiB", "monitor: the header names kind, interval, RSS")
+    check(v["title"] == "leakscope: Monitor, interval 12 since baseline", "monitor: the page title")
+    check(v["summary"].startswith("+ born since baseline, still live: 1206 blocks, 3014424 bytes (2.9 MiB); "
+                                  "\u2212 freed since baseline: 363 blocks, 1276184 bytes (1.2 MiB)"),
+          "monitor: the summary gives both sides")
+    check("2 sites growing (marked, listed first): live bytes rose in each of the last 3 intervals" in v["summary"],
+          "monitor: the summary counts the growing sites")
+    check(v["row_classes"] == ["growing", "growing", "", ""], "monitor: the two growing rows first, marked")
+    check(v["table"][0][7].startswith("\u25b2 growingCache::fill(") and v["table"][0][3] == "614400",
+          "monitor: the first row is the growing Cache::fill, with its badge")
+    check(v["table"][2][0] == "3" and v["table"][2][7].startswith("render_page("), "monitor: the largest steady site third")
+    check(v["table"][2][5] == "100", "monitor: the cumulative column follows the order shown")
+    check(v["freed_shown"] and v["freed_title"] == "Freed since baseline: 363 blocks, 1276184 bytes (1.2 MiB)",
+          "monitor: the freed table is shown, titled with the minus side")
+    check(len(v["freed"]) == 7 and [r[3] for r in v["freed"]] == ["1048576", "153600", "72000", "1280", "640", "64", "24"],
+          "monitor: all seven freed sites, largest first")
+    check(v["freed"][0][6] == "Log::rotate() (/home/builder/src/server/third_party/logging/implementation/rotating/log.cpp:88)",
+          "monitor: a freed site names its function and file:line")
+    check(v["freed"][6][6] == "(no stack)", "monitor: a freed site without a stack says so")
+
+
+def sampled(page, outdir):
+    v = whole_heap(page, outdir)
+    if not v:
+        return
+    check(v["heading"] == "Live heap, RSS 45.6 MiB", "sampled: the header names kind and RSS")
+    check(v["summary"] == "~10801 blocks, ~6 MiB \u00b13.1% live; ~ estimated from samples, 1 per 512 KiB allocated; "
+                         "\u00b13.1% is 1 sigma of the bytes", "sampled: estimates, sample rate and error in the summary")
+    check(v["table"][0][:4] == ["1", "~9000", "83", "~4718592"], "sampled: the table marks estimates")
+    check(v["bytes_titles"] == ["estimated from 9 samples", "estimated from 2 samples", "estimated from 1 sample"],
+          "sampled: each estimate says how many samples are behind it")
+    check(v["tooltip"] == "Tree::insert(int)\n/src/tree.cpp:31\n~9000 blocks, ~4718592 bytes (75%)",
+          "sampled: the tooltip marks estimates")
+    check(not v["freed_shown"], "sampled: no freed table for a heap report")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "golden":
         golden(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "monitor":
+        monitor(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "sampled":
+        sampled(sys.argv[2], sys.argv[3])
     else:
         load(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     if failures:

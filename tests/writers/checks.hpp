@@ -7,6 +7,7 @@
 #include <leakscope.hpp>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -121,8 +122,15 @@ class JsonParser {
             if (at_ >= s_.size() || s_[at_] < '0' || s_[at_] > '9') fail("bad fraction");
             while (at_ < s_.size() && s_[at_] >= '0' && s_[at_] <= '9') ++at_;
         }
+        if (at_ < s_.size() && (s_[at_] == 'e' || s_[at_] == 'E')) {
+            ++at_;
+            if (at_ < s_.size() && (s_[at_] == '+' || s_[at_] == '-')) ++at_;
+            if (at_ >= s_.size() || s_[at_] < '0' || s_[at_] > '9') fail("bad exponent");
+            while (at_ < s_.size() && s_[at_] >= '0' && s_[at_] <= '9') ++at_;
+        }
         v.type = Json::number;
-        v.value = std::stod(s_.substr(start, at_ - start));
+        v.text = s_.substr(start, at_ - start);   // as written: counts past 2^53 are compared exactly
+        v.value = std::strtod(v.text.c_str(), nullptr);   // (stod throws on an underflow to 0)
         return v;
     }
     static void put_utf8(std::string& out, std::uint32_t c) {
@@ -443,6 +451,94 @@ inline leakscope::Report golden_report() {
     s.blocks = 4;
     s.bytes = 4096;
     r.suppressed = {s};
+    return r;
+}
+
+inline leakscope::Site site(std::size_t blocks, std::size_t bytes, const char* type, std::vector<leakscope::Frame> frames,
+                            bool growing = false, std::size_t samples = 0) {
+    leakscope::Site s;
+    s.blocks = blocks;
+    s.bytes = bytes;
+    s.type = type;
+    s.frames = std::move(frames);
+    s.growing = growing;
+    s.samples = samples;
+    return s;
+}
+
+// A monitor's interval (kind "monitor"): four sites born since the baseline, largest first, two
+// of them growing (the smaller ones: the writers list them first), one with a name full of bad
+// bytes and one without a stack; seven released sites, deliberately not in size order (the
+// writers find the largest), one allocated in a file with a long path.
+inline leakscope::Report monitor_report() {
+    leakscope::Report r;
+    r.kind = "monitor";
+    r.interval = 12;
+    r.growth_intervals = 3;
+    r.rss_bytes = 92483584;   // 88.2 MiB
+    const char* weird = "weird \"quoted\" back\\slash\ttab;semi\x01\x7f bad\xff\xc0\x80 caf\xc3\xa9";
+    r.sites = {site(3, 2400000, "std::string",
+                    {frame(0x2010, "render_page(Request const&)", "/src/render.cpp", 17, "/build/app", true),
+                     frame(0x2010, "handle(Request const&, Response&)", "/src/server.cpp", 22),
+                     frame(0x2210, "main", "/src/server.cpp", 35)}),
+               site(1200, 614400, "Session",
+                    {frame(0x3020, "Cache::fill(std::map<int, std::string>&)", "/src/cache.cpp", 9),
+                     frame(0x2210, "main", "/src/server.cpp", 35)},
+                    true),
+               site(2, 16, "", {frame(0x4030, weird, "/src/w\"e;ird.cpp", 7), frame(0x2210, "main", "/src/server.cpp", 35)},
+                    true),
+               site(1, 8, "", {})};
+    r.blocks = 1206;
+    r.bytes = 3014424;
+    const char* long_path = "/home/builder/src/server/third_party/logging/implementation/rotating/log.cpp";
+    r.released_sites = {site(300, 153600, "Session", {frame(0x3080, "Cache::evict(unsigned long)", "/src/cache.cpp", 40)}),
+                        site(6, 1048576, "char", {frame(0x5010, "Log::rotate()", long_path, 88)}),
+                        site(40, 1280, "", {frame(0x5100, "Parser::token()", "/src/parse.cpp", 61)}),
+                        site(2, 64, "", {frame(0x5200, weird, "/src/w\"e;ird.cpp", 9)}),
+                        site(9, 72000, "Buffer", {frame(0x5300, "Net::read()", "/src/net.cpp", 120)}),
+                        site(1, 24, "", {}),
+                        site(5, 640, "Node", {frame(0x5400, "Tree::erase(int)", "/src/tree.cpp", 77)})};
+    r.released_blocks = 363;
+    r.released_bytes = 1276184;
+    return r;
+}
+
+// The live heap, sampled (kind "heap"): one block per 512 KiB on average, so blocks and bytes are
+// estimates from the sampled blocks behind each site; the bytes' relative standard error 3.1%.
+inline leakscope::Report sampled_heap_report() {
+    leakscope::Report r;
+    r.kind = "heap";
+    r.scope = "live heap";
+    r.rss_bytes = 47815065;   // 45.6 MiB
+    r.sample_bytes = 524288;
+    r.error = 0.031;
+    r.sites = {site(9000, 4718592, "Node",
+                    {frame(0x6010, "Tree::insert(int)", "/src/tree.cpp", 31), frame(0x2210, "main", "/src/server.cpp", 35)},
+                    false, 9),
+               site(1800, 1048576, "std::string",
+                    {frame(0x2010, "render_page(Request const&)", "/src/render.cpp", 17, "/build/app", true),
+                     frame(0x2010, "handle(Request const&, Response&)", "/src/server.cpp", 22),
+                     frame(0x2210, "main", "/src/server.cpp", 35)},
+                    false, 2),
+               site(1, 524288, "", {frame(0x7000, "", "", 0, "/build/libplugin.so")}, false, 1)};
+    r.blocks = 10801;
+    r.bytes = 6291456;
+    return r;
+}
+
+// The monitor report with every count near SIZE_MAX (sums of them would wrap, casts of their
+// ratios overflow), a site larger than the report's total, and a NaN error: bad input that must
+// still give valid output.
+inline leakscope::Report huge_report() {
+    leakscope::Report r = monitor_report();
+    const std::size_t most = SIZE_MAX;
+    r.blocks = r.bytes = r.released_blocks = r.released_bytes = r.rss_bytes = r.sample_bytes = most;
+    r.interval = r.growth_intervals = ~0u;
+    r.error = __builtin_nan("");
+    for (auto* sites : {&r.sites, &r.released_sites})
+        for (leakscope::Site& s : *sites) s.blocks = s.bytes = s.samples = most;
+    r.sites[0].bytes = 1;
+    r.bytes = 1;
     return r;
 }
 

@@ -4,6 +4,9 @@
 //   empty.*    a report with no sites
 //   many.*     100,000 sites
 //   real.*     a real leftover of this program (real addresses: mappings with build ids)
+//   monitor.*  a monitor's interval: growing sites, released sites, RSS
+//   sampled.*  a sampled heap report: estimates, the sample rate, the error
+//   huge.*     every count near SIZE_MAX and a NaN error
 //   appended.jsonl  two reports appended (JSON Lines)
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
@@ -38,6 +41,9 @@ int main(int argc, char** argv) {
     write_all_formats(checks::golden_report(), out + "/golden");
     write_all_formats(leakscope::Report{}, out + "/empty");
     write_all_formats(checks::many_sites_report(100000), out + "/many");
+    write_all_formats(checks::monitor_report(), out + "/monitor");
+    write_all_formats(checks::sampled_heap_report(), out + "/sampled");
+    write_all_formats(checks::huge_report(), out + "/huge");
 
     leakscope::Report real;
     int* kept;
