@@ -22,8 +22,8 @@
 //     (not timed) 1,000 blocks die and 1,000 are born, so each diff has 1,000 on each side.
 //
 // Every family's Setup applies its options explicitly and its Teardown restores
-// track=scopes stacks=on (sample_bytes=0 after the sampled rows), so no row inherits another's
-// configuration. When sample_bytes is not available (or does not sample), the sampled rows are
+// sample_bytes=0 track=scopes stacks=on, so no row inherits another's configuration. When
+// sample_bytes= does not sample (heap() says its counts are not estimates), the sampled rows are
 // skipped with an error saying so: they would only measure track=all again.
 //
 // After the Google Benchmark output a Markdown table gives each row's minimum over the
@@ -53,22 +53,21 @@ namespace {
 constexpr std::size_t kBlock = 32;
 constexpr std::size_t kHeapBlocks = 1000000;
 constexpr std::size_t kTurnover = 1000;   // blocks born and dead between two monitor intervals
-constexpr const char* kDefaults = "track=scopes stacks=on";
+constexpr const char* kDefaults = "sample_bytes=0 track=scopes stacks=on";
 constexpr const char* kSampled = "track=all stacks=on sample_bytes=524288";
 
 // ---- configurations -------------------------------------------------------------------------------
 bool g_sampling = false;   // sample_bytes= took effect (checked in the sampled rows' Setup)
 
-// With sampling on, 4096 fresh 32-byte blocks (128 KiB) should hold about a quarter of a sample;
-// with every block tracked, all 4096 are in a snapshot.
+// With sampling on, 4 MiB of fresh 32-byte blocks hold about 8 samples, and a report of the live
+// heap says it was sampled (its counts are estimates); with every block tracked it does not.
 bool sampling_works() {
     std::vector<char*> blocks;
-    blocks.reserve(4096);
-    const std::size_t before = leakscope::Snapshot::take().blocks();
-    for (int i = 0; i < 4096; ++i) blocks.push_back(new char[kBlock]);
-    const std::size_t after = leakscope::Snapshot::take().blocks();
+    blocks.reserve(131072);
+    for (int i = 0; i < 131072; ++i) blocks.push_back(new char[kBlock]);
+    const bool sampled = leakscope::heap().sample_bytes == 524288;
     for (char* p : blocks) delete[] p;
-    return after < before + 256;
+    return sampled;
 }
 
 void setup_stacks_off(const benchmark::State&) { leakscope::configure("track=all stacks=off"); }
@@ -78,9 +77,6 @@ void setup_sampled(const benchmark::State&) {
     g_sampling = sampling_works();
 }
 void restore_defaults(const benchmark::State&) { leakscope::configure(kDefaults); }
-void restore_after_sampled(const benchmark::State&) {
-    leakscope::configure(g_sampling ? "track=scopes stacks=on sample_bytes=0" : kDefaults);
-}
 bool skip_unless_sampling(benchmark::State& state) {
     if (g_sampling) return false;
     state.SkipWithError("sample_bytes= is not available (or did not sample): nothing to measure");
@@ -210,13 +206,13 @@ void register_benchmarks() {
     with_min(RegisterBenchmark("BM_new_delete_track_all_stacks_on", BM_new_delete_track_all_stacks_on)
                  ->Setup(setup_stacks_on)->Teardown(restore_defaults));
     with_min(RegisterBenchmark("BM_new_delete_sampled", BM_new_delete_sampled)
-                 ->Setup(setup_sampled)->Teardown(restore_after_sampled));
+                 ->Setup(setup_sampled)->Teardown(restore_defaults));
     with_min(RegisterBenchmark("BM_churn_track_all_stacks_off", BM_churn_track_all_stacks_off)
                  ->Setup(setup_stacks_off)->Teardown(restore_defaults));
     with_min(RegisterBenchmark("BM_churn_track_all_stacks_on", BM_churn_track_all_stacks_on)
                  ->Setup(setup_stacks_on)->Teardown(restore_defaults));
     with_min(RegisterBenchmark("BM_churn_sampled", BM_churn_sampled)
-                 ->Setup(setup_sampled)->Teardown(restore_after_sampled));
+                 ->Setup(setup_sampled)->Teardown(restore_defaults));
     with_min(RegisterBenchmark("BM_snapshot_1M", BM_snapshot_1M)
                  ->Unit(benchmark::kMillisecond)->Setup(setup_big_heap)->Teardown(restore_defaults));
     with_min(RegisterBenchmark("BM_monitor_interval_1M", BM_monitor_interval_1M)
