@@ -44,6 +44,13 @@ report() {
                  !done && $0 ~ h { on = 1; done = 1; print; next }
                  on { print }' "$1"
 }
+# last_report FILE REGEX: the last report whose header matches REGEX.
+last_report() {
+  awk -v h="$2" 'on && (/^leakscope: [^ *]/ || !/^leakscope:/) { on = 0 }
+                 $0 ~ h { on = 1; text = "" }
+                 on { text = text $0 "\n" }
+                 END { printf "%s", text }' "$1"
+}
 # names TEXT LINE WHAT: TEXT (a report) has a frame at $base:LINE.
 names() {
   if grep -q -E "$base:$2(\\)|\$)" <<<"$1"; then pass "$3 names $base:$2"; else
@@ -81,6 +88,14 @@ check_leaky_server() {
   local growing
   growing=$(grep '^monitor: growing' <<<"$all")
   names "$growing" "$cache" "the monitor's growing sites"
+  # The monitor's last report, as the text writer shows it: both of the cache's sites marked
+  # growing (*), the pages first.
+  local last
+  last=$(last_report "$out" '^leakscope: interval [0-9]+ since baseline')
+  if grep -q -E '^leakscope: \* +1 .* render_item$' <<<"$last" && grep -q -E '^leakscope: \* +2 .* handle$' <<<"$last"; then
+    pass "the last monitor report marks render_item and handle growing (*)"
+  else fail "the last monitor report does not mark render_item and handle growing: $last"; fi
+  names "$last" "$cache" "the last monitor report"
   # peak(): the text report and the flame graph.
   names "$(report "$out" '^leakscope: peak')" "$cache" "the peak report"
   if [ -f leaky_server-peak.html ] && grep -q -E "$base\",$cache\\]" leaky_server-peak.html; then
@@ -108,6 +123,12 @@ check_doctor_thread() {
   if [ "$(wc -l <<<"$types")" -eq 1 ] && grep -q -E "^  FloatingVehicle +${leaked:-x} blocks +$((${leaked:-0} * 40)) bytes$" <<<"$types"; then
     pass "leftovers by type: FloatingVehicle $leaked blocks, nothing else"
   else fail "leftovers by type: expected only FloatingVehicle $leaked blocks, got: $types"; fi
+  local last
+  last=$(last_report "$out" '^leakscope: interval [0-9]+ since baseline')
+  if grep -q -E '^leakscope: \* +1 .* FloatingVehicle +apply_feed$' <<<"$last"; then
+    pass "the last monitor report marks FloatingVehicle at apply_feed growing (*)"
+  else fail "the last monitor report does not mark FloatingVehicle at apply_feed growing: $last"; fi
+  names "$last" "$throw_line" "the last monitor report"
   local growing
   growing=$(grep '^monitor: growing' <<<"$all")
   has "$growing" "of FloatingVehicle at" "the monitor's growing site is typed FloatingVehicle"
