@@ -228,7 +228,8 @@ int main() {
             bool is_bad = n % 2 == 1 && ++feeds % kBadFeedEvery == 0;
             handle(pool, fleet, n, is_bad ? bad : good, failures);
         }
-        while (monitor.intervals() <= seen) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        for (int waited = 0; monitor.intervals() <= seen && waited < 2000; ++waited)   // at most 10 s
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
         seen = monitor.intervals();
     }
     monitor.stop();

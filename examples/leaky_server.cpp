@@ -181,7 +181,8 @@ int main() {
             int item = i % 5 == 0 ? newest++ : int(random() % unsigned(newest));
             ok += get(ntohs(addr.sin_port), "/item/" + std::to_string(item)).compare(0, 15, "HTTP/1.0 200 OK") == 0;
         }
-        while (monitor.intervals() <= seen) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        for (int waited = 0; monitor.intervals() <= seen && waited < 2000; ++waited)   // at most 10 s
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
         seen = monitor.intervals();
     }
     server.join();
