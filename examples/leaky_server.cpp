@@ -48,7 +48,7 @@ const std::string& page_template() {
 
 std::string render_item(const std::string& path) {
     std::string body = "<h1>" + path + "</h1><ul>";
-    for (int i = 0; i < 40; ++i) body += "<li>related item " + std::to_string(i) + "</li>";
+    for (int i = 0; i < 150; ++i) body += "<li>related item " + std::to_string(i) + "</li>";
     std::string page = page_template();
     page.replace(page.find("%s"), 2, body + "</ul>");
     return page;
