@@ -87,14 +87,24 @@
 //                              runs on a leakscope thread, off the request's. 0 (default): at once
 //   exit_report=0|1            at exit, after static destructors, report every block still live
 //                              (Valgrind's "in use at exit"); 1 implies track=all
-//   signal=NAME|NUMBER|0       on this signal (USR2, SIGUSR2, 12, ...) write the heap and peak
-//                              reports; the handler only wakes a leakscope thread, which writes.
-//                              0 (default): none
+//   signal=NAME|NUMBER|0       on this signal (USR2, SIGUSR2, 12, RTMIN+2, ...) write the heap and
+//                              peak reports (implies track=all); the handler only wakes a leakscope
+//                              thread, which writes. A handler the program had on the signal is
+//                              still called, and is put back by signal=0 or another signal. Fault
+//                              signals, ABRT, KILL and STOP are refused. 0 (default): none
 //   monitor=0|1                start a leakscope::Monitor at start-up (implies track=all), with
 //   monitor_warmup_ms=N          its warm-up before the baseline (default 10000),
-//   monitor_interval_ms=N        its interval (default 10000),
-//   monitor_growth=K             the intervals of growth that mark a site growing (default 3),
-//   monitor_threshold=N[K|M|G]   and the growth since the baseline below which it stays quiet
+//   monitor_interval_ms=N        its interval (default 10000, at least 1),
+//   monitor_growth=K             the intervals of growth that mark a site growing (default 3; 0: none),
+//   monitor_threshold=N[K|M|G]   and the bytes born since the baseline and still live below which
+//                                an interval is not written (default 0: every interval is)
+//                              Their threads never start inside the allocation hook: for
+//                              LEAKSCOPE_OPTIONS, at load (a constructor function of the
+//                              implementation); for configure(), when it has applied every entry (a
+//                              new monitor_* value restarts the monitor: a new baseline). exit()
+//                              stops them before static destructors run. A fork child has neither
+//                              thread (the handler stays, so the signal does not kill it) until it
+//                              calls configure(), with any text
 //
 // Guarantees the implementation keeps (why it looks the way it does):
 //  * The tracker's own memory comes from mmap, never from the hooked allocator, so it can
@@ -503,11 +513,15 @@ struct MonitorState;
 }
 // The Doctor-Thread view: a background thread that waits `warmup_ms`, takes the heap as its
 // baseline, then every `interval_ms` writes the diff against it (kind "monitor", with the RSS)
-// through the writers when the heap grew by at least `threshold_bytes`. Sites whose live bytes
-// rose in each of the last `growth_intervals` intervals are marked Site::growing: the likely
-// leaks, apart from one-off growth. Starting one switches track=all on. Option monitor=1 starts
-// one at start-up, configured by monitor_warmup_ms, monitor_interval_ms, monitor_growth and
-// monitor_threshold.
+// through the writers when the heap grew by at least `threshold_bytes` (Report::bytes: born since
+// the baseline and still live). Sites whose live bytes rose in each of the last `growth_intervals`
+// intervals are marked Site::growing: the likely leaks, apart from one-off growth (0: none is
+// marked). Starting one switches track=all on. Option monitor=1 starts one at start-up,
+// configured by monitor_warmup_ms, monitor_interval_ms, monitor_growth and monitor_threshold.
+// Its allocations are leakscope's own (never anyone's leftovers, never in a report); its writers
+// are called on its thread. intervals() == n means interval n's report was written (if at all);
+// latest() before the first interval is an empty report. A Monitor alive at exit() is stopped
+// before static destructors run; in a fork child it is inert (stop() returns at once).
 class Monitor {
    public:
     struct Options {
@@ -4999,6 +5013,7 @@ bool accept_report_option(std::string_view value, std::string_view entry, const 
 
 // signal= and monitor*= (the monitor and signal dump section).
 void apply_monitor_option(std::string_view key, std::string_view value, std::string_view entry, const char* source) noexcept;
+void apply_monitor_changes() noexcept;   // starts/stops their threads: only at safe points
 
 // Applies one key=value entry; `entry` is the whole text, for messages.
 inline void apply_option(std::string_view key, std::string_view value, std::string_view entry, const char* source) noexcept {
@@ -5134,6 +5149,7 @@ void apply_environment_options() noexcept {
 void configure(std::string_view options) noexcept {
     ensure_init();   // LEAKSCOPE_OPTIONS first, so that what code sets wins
     apply_options(options, "configure()");
+    apply_monitor_changes();   // signal= and monitor*=: their threads start here, never in the hook
     // A suppressions file named here is read now, so that its malformed lines show at once.
     InternalGuard internal;
     try {
@@ -5200,6 +5216,9 @@ inline std::shared_ptr<SnapshotData> heap_now() {
     auto data = std::make_shared<SnapshotData>();
     OsVector<Record> found{};
     collect_heap(found);
+    // Blocks are logged with a relaxed store after their stacks were interned under this lock:
+    // taking it orders those entries before the reports' reads (a monitor or dumper thread).
+    { SpinGuard ordered(st.intern_lock); }
     try {
         data->blocks.assign(found.data, found.data + found.size);
     } catch (...) {
@@ -5375,12 +5394,729 @@ Report operator-(const Snapshot& after, const Snapshot& before) {
 }
 
 // ---- the monitor and the signal dump ----------------------------------------------------------
+// Threads are started only at safe points: Monitor's constructor, configure() (after all its
+// entries), and a constructor function of this unit for LEAKSCOPE_OPTIONS. Never in the hook
+// (the environment is read inside the first operator new, maybe under a caller's lock) and never
+// in the signal handler, which only posts a semaphore. (These system headers are included here
+// rather than at the top so that this section merges on its own; they may move up.)
+}  // namespace leakscope
+#include <semaphore.h>
+#include <signal.h>
+#include <time.h>
+namespace leakscope {
 namespace detail {
-void apply_monitor_option(std::string_view key, std::string_view, std::string_view entry, const char* source) noexcept {
-    (void)key;
-    option_error(source, "option not available in this version of leakscope:", entry);
+
+inline timespec monotonic_now() noexcept {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return now;
+}
+inline timespec add_ms(timespec t, u64 ms) noexcept {
+    t.tv_sec += time_t(ms / 1000);
+    t.tv_nsec += long(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_nsec -= 1000000000L;
+        ++t.tv_sec;
+    }
+    return t;
+}
+inline bool not_after(const timespec& a, const timespec& b) noexcept {
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec <= b.tv_nsec);
+}
+inline bool try_lock(SpinLock& l) noexcept { return l.word.exchange(1, acquire) == 0; }
+
+// A leakscope thread: every signal blocked (a signal meant for the program, the dump's included,
+// goes to one of its threads), named for top and gdb. Its allocations are leakscope's own.
+inline bool start_thread(pthread_t& out, void* (*body)(void*), void* arg, const char* name) noexcept {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&out, nullptr, body, arg);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (rc == 0) pthread_setname_np(out, name);
+    return rc == 0;
+}
+
+// ---- Monitor's state ----
+// Shared by the Monitor and its thread (the thread holds a reference while it runs, so a Monitor
+// destroyed from its own writer is safe). The mutex and condition variable are plain pthread ones
+// with CLOCK_MONOTONIC: in a fork child the thread is gone but may have been waiting on them, and
+// glibc's pthread_cond_destroy then waits for that waiter forever, so a child's copy is never
+// destroyed (see `forked`).
+struct MonitorState : std::enable_shared_from_this<MonitorState> {
+    Monitor::Options options;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;                  // stop requests, and joins finished
+    std::atomic<bool> stopping{false};    // written under mutex
+    bool join_claimed = false, joined = false;   // under mutex
+    std::atomic<bool> started{false};     // a thread was created for it
+    std::atomic<pthread_t> thread{};
+    std::atomic<u32> forked{0};           // a fork child's copy: no thread here
+    std::atomic<unsigned> intervals{0};
+    SpinLock report_lock{};               // guards `latest` (pointer swaps only; fork: see atfork)
+    std::shared_ptr<const Report> latest;
+    std::shared_ptr<MonitorState> thread_ref;   // handed to the thread when it starts
+    MonitorState* prev = nullptr;         // the registry of states (monitor_registry().lock)
+    MonitorState* next = nullptr;
+    bool registered = false;
+    bool exit_seen = false;
+
+    explicit MonitorState(const Monitor::Options& o) noexcept : options(o) {
+        if (options.interval_ms == 0) options.interval_ms = 1;   // never a busy loop
+        pthread_mutex_init(&mutex, nullptr);
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&wake, &attr);
+        pthread_condattr_destroy(&attr);
+    }
+    ~MonitorState();
+    MonitorState(const MonitorState&) = delete;
+    MonitorState& operator=(const MonitorState&) = delete;
+
+    // Waits until `deadline`; false when stopped meanwhile.
+    bool wait_until(const timespec& deadline) noexcept {
+        pthread_mutex_lock(&mutex);
+        while (!stopping.load(relaxed) && pthread_cond_timedwait(&wake, &mutex, &deadline) != ETIMEDOUT) {
+        }
+        bool go = !stopping.load(relaxed);
+        pthread_mutex_unlock(&mutex);
+        return go;
+    }
+    void stop() noexcept;
+    void run();
+    void publish(std::shared_ptr<const Report> report) noexcept {
+        {
+            SpinGuard guard(report_lock);
+            latest.swap(report);
+        }
+        // the previous report is freed here, outside the lock
+    }
+};
+
+// Every MonitorState whose thread was started, for exit and fork.
+struct MonitorRegistry {
+    SpinLock lock;
+    MonitorState* head;
+    std::atomic<u32> hooks;      // pthread_atfork registered
+    std::atomic<u32> exit_registrations;
+    std::atomic<u32> no_new_threads;   // set by the exit handler (and the options fuzzer)
+};
+inline void register_exit_handler() noexcept;
+inline MonitorRegistry& monitor_registry() noexcept {
+    static MonitorRegistry registry;   // zero-initialised POD
+    return registry;
+}
+
+MonitorState::~MonitorState() {
+    if (registered) {
+        MonitorRegistry& r = monitor_registry();
+        SpinGuard guard(r.lock);
+        (prev ? prev->next : r.head) = next;
+        if (next) next->prev = prev;
+    }
+    if (!forked.load(relaxed)) {
+        pthread_cond_destroy(&wake);
+        pthread_mutex_destroy(&mutex);
+    }
+}
+
+// Stops the thread and joins it; from the thread itself (a writer stopping its own monitor) it
+// detaches instead. A second caller waits for the first one's join. A fork child's copy has no
+// thread: nothing to do.
+void MonitorState::stop() noexcept {
+    if (forked.load(acquire)) return;
+    pthread_mutex_lock(&mutex);
+    stopping.store(true, relaxed);
+    pthread_cond_broadcast(&wake);
+    if (!started.load(relaxed) || joined) {
+        pthread_mutex_unlock(&mutex);
+        return;
+    }
+    pthread_t th = thread.load(relaxed);
+    if (pthread_equal(th, pthread_self())) {
+        if (!join_claimed) pthread_detach(th);
+        join_claimed = joined = true;   // nobody can wait for this thread now
+        pthread_mutex_unlock(&mutex);
+        return;
+    }
+    if (join_claimed) {
+        while (!joined) pthread_cond_wait(&wake, &mutex);
+        pthread_mutex_unlock(&mutex);
+        return;
+    }
+    join_claimed = true;
+    pthread_mutex_unlock(&mutex);
+    pthread_join(th, nullptr);
+    pthread_mutex_lock(&mutex);
+    joined = true;
+    pthread_cond_broadcast(&wake);
+    pthread_mutex_unlock(&mutex);
+}
+
+// A site's growth so far: its live bytes at the last interval and how many intervals in a row
+// they rose strictly (a site absent from an interval has 0 bytes, as if never seen).
+struct SiteGrowth {
+    std::size_t bytes;
+    unsigned rises;
+};
+
+void MonitorState::run() {
+    const unsigned k = options.growth_intervals;
+    if (!wait_until(add_ms(monotonic_now(), options.warmup_ms))) return;
+    Snapshot baseline;
+    try {
+        baseline = Snapshot::take();
+    } catch (...) {
+        diagnostic("monitor: could not take the baseline (out of memory?); it is empty");
+    }
+    std::unordered_map<std::string, SiteGrowth> history;   // by site_key: frames and type
+    bool written_once = false;
+    timespec deadline = add_ms(monotonic_now(), options.interval_ms);
+    for (unsigned n = 1;; ++n) {
+        if (!wait_until(deadline)) return;
+        try {
+            Snapshot now = Snapshot::take();
+            if (stopping.load(relaxed)) return;   // stop() waits for this interval: keep it short
+            auto report = std::make_shared<Report>(now - baseline);
+            report->kind = "monitor";
+            report->scope = "heap growth since the baseline";
+            report->interval = n;
+            report->rss_bytes = resident_bytes();
+            report->growth_intervals = k;
+            std::unordered_map<std::string, SiteGrowth> seen;
+            std::vector<std::string> keys;
+            keys.reserve(report->sites.size());
+            for (const Site& site : report->sites) {
+                keys.push_back(site_key(site, 0));
+                seen[keys.back()].bytes += site.bytes;   // one key per site, but never count twice
+            }
+            for (auto& entry : seen) {
+                auto before = history.find(entry.first);
+                SiteGrowth was = before == history.end() ? SiteGrowth{0, 0} : before->second;
+                entry.second.rises = entry.second.bytes > was.bytes ? was.rises + 1 : 0;
+            }
+            for (std::size_t i = 0; i < keys.size(); ++i) report->sites[i].growing = k > 0 && seen[keys[i]].rises >= k;
+            history.swap(seen);
+            if (stopping.load(relaxed)) return;
+            if (report->bytes >= options.threshold_bytes) {
+                if (!written_once) register_exit_handler();   // after the statics built so far
+                written_once = true;
+                dispatch(*report);
+            }
+            publish(std::move(report));
+        } catch (...) {
+            diagnostic("monitor: could not build an interval's report (out of memory?)");
+        }
+        intervals.store(n, release);   // after the report was written: intervals() == n means it was
+        timespec now = monotonic_now();
+        deadline = add_ms(deadline, options.interval_ms);
+        while (not_after(deadline, now)) deadline = add_ms(deadline, options.interval_ms);   // skip missed ticks
+    }
+}
+
+void* monitor_thread(void* arg) {
+    InternalGuard internal;   // everything this thread allocates is leakscope's own
+    std::shared_ptr<MonitorState> self = std::move(static_cast<MonitorState*>(arg)->thread_ref);
+    try {
+        self->run();
+    } catch (...) {
+        diagnostic("monitor: stopped by an exception");
+    }
+    return nullptr;
+}
+
+// ---- the signal dump ----
+// POD, zero-initialised: the handler and the option parser use it before main and in the hook.
+struct SignalDump {
+    SpinLock lock;                    // arming and disarming (sigaction) and the fields below
+    std::atomic<int> armed;           // the signal our handler is on; 0: none
+    std::atomic<u32> sem_ready;
+    sem_t wake;                       // the handler posts; the dumper waits
+    std::atomic<u32> running;         // a dumper thread exists in this process (lifecycle lock)
+    std::atomic<u32> generation;      // a dumper runs while this equals the value it started with
+    std::atomic<pthread_t> thread;
+    struct sigaction previous[_NSIG]; // what each signal had before ours: restored, and chained
+};
+inline SignalDump& signal_dump() noexcept {
+    static SignalDump dump;   // zero-initialised POD
+    return dump;
+}
+
+// Async-signal-safe: an atomic load and sem_post, errno kept. A handler the program had on the
+// signal before (a function, not SIG_DFL or SIG_IGN) is called after, so it keeps working.
+void dump_signal_handler(int signo, siginfo_t* info, void* context) {
+    int saved = errno;
+    SignalDump& d = signal_dump();
+    if (d.sem_ready.load(acquire)) sem_post(&d.wake);
+    errno = saved;
+    if (signo <= 0 || signo >= _NSIG) return;
+    const struct sigaction& prev = d.previous[signo];
+    if (prev.sa_flags & SA_SIGINFO) {
+        if (prev.sa_sigaction) prev.sa_sigaction(signo, info, context);
+    } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN && prev.sa_handler) {
+        prev.sa_handler(signo);
+    }
+}
+inline bool handler_is_ours(const struct sigaction& a) noexcept {
+    return (a.sa_flags & SA_SIGINFO) && a.sa_sigaction == dump_signal_handler;
+}
+
+void* dumper_thread(void* arg) {
+    InternalGuard internal;
+    SignalDump& d = signal_dump();
+    const u32 mine = u32(reinterpret_cast<std::uintptr_t>(arg));
+    bool dumped_once = false;
+    for (;;) {
+        while (sem_wait(&d.wake) != 0 && errno == EINTR) {
+        }
+        if (d.generation.load(acquire) != mine) break;
+        while (sem_trywait(&d.wake) == 0) {   // a burst of signals: one dump
+        }
+        if (!dumped_once) register_exit_handler();   // after the statics built so far
+        dumped_once = true;
+        try {
+            dispatch(heap());
+        } catch (...) {
+            diagnostic("signal dump: could not build the heap report (out of memory?)");
+        }
+        try {
+            dispatch(peak());
+        } catch (...) {
+            diagnostic("signal dump: could not build the peak report (out of memory?)");
+        }
+        if (d.generation.load(acquire) != mine) break;
+    }
+    return nullptr;
+}
+
+// signal=: installs the handler now (sigaction is safe anywhere, also in the hook); the dumper
+// thread starts at the next safe point. Requests that arrive before it runs wait in the semaphore.
+inline void arm_signal(int signo, std::string_view entry, const char* source) noexcept {
+    SignalDump& d = signal_dump();
+    SpinGuard guard(d.lock);
+    int old = d.armed.load(relaxed);
+    if (old == signo) return;
+    if (old) {
+        // Restore what was there, unless the program has put its own handler in since.
+        struct sigaction now;
+        if (::sigaction(old, nullptr, &now) == 0 && handler_is_ours(now)) ::sigaction(old, &d.previous[old], nullptr);
+        d.armed.store(0, release);
+    }
+    if (signo == 0) return;
+    if (!d.sem_ready.load(relaxed)) {
+        sem_init(&d.wake, 0, 0);
+        d.sem_ready.store(1, release);
+    }
+    struct sigaction before;
+    if (::sigaction(signo, nullptr, &before) != 0) {
+        option_error(source, "cannot install a handler for", entry);
+        return;
+    }
+    if (!handler_is_ours(before)) d.previous[signo] = before;   // (ours: a fork child re-arming)
+    struct sigaction ours;
+    std::memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = dump_signal_handler;
+    ours.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&ours.sa_mask);
+    if (::sigaction(signo, &ours, nullptr) != 0) {
+        option_error(source, "cannot install a handler for", entry);
+        return;
+    }
+    d.armed.store(signo, release);
+}
+
+// A signal's number from NAME, SIGNAME (either case), RTMIN+n, RTMAX-n or a number; -1 when it
+// is none, -2 when it is one that cannot carry the dump.
+inline int parse_signal(std::string_view v) noexcept {
+    if (v == "0") return 0;
+    char name[16];
+    if (v.empty() || v.size() >= sizeof name) return -1;
+    for (std::size_t i = 0; i < v.size(); ++i) name[i] = char(v[i] >= 'a' && v[i] <= 'z' ? v[i] - 'a' + 'A' : v[i]);
+    std::string_view n(name, v.size());
+    if (n.size() > 3 && n.substr(0, 3) == "SIG") n.remove_prefix(3);
+    int signo = -1;
+    auto number = [](std::string_view digits, int& out) {
+        if (digits.empty() || digits.size() > 3) return false;
+        out = 0;
+        for (char c : digits) {
+            if (c < '0' || c > '9') return false;
+            out = out * 10 + (c - '0');
+        }
+        return true;
+    };
+    static constexpr struct { const char* name; int signo; } names[] = {
+        {"HUP", SIGHUP},       {"INT", SIGINT},       {"QUIT", SIGQUIT},   {"ILL", SIGILL},     {"TRAP", SIGTRAP},
+        {"ABRT", SIGABRT},     {"IOT", SIGABRT},      {"BUS", SIGBUS},     {"FPE", SIGFPE},     {"KILL", SIGKILL},
+        {"USR1", SIGUSR1},     {"SEGV", SIGSEGV},     {"USR2", SIGUSR2},   {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},
+        {"TERM", SIGTERM},     {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},   {"CONT", SIGCONT},   {"STOP", SIGSTOP},
+        {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},   {"URG", SIGURG},     {"XCPU", SIGXCPU},
+        {"XFSZ", SIGXFSZ},     {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},   {"WINCH", SIGWINCH}, {"IO", SIGIO},
+        {"POLL", SIGPOLL},     {"PWR", SIGPWR},       {"SYS", SIGSYS},
+    };
+    for (const auto& e : names)
+        if (n == e.name) signo = e.signo;
+    int offset = 0;
+    if (signo < 0 && n == "RTMIN") signo = SIGRTMIN;
+    if (signo < 0 && n == "RTMAX") signo = SIGRTMAX;
+    if (signo < 0 && n.size() > 6 && n.substr(0, 6) == "RTMIN+" && number(n.substr(6), offset)) signo = SIGRTMIN + offset;
+    if (signo < 0 && n.size() > 6 && n.substr(0, 6) == "RTMAX-" && number(n.substr(6), offset)) signo = SIGRTMAX - offset;
+    if (signo < 0 && !number(n, signo)) return -1;
+    if (signo <= 0 || signo > SIGRTMAX) return -1;
+    // Fault signals (the handler returns, the fault repeats), abort, the uncatchable two, and
+    // the numbers glibc keeps for its threads (32, 33) cannot carry the dump.
+    switch (signo) {
+        case SIGILL: case SIGTRAP: case SIGABRT: case SIGBUS: case SIGFPE: case SIGSEGV: case SIGSYS:
+        case SIGKILL: case SIGSTOP:
+            return -2;
+        default:
+            break;
+    }
+    if (signo > SIGSYS && signo < SIGRTMIN) return -2;
+    return signo;
+}
+
+// ---- the options' monitor (monitor=1) ----
+struct MonitorOptions {
+    std::atomic<u32> on;
+    std::atomic<u32> set;                      // which of the values below were given
+    std::atomic<u32> warmup_ms, interval_ms, growth;
+    std::atomic<u64> threshold;
+    std::atomic<u32> changed;                  // a value changed since the running one started
+    std::shared_ptr<MonitorState>* running;    // under the lifecycle lock; never freed at exit
+};
+enum MonitorOptionBits : u32 { kSetWarmup = 1, kSetInterval = 2, kSetGrowth = 4, kSetThreshold = 8 };
+inline MonitorOptions& monitor_options() noexcept {
+    static MonitorOptions options;   // zero-initialised POD
+    return options;
+}
+// Starting and stopping threads (the dumper, the options' monitor). A SpinLock, so that a fork
+// child can reset it (after_fork_child does the same for slot locks).
+inline SpinLock& monitor_lifecycle() noexcept {
+    static SpinLock lock;
+    return lock;
+}
+
+// Is the calling thread one of leakscope's own (a writer called by it may call configure())?
+inline bool on_leakscope_thread() noexcept {
+    pthread_t self = pthread_self();
+    SignalDump& d = signal_dump();
+    if (d.running.load(acquire) && pthread_equal(d.thread.load(relaxed), self)) return true;
+    MonitorRegistry& r = monitor_registry();
+    SpinGuard guard(r.lock);
+    for (MonitorState* s = r.head; s; s = s->next)
+        if (s->started.load(relaxed) && pthread_equal(s->thread.load(relaxed), self)) return true;
+    return false;
+}
+
+// fork: a child has none of these threads. The registry's and each state's report lock are held
+// across fork (none is ever held while waiting for anything), so the child finds them consistent;
+// the child marks every state forked (its Monitor then stops at once and leaves the thread's
+// mutex and condition variable alone), forgets the dumper and resets the lifecycle lock. The
+// signal handler stays installed in the child (a stray signal must not kill it with the default
+// action); its requests wait until the child's next configure() starts a dumper of its own.
+void monitor_before_fork() noexcept {
+    signal_dump().lock.lock();
+    MonitorRegistry& r = monitor_registry();
+    r.lock.lock();
+    for (MonitorState* s = r.head; s; s = s->next) s->report_lock.lock();
+}
+void monitor_after_fork_parent() noexcept {
+    MonitorRegistry& r = monitor_registry();
+    for (MonitorState* s = r.head; s; s = s->next) s->report_lock.unlock();
+    r.lock.unlock();
+    signal_dump().lock.unlock();
+}
+void monitor_after_fork_child() noexcept {
+    MonitorRegistry& r = monitor_registry();
+    for (MonitorState* s = r.head; s; s = s->next) s->forked.store(1, relaxed);
+    monitor_after_fork_parent();
+    SignalDump& d = signal_dump();
+    d.running.store(0, relaxed);
+    if (d.sem_ready.load(relaxed)) sem_init(&d.wake, 0, 0);   // the parent's waiter is not here
+    monitor_lifecycle().reset_after_fork();
+}
+
+void stop_monitor_threads_at_exit() noexcept;
+// The exit handler must run before the destructors of the statics our threads' writers may use.
+// atexit runs handlers and static destructors in reverse order of registration, so it is
+// registered again at each thread start and at each thread's first report (by then a program's
+// static initialisation is over), at most 16 times: it is idempotent, and a program that starts
+// monitors in a loop must not grow the atexit list without bound.
+inline void register_exit_handler() noexcept {
+    MonitorRegistry& r = monitor_registry();
+    if (r.exit_registrations.fetch_add(1, acq_rel) < 16) std::atexit(stop_monitor_threads_at_exit);
+}
+// pthread_atfork once, and the exit handler, at a thread start (a safe point).
+inline void ensure_monitor_hooks() noexcept {
+    MonitorRegistry& r = monitor_registry();
+    u32 expected = 0;
+    if (r.hooks.compare_exchange_strong(expected, 1, acq_rel))
+        pthread_atfork(monitor_before_fork, monitor_after_fork_parent, monitor_after_fork_child);
+    register_exit_handler();
+}
+
+// Starts the state's thread and registers it; false (with a diagnostic) when it cannot.
+inline bool start_monitor(const std::shared_ptr<MonitorState>& s) noexcept {
+    MonitorRegistry& r = monitor_registry();
+    if (r.no_new_threads.load(acquire)) return false;   // during exit: no new threads
+    ensure_monitor_hooks();
+    s->thread_ref = s;
+    pthread_t th;
+    // Under the state's mutex: a stop() from the thread's own writer sees `thread` set.
+    pthread_mutex_lock(&s->mutex);
+    bool ok = start_thread(th, monitor_thread, s.get(), "leakscope-mon");
+    if (ok) {
+        s->thread.store(th, relaxed);
+        s->started.store(true, release);
+    }
+    pthread_mutex_unlock(&s->mutex);
+    if (!ok) {
+        s->thread_ref.reset();
+        diagnostic("monitor: could not start its thread");
+        return false;
+    }
+    SpinGuard guard(r.lock);
+    s->next = r.head;
+    if (r.head) r.head->prev = s.get();
+    r.head = s.get();
+    s->registered = true;
+    return true;
+}
+
+inline void start_dumper() noexcept {
+    SignalDump& d = signal_dump();
+    if (d.running.load(relaxed) || monitor_registry().no_new_threads.load(acquire)) return;
+    ensure_monitor_hooks();
+    u32 mine = d.generation.fetch_add(1, acq_rel) + 1;
+    pthread_t th;
+    if (!start_thread(th, dumper_thread, reinterpret_cast<void*>(std::uintptr_t(mine)), "leakscope-dump")) {
+        diagnostic("signal dump: could not start its thread");
+        return;
+    }
+    d.thread.store(th, relaxed);
+    d.running.store(1, release);
+}
+inline void stop_dumper() noexcept {
+    SignalDump& d = signal_dump();
+    if (!d.running.load(relaxed)) return;
+    pthread_t th = d.thread.load(relaxed);
+    d.running.store(0, release);
+    d.generation.fetch_add(1, acq_rel);
+    sem_post(&d.wake);
+    if (pthread_equal(th, pthread_self())) {
+        pthread_detach(th);   // a writer on the dumper thread turned it off: it ends after this dump
+        return;
+    }
+    pthread_join(th, nullptr);
+    while (sem_trywait(&d.wake) == 0) {   // requests of the old arming are void
+    }
+}
+
+// The safe point: makes the threads match the options (configure() calls it after its entries;
+// the constructor below after LEAKSCOPE_OPTIONS). On leakscope's own threads (a writer calling
+// configure()) it does not wait for the lifecycle lock: a stop may be joining this very thread.
+void apply_monitor_changes() noexcept {
+    SpinLock& lifecycle = monitor_lifecycle();
+    if (on_leakscope_thread()) {
+        if (!try_lock(lifecycle)) return;
+    } else {
+        lifecycle.lock();
+    }
+    SignalDump& d = signal_dump();
+    if (d.armed.load(acquire) != 0)
+        start_dumper();
+    else
+        stop_dumper();
+    MonitorOptions& o = monitor_options();
+    InternalGuard internal;   // the options' monitor is leakscope's own
+    std::shared_ptr<MonitorState>* old = nullptr;
+    bool want = o.on.load(acquire) != 0;
+    // Stopped by monitor=0, restarted with changed values, or a fork child's copy (no thread).
+    if (o.running && (!want || o.changed.load(acquire) || (*o.running)->forked.load(relaxed))) {
+        old = o.running;
+        o.running = nullptr;
+    }
+    if (old) {
+        (*old)->stop();
+        delete old;
+    }
+    if (want && !o.running && !monitor_registry().no_new_threads.load(acquire)) {
+        Monitor::Options options;
+        u32 set = o.set.load(acquire);
+        if (set & kSetWarmup) options.warmup_ms = o.warmup_ms.load(relaxed);
+        if (set & kSetInterval) options.interval_ms = o.interval_ms.load(relaxed);
+        if (set & kSetGrowth) options.growth_intervals = o.growth.load(relaxed);
+        if (set & kSetThreshold) options.threshold_bytes = std::size_t(o.threshold.load(relaxed));
+        o.changed.store(0, release);
+        try {
+            apply_option("track", "all", "track=all", "monitor=1");
+            auto s = std::make_shared<MonitorState>(options);
+            if (start_monitor(s)) o.running = new std::shared_ptr<MonitorState>(std::move(s));
+        } catch (...) {
+            diagnostic("monitor: could not start (out of memory?)");
+        }
+    }
+    lifecycle.unlock();
+}
+
+// exit() with monitors or the dumper running: they are stopped and joined before the statics
+// they may use (the program's writers among them) are destroyed. A thread calling exit() from a
+// writer of its own is left running (it cannot be joined from itself).
+void stop_monitor_threads_at_exit() noexcept {
+    MonitorRegistry& r = monitor_registry();
+    r.no_new_threads.store(1, release);
+    {
+        SpinLock& lifecycle = monitor_lifecycle();
+        bool locked = on_leakscope_thread() ? try_lock(lifecycle) : (lifecycle.lock(), true);
+        if (locked) {
+            stop_dumper();
+            lifecycle.unlock();
+        }
+    }
+    InternalGuard internal;
+    for (;;) {
+        std::shared_ptr<MonitorState> s;
+        {
+            SpinGuard guard(r.lock);
+            for (MonitorState* p = r.head; p && !s; p = p->next) {
+                if (p->exit_seen) continue;
+                p->exit_seen = true;
+                s = p->weak_from_this().lock();   // never allocates
+            }
+        }
+        if (!s) break;
+        s->stop();
+    }
+}
+
+// LEAKSCOPE_OPTIONS' signal= and monitor=1 get their threads here, before main (or when a shared
+// library holding the implementation is loaded), not in the hook where the options are read.
+__attribute__((constructor)) void start_option_threads_at_load() noexcept {
+    // Initialising here only when the environment asks for these threads: ensure_init() registers
+    // the exit flush with atexit, and doing that before the program's statics are built would
+    // move it after their destructors.
+    if (g.init_state.load(acquire) != 2) {
+        const char* env = std::getenv("LEAKSCOPE_OPTIONS");
+        if (!env || (!std::strstr(env, "signal") && !std::strstr(env, "monitor"))) return;
+        ensure_init();
+    }
+    SignalDump& d = signal_dump();
+    if (d.armed.load(acquire) || monitor_options().on.load(acquire)) apply_monitor_changes();
+}
+
+// ---- options ----
+inline bool parse_u32(std::string_view s, u32& out) noexcept {
+    if (s.empty() || s.size() > 10) return false;
+    u64 v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        v = v * 10 + u64(c - '0');
+    }
+    if (v > 0xffffffffu) return false;
+    out = u32(v);
+    return true;
+}
+
+// A new value restarts a running options' monitor (at the safe point); the same one does not.
+template <class T>
+inline void set_monitor_value(std::atomic<T>& into, T value, u32 bit) noexcept {
+    MonitorOptions& o = monitor_options();
+    if ((o.set.load(acquire) & bit) && into.load(relaxed) == value) return;
+    into.store(value, relaxed);
+    o.set.fetch_or(bit, release);
+    o.changed.store(1, release);
+}
+
+void apply_monitor_option(std::string_view key, std::string_view value, std::string_view entry, const char* source) noexcept {
+    MonitorOptions& o = monitor_options();
+    u32 number = 0;
+    if (key == "signal") {
+        int signo = parse_signal(value);
+        if (signo == -1) {
+            option_error(source, "signal must be a signal name or number (USR2, SIGUSR2, 12) or 0 in", entry);
+        } else if (signo == -2) {
+            option_error(source, "signal cannot be a fault, abort, KILL, STOP or glibc-reserved signal in", entry);
+        } else {
+            // A dump of the whole heap needs every block known, as the exit report does.
+            if (signo) apply_option("track", "all", "track=all", source);
+            arm_signal(signo, entry, source);
+        }
+    } else if (key == "monitor") {
+        if (value == "1" || value == "0") {
+            if (value == "1") apply_option("track", "all", "track=all", source);
+            o.on.store(value == "1", release);
+        } else {
+            option_error(source, "monitor must be 0 or 1 in", entry);
+        }
+    } else if (key == "monitor_warmup_ms") {
+        if (parse_u32(value, number)) {
+            set_monitor_value(o.warmup_ms, number, kSetWarmup);
+        } else {
+            option_error(source, "monitor_warmup_ms must be 0..4294967295 (milliseconds) in", entry);
+        }
+    } else if (key == "monitor_interval_ms") {
+        if (parse_u32(value, number) && number > 0) {
+            set_monitor_value(o.interval_ms, number, kSetInterval);
+        } else {
+            option_error(source, "monitor_interval_ms must be 1..4294967295 (milliseconds) in", entry);
+        }
+    } else if (key == "monitor_growth") {
+        if (parse_u32(value, number)) {
+            set_monitor_value(o.growth, number, kSetGrowth);
+        } else {
+            option_error(source, "monitor_growth must be 0..4294967295 (intervals; 0: no site marked) in", entry);
+        }
+    } else if (key == "monitor_threshold") {
+        u64 bytes = 0;
+        if (parse_count(value, true, bytes)) {
+            set_monitor_value(o.threshold, bytes, kSetThreshold);
+        } else {
+            option_error(source, "monitor_threshold must be a number of bytes (K, M, G allowed) in", entry);
+        }
+    } else {
+        option_error(source, "unknown option", entry);
+    }
 }
 }  // namespace detail
+
+// ---- Monitor ----
+Monitor::Monitor() : Monitor(Options()) {}
+
+Monitor::Monitor(Options options) {
+    ensure_init();
+    InternalGuard internal;   // the state is leakscope's own
+    apply_option("track", "all", "track=all", "Monitor");
+    state_ = std::make_shared<MonitorState>(options);
+    start_monitor(state_);   // a monitor that cannot start stays inert (intervals() stays 0)
+}
+
+Monitor::~Monitor() {
+    stop();
+    InternalGuard internal;
+    state_.reset();
+}
+
+void Monitor::stop() noexcept {
+    if (state_) state_->stop();
+}
+
+unsigned Monitor::intervals() const noexcept { return state_ ? state_->intervals.load(acquire) : 0; }
+
+Report Monitor::latest() const {
+    InternalGuard internal;   // the copy is leakscope's, as heap()'s report is
+    std::shared_ptr<const Report> last;
+    if (state_) {
+        SpinGuard guard(state_->report_lock);
+        last = state_->latest;
+    }
+    if (last) return *last;
+    Report none;
+    none.kind = "monitor";
+    none.scope = "heap growth since the baseline";
+    none.growth_intervals = state_ ? state_->options.growth_intervals : 0;
+    return none;
+}
 
 // ---- writers ----------------------------------------------------------------------------------
 namespace detail {

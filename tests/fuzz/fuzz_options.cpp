@@ -18,7 +18,7 @@ namespace {
 std::shared_ptr<fuzz::KeepWriter> keeper;
 
 // What every input starts from, so that one input's options do not change the next one's run.
-constexpr const char* kDefaults = "stacks=on unwinder=fast stack_depth=32 group_depth=0 suppressions=";
+constexpr const char* kDefaults = "stacks=on unwinder=fast stack_depth=32 group_depth=0 suppressions= signal=0 monitor=0";
 
 bool separator(char c) { return c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -36,6 +36,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     fuzz::enter_scratch_dir("options");
     // The seeds' suppressions=rules.txt reads this (one malformed line: its diagnostic too).
     std::ofstream("rules.txt") << "# seed rules\nleak:operator new\nnot a rule\ntop:main;x max_blocks=3 max_bytes=1K\n";
+    // signal= and monitor=1 are parsed and applied, but start no thread here: a monitor or the
+    // signal dumper (on SIGALRM, which libFuzzer uses) would write reports while an input runs.
+    // Their threads are tested by tests/standalone/monitor_* and signal_dump*.
+    leakscope::detail::monitor_registry().no_new_threads.store(1);
     keeper = std::make_shared<fuzz::KeepWriter>();
     leakscope::set_writers({keeper});
     return 0;
