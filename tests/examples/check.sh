@@ -92,7 +92,7 @@ check_leaky_server() {
   # growing (*), the pages first.
   local last
   last=$(last_report "$out" '^leakscope: interval [0-9]+ since baseline')
-  if grep -q -E '^leakscope: \* +1 .* render_item$' <<<"$last" && grep -q -E '^leakscope: \* +2 .* handle$' <<<"$last"; then
+  if grep -q -E '^leakscope: \* +1 .*render_item$' <<<"$last" && grep -q -E '^leakscope: \* +2 .*handle$' <<<"$last"; then
     pass "the last monitor report marks render_item and handle growing (*)"
   else fail "the last monitor report does not mark render_item and handle growing: $last"; fi
   names "$last" "$cache" "the last monitor report"
@@ -125,7 +125,8 @@ check_doctor_thread() {
   else fail "leftovers by type: expected only FloatingVehicle $leaked blocks, got: $types"; fi
   local last
   last=$(last_report "$out" '^leakscope: interval [0-9]+ since baseline')
-  if grep -q -E '^leakscope: \* +1 .* FloatingVehicle +apply_feed$' <<<"$last"; then
+  if grep -q -E '^leakscope: \* +1 .*apply_feed$' <<<"$last" &&
+     grep -q -E '^leakscope:   #1  growing, [0-9]+ blocks, [0-9]+ bytes, FloatingVehicle$' <<<"$last"; then
     pass "the last monitor report marks FloatingVehicle at apply_feed growing (*)"
   else fail "the last monitor report does not mark FloatingVehicle at apply_feed growing: $last"; fi
   names "$last" "$throw_line" "the last monitor report"
