@@ -46,7 +46,8 @@ namespace leakscope {
 namespace test {
 namespace doctest_detail {
 
-inline const char* const kNamespaces[] = {"doctest::", "/doctest/", nullptr};
+inline const char* const kOwners[] = {"doctest::", "/doctest/", nullptr};
+inline constexpr detail::FrameworkPatterns kPatterns{kOwners, nullptr};
 
 struct RunInfo {
     std::string test;
@@ -149,7 +150,7 @@ class Listener : public doctest::IReporter {
                 Ignore quiet;
                 display = display_name(r);
             }
-            verdict = detail::judge(*scope_, display, kNamespaces);
+            verdict = detail::judge(*scope_, display, kPatterns);
         }
         scope_.reset();
         if (!verdict.failed) return;
@@ -181,7 +182,7 @@ struct Framework {
     static void fail_at(const char* file, unsigned line, const std::string& message) {
         doctest_detail::fail_at(file, line, message);
     }
-    static constexpr const char* const* namespaces = kNamespaces;
+    static constexpr const detail::FrameworkPatterns& patterns = kPatterns;
 };
 using Guard = detail::Guard<Framework>;
 
