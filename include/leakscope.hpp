@@ -537,8 +537,13 @@ class Monitor {
 // ============================================================================================
 namespace leakscope {
 namespace detail {
-// Nothing here yet that other translation units need; the tracker lives entirely in the
-// implementation section so that exactly one copy of its state exists in a program.
+// The tracker lives entirely in the implementation section so that exactly one copy of its state
+// exists in a program; what other translation units need of it is declared here.
+
+// True when reports go to writers the program chose (set_writers(), add_writer() or a report=
+// option), false when they go to the default (text on stderr). The test adapters hand a leaking
+// test's report to write() only then: by default it is the framework's failure message alone.
+bool writers_configured() noexcept;
 }  // namespace detail
 }  // namespace leakscope
 
@@ -7132,6 +7137,17 @@ void add_writer(std::shared_ptr<Writer> writer) {
 }
 
 namespace detail {
+bool writers_configured() noexcept {
+    ensure_init();   // LEAKSCOPE_OPTIONS read
+    {
+        PendingReportOption& p = pending_report_option();
+        SpinGuard guard(p.lock);
+        if (p.pending) return true;   // a report= option, installed at the next dispatch()
+    }
+    SpinGuard guard(g.writer_lock);
+    return g.writers && !g.writers->empty();
+}
+
 void dispatch(const Report& report) noexcept {
     InternalGuard internal;
     try {

@@ -237,8 +237,9 @@ inline std::string render(const Report& r) {
     return out;
 }
 
-// Judges the scope's leftovers and closes it (no report of its own). `display` names the run in
-// the report (test, sections); `patterns` are the framework's.
+// Judges the scope's leftovers and closes it. `display` names the run in the report (test,
+// sections); `patterns` are the framework's. A failing run's report is the verdict's message and,
+// when the program chose writers of its own, goes to them as well.
 inline Verdict judge(LeakScope& scope, const std::string& display, const FrameworkPatterns& patterns) {
     Ignore quiet;   // what the verdict allocates belongs to no one
     Verdict v;
@@ -272,11 +273,15 @@ inline Verdict judge(LeakScope& scope, const std::string& display, const Framewo
         v.message = "leakscope: expected " + std::to_string(run.expected) + " leftover block" +
                     (run.expected == 1 ? "" : "s") + ", found " + std::to_string(v.blocks);
         if (v.blocks) v.message += "\n" + render(report);
-        return v;
+    } else {
+        if (v.blocks == 0) return v;
+        v.failed = true;
+        v.message = render(report);
     }
-    if (v.blocks == 0) return v;
-    v.failed = true;
-    v.message = render(report);
+    // The writers the program chose (report=json=leaks-%n.json, set_writers(), add_writer()) get
+    // the failing run's report too, named after the run; the default writer (text on stderr)
+    // does not: the framework's failure message already is that report.
+    if (v.blocks && ::leakscope::detail::writers_configured()) ::leakscope::write(report);
     return v;
 }
 

@@ -71,6 +71,42 @@ site_has() {
   fi
 }
 
+# Reports handed to the writers the program chose (LEAKSCOPE_OPTIONS=report=json...), read with
+# python3's json module: json_runs FILE... prints one row per report,
+#   scope <TAB> file:line (basename) <TAB> blocks <TAB> frames[0] of each site (basename:line)
+json_runs() {
+  python3 - "$@" <<'PY'
+import json, os, sys
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as f:
+        for text in f:
+            if not text.strip():
+                continue
+            r = json.loads(text)
+            sites = sorted({"%s:%d" % (os.path.basename(s["frames"][0]["file"]), s["frames"][0]["line"])
+                            for s in r["sites"] if s["frames"]})
+            print("%s\t%s:%d\t%d\t%s" % (r["scope"], os.path.basename(r["file"]), r["line"], r["blocks"], " ".join(sites)))
+PY
+}
+# json_case ROWS SCOPE WHERE BLOCKS ID: exactly one report of SCOPE, opened at WHERE (base:line),
+# with BLOCKS leftover blocks, a site at the marked line.
+json_case() {
+  local row n
+  row=$(awk -F'\t' -v s="$2" '$1 == s' <<<"$1")
+  n=$(printf '%s' "$row" | grep -c '^' || true)
+  if [ "$n" -ne 1 ]; then fail "JSON: $n reports of \"$2\", expected 1"; return; fi
+  local where blocks sites
+  where=$(cut -f2 <<<"$row") blocks=$(cut -f3 <<<"$row") sites=$(cut -f4 <<<"$row")
+  [ "$where" = "$3" ] && pass "JSON \"$2\": opened at $3" || fail "JSON \"$2\": opened at '$where', expected $3"
+  [ "$blocks" = "$4" ] && pass "JSON \"$2\": $4 block(s)" || fail "JSON \"$2\": $blocks blocks, expected $4"
+  local line
+  line=$(line_of "$5")
+  if grep -q -w -F "$base:$line" <<<"$sites"; then pass "JSON \"$2\": a site at $base:$line"; else
+    fail "JSON \"$2\": no site at $base:$line (sites: $sites)"; fi
+}
+# json_scopes ROWS: the scope of every report.
+json_scopes() { cut -f1 <<<"$1"; }
+
 check_gtest() {
   local out=$work/gtest.out xml=$work/gtest.xml
   rm -f "$xml"
@@ -112,6 +148,32 @@ check_gtest() {
     contains "$xml" "leakscope: scope &quot;Leaks.OneBlock&quot; left 1 block (4 bytes) behind" "XML failure message carries the report"
   else
     fail "no XML written"
+  fi
+  # The writers the program chose get each leaking test's report as well, named after the test;
+  # the output is the same (no second copy on stderr).
+  local jsonl=$work/gtest.jsonl rows
+  rm -f "$jsonl" "$work"/gtest-*.json
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.jsonl" 1 --gtest_filter=-ExitCall.*
+  same_set "failed tests (summary, report=jsonl)" "$expected" \
+    "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$out.jsonl")"
+  leak_lines=$(grep -c '^leakscope: scope ' "$out.jsonl")
+  [ "$leak_lines" -eq 3 ] && pass "report=jsonl: still 3 leak reports in the output" ||
+    fail "report=jsonl: $leak_lines leak reports in the output, expected 3"
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the leaking tests' reports" "$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne)" \
+    "$(json_scopes "$rows")"
+  json_case "$rows" Leaks.OneBlock "$base:$(test_line 'TEST(Leaks, OneBlock)')" 1 gtest_one_block
+  json_case "$rows" Leaks.OnExceptionPath "$base:$(test_line 'TEST(Leaks, OnExceptionPath)')" 1 gtest_exception_path
+  json_case "$rows" Escape.ExpectTwoButOne "$base:$(test_line 'TEST(Escape, ExpectTwoButOne)')" 1 gtest_expect_two_but_one
+  # One leaking test, report=json with %n: one file, that test's report.
+  LEAKSCOPE_OPTIONS="report=json=$work/gtest-%n.json" run "$out.json" 1 --gtest_filter=Leaks.OneBlock:Noise.*
+  local files
+  files=$(cd "$work" && ls gtest-*.json 2>/dev/null | paste -sd ' ')
+  [ "$files" = "gtest-1.json" ] && pass "report=json=gtest-%n.json: one file, gtest-1.json" ||
+    fail "report=json=gtest-%n.json: files '$files', expected gtest-1.json"
+  if [ -f "$work/gtest-1.json" ]; then
+    rows=$(json_runs "$work/gtest-1.json") || fail "gtest-1.json is not JSON"
+    json_case "$rows" Leaks.OneBlock "$base:$(test_line 'TEST(Leaks, OneBlock)')" 1 gtest_one_block
   fi
   # A test that calls exit(): the process ends with its status; no verdict, no report, no crash.
   run "$work/gtest_exit.out" 3 --gtest_filter=ExitCall.*
@@ -183,6 +245,21 @@ check_catch2() {
   listener_case "$out.listener" "listener: expects two, leaves one" "1 block (4 bytes)" catch2_expect_two_but_one
   contains "$out.listener" "leakscope: expected 2 leftover blocks, found 1" "expects two, leaves one: says so"
   contains "$out.listener" "leakscope: 5 test runs left allocations behind" "summary: 5 leaking runs"
+  local n
+  n=$(grep -c '^leakscope: scope ' "$out.listener")
+  [ "$n" -eq 5 ] && pass "5 reports in the output" || fail "$n reports in the output, expected 5"
+  # With writers of the program's own (report=jsonl): each leaking run's report goes there too,
+  # named after the test and its sections; the output stays the same.
+  local jsonl=$work/catch2.jsonl rows
+  rm -f "$jsonl"
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.listener.jsonl" 1 "[listener]"
+  n=$(grep -c '^leakscope: scope ' "$out.listener.jsonl")
+  [ "$n" -eq 5 ] && pass "report=jsonl: still 5 reports in the output" || fail "report=jsonl: $n reports in the output, expected 5"
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the leaking runs' reports" "$(listener_runs "$out.listener")" "$(json_scopes "$rows")"
+  json_case "$rows" "listener: leaks one block" "$base:$(test_line 'TEST_CASE("listener: leaks one block"')" 1 catch2_one_block
+  json_case "$rows" "listener: leaks three sections deep / level one / level two / level three" \
+    "$base:$(test_line 'TEST_CASE("listener: leaks three sections deep"')" 1 catch2_deep
   # The guard: failures inside Catch2 — its totals, its exit status (2 failed assertions), JUnit.
   local xml=$work/catch2.junit.xml
   rm -f "$xml"
@@ -198,6 +275,14 @@ check_catch2() {
   site_has "$(cat "$xml")" catch2_guard_section "JUnit failure message (guard: leaks in one section)"
   contains "$xml" "scope \"guard: leaks in one section / leaking\"" "JUnit message names the section"
   lacks "$out.guard" "leakscope: test case" "guarded runs: the listener stays quiet"
+  rm -f "$jsonl"
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.guard.jsonl" "$(failed_status 2)" "[guard]"
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the guarded runs' reports" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one section / leaking")" \
+    "$(json_scopes "$rows")"
+  json_case "$rows" "guard: leaks one block" "$base:$(line_of catch2_guard_line)" 1 catch2_guard_leak
+  json_case "$rows" "guard: leaks in one section / leaking" \
+    "$base:$(($(test_line 'TEST_CASE("guard: leaks in one section"') + 1))" 1 catch2_guard_section
   # Tests that fail for their own reasons: Catch2's status (3 failed assertions), no verdict.
   run "$out.bad" "$(failed_status 3)" "[bad]"
   lacks "$out.bad" "leakscope" "[bad]: no leak verdict on failed tests"
@@ -229,6 +314,25 @@ check_doctest() {
   listener_case "$out.listener" "listener: expects two, leaves one" "1 block (4 bytes)" doctest_expect_two_but_one
   contains "$out.listener" "leakscope: expected 2 leftover blocks, found 1" "expects two, leaves one: says so"
   contains "$out.listener" "leakscope: 5 test runs left allocations behind" "summary: 5 leaking runs"
+  local n
+  n=$(grep -c '^leakscope: scope ' "$out.listener")
+  [ "$n" -eq 5 ] && pass "5 reports in the output" || fail "$n reports in the output, expected 5"
+  local jsonl=$work/doctest.jsonl rows
+  rm -f "$jsonl"
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.listener.jsonl" 1 -ts=listener
+  n=$(grep -c '^leakscope: scope ' "$out.listener.jsonl")
+  [ "$n" -eq 5 ] && pass "report=jsonl: still 5 reports in the output" || fail "report=jsonl: $n reports in the output, expected 5"
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the leaking runs' reports" "$(listener_runs "$out.listener")" "$(json_scopes "$rows")"
+  json_case "$rows" "listener: leaks one block" "$base:$(test_line 'TEST_CASE("listener: leaks one block"')" 1 doctest_one_block
+  json_case "$rows" "listener: leaks three subcases deep / level one / level two / level three" \
+    "$base:$(test_line 'TEST_CASE("listener: leaks three subcases deep"')" 1 doctest_deep
+  rm -f "$jsonl"
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.guard.jsonl" 1 -ts=guard
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the guarded runs' reports" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one subcase / leaking")" \
+    "$(json_scopes "$rows")"
+  json_case "$rows" "guard: leaks one block" "$base:$(line_of doctest_guard_line)" 1 doctest_guard_leak
   local xml=$work/doctest.junit.xml
   "$bin" -ts=guard -r=junit >"$xml" 2>"$out.guard.err"
   local rc=$?
