@@ -1,9 +1,11 @@
 // leakscope/catch2.hpp — Catch2 tests that leave allocations behind fail the run.
 //
-//     // exactly one translation unit of the test program:
+//     // exactly one translation unit of the test program (with Catch2 v2: the one with
+//     // CATCH_CONFIG_MAIN or CATCH_CONFIG_RUNNER, defined before this include):
+//     #define CATCH_CONFIG_MAIN            // v2 (v3: link Catch2::Catch2WithMain instead)
 //     #define LEAKSCOPE_IMPLEMENTATION
 //     #include <leakscope/catch2.hpp>
-//     // any test file:
+//     // any other test file:
 //     #include <leakscope/catch2.hpp>
 //
 // Catch2 v2 (the single header <catch2/catch.hpp>) and v3 (<catch2/catch_test_macros.hpp> and
@@ -52,13 +54,23 @@
 #if __has_include(<catch2/catch_test_macros.hpp>)
 #include <catch2/catch_test_macros.hpp>
 #elif __has_include(<catch2/catch.hpp>)
-#include <catch2/catch.hpp>
+#define LEAKSCOPE_CATCH2_INCLUDE_V2 1
 #else
 #error "leakscope/catch2.hpp: Catch2 not found (neither <catch2/catch_test_macros.hpp> nor <catch2/catch.hpp>)"
 #endif
 #else
-#include <catch2/catch.hpp>
+#define LEAKSCOPE_CATCH2_INCLUDE_V2 1
 #endif
+#endif
+#if defined(LEAKSCOPE_CATCH2_INCLUDE_V2)
+// Catch2 v2's single header declares the listener interface only where it is asked for (or in the
+// translation unit with CATCH_CONFIG_MAIN or CATCH_CONFIG_RUNNER, which must then be defined
+// before this header is included: the implementation is part of the same include).
+#ifndef CATCH_CONFIG_EXTERNAL_INTERFACES
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
+#endif
+#include <catch2/catch.hpp>
+#undef LEAKSCOPE_CATCH2_INCLUDE_V2
 #endif
 
 #if !defined(CATCH_VERSION_MAJOR)
@@ -71,6 +83,17 @@
 #include <catch2/internal/catch_reusable_string_stream.hpp>
 #include <catch2/reporters/catch_reporter_event_listener.hpp>
 #include <catch2/reporters/catch_reporter_registrars.hpp>
+#endif
+
+// The listener needs Catch2's reporter interface: always there in v3; in v2 only when
+// <catch2/catch.hpp> was first included with CATCH_CONFIG_EXTERNAL_INTERFACES (this header asks
+// for it) or in the translation unit with CATCH_CONFIG_MAIN/RUNNER. A translation unit that
+// included v2 earlier without it gets the guard and the escape hatches; the listener comes from
+// the translation unit with the implementation, which always has it.
+#if CATCH_VERSION_MAJOR >= 3 || defined(CATCH_CONFIG_EXTERNAL_INTERFACES) || defined(CATCH_CONFIG_ENABLE_BENCHMARKING)
+#define LEAKSCOPE_CATCH2_LISTENER 1
+#else
+#define LEAKSCOPE_CATCH2_LISTENER 0
 #endif
 
 #include <cstdint>
@@ -125,6 +148,7 @@ inline void fail_at(const char* file, unsigned line, const std::string& message)
     handler.complete();   // may throw when Catch2 aborts the run (--abort): the guard lets it
 }
 
+#if LEAKSCOPE_CATCH2_LISTENER
 #if CATCH_VERSION_MAJOR < 3
 // Catch2 v2 sends every call a test makes (assertions, messages, sections, generators) through
 // the context's IResultCapture. While a test case runs, this one stands in for the run context
@@ -375,6 +399,13 @@ class Listener : public ListenerBase {
     std::optional<LeakScope> scope_;
 };
 
+#if CATCH_VERSION_MAJOR < 3
+inline const Catch::ListenerRegistrar<Listener> registrar{};
+#else
+inline const Catch::ListenerRegistrar<Listener> registrar{"leakscope"};
+#endif
+#endif  // LEAKSCOPE_CATCH2_LISTENER
+
 // The in-test guard (LEAKSCOPE_GUARD()): detail::Guard with this framework's hooks.
 struct Framework {
     static RunInfo& run_info() { return catch2_detail::run_info(); }
@@ -385,12 +416,6 @@ struct Framework {
     static constexpr const detail::FrameworkPatterns& patterns = kPatterns;
 };
 using Guard = detail::Guard<Framework>;
-
-#if CATCH_VERSION_MAJOR < 3
-inline const Catch::ListenerRegistrar<Listener> registrar{};
-#else
-inline const Catch::ListenerRegistrar<Listener> registrar{"leakscope"};
-#endif
 
 }  // namespace catch2_detail
 }  // namespace test

@@ -19,13 +19,24 @@ fail() {
 }
 pass() { echo "ok   [$framework]: $*"; }
 
-# line_of ID: the line of the "LEAK:ID" marker in the fixture.
+# The fixture's source files: FIXTURE.cpp and its further translation units FIXTURE_*.cpp.
+sources=("$src")
+for f in "${src%.cpp}"_*.cpp; do [ -f "$f" ] && sources+=("$f"); done
+# marker_file ID: the source holding the "LEAK:ID" marker; line_of ID: its line there.
+marker_file() {
+  local f
+  f=$(grep -l "LEAK:$1\$" "${sources[@]}" | head -n 1)
+  [ -n "$f" ] || { echo "check.sh: no LEAK:$1 marker in ${sources[*]}" >&2; exit 2; }
+  echo "$f"
+}
 line_of() {
   local n
-  n=$(grep -n "LEAK:$1\$" "$src" | cut -d: -f1)
-  [ -n "$n" ] || { echo "check.sh: no LEAK:$1 marker in $src" >&2; exit 2; }
+  n=$(grep -n "LEAK:$1\$" "$(marker_file "$1")" | cut -d: -f1)
+  [ -n "$n" ] || { echo "check.sh: no LEAK:$1 marker in ${sources[*]}" >&2; exit 2; }
   echo "$n"
 }
+# where ID: "file:line" (basename) of the marker.
+where() { echo "$(basename "$(marker_file "$1")"):$(line_of "$1")"; }
 # test_line NAME: the line of the first line of the fixture that contains NAME (a test's declaration).
 test_line() { grep -n -F "$1" "$src" | head -n 1 | cut -d: -f1; }
 base=$(basename "$src")
@@ -63,10 +74,10 @@ between() {
 }
 # site_has TEXT ID WHAT: a frame "file:line)" of the marked line appears in TEXT (a report).
 site_has() {
-  local line
-  line=$(line_of "$2")
-  if grep -q -E "$base:$line(\\)|\$)" <<<"$1"; then pass "$3 names $base:$line"; else
-    fail "$3 does not name $base:$line"
+  local at
+  at=$(where "$2")
+  if grep -q -E "$at(\\)|\$)" <<<"$1"; then pass "$3 names $at"; else
+    fail "$3 does not name $at"
     printf '%s\n' "$1" | head -n 30 >&2
   fi
 }
@@ -99,10 +110,10 @@ json_case() {
   where=$(cut -f2 <<<"$row") blocks=$(cut -f3 <<<"$row") sites=$(cut -f4 <<<"$row")
   [ "$where" = "$3" ] && pass "JSON \"$2\": opened at $3" || fail "JSON \"$2\": opened at '$where', expected $3"
   [ "$blocks" = "$4" ] && pass "JSON \"$2\": $4 block(s)" || fail "JSON \"$2\": $blocks blocks, expected $4"
-  local line
-  line=$(line_of "$5")
-  if grep -q -w -F "$base:$line" <<<"$sites"; then pass "JSON \"$2\": a site at $base:$line"; else
-    fail "JSON \"$2\": no site at $base:$line (sites: $sites)"; fi
+  local at
+  at=$(where "$5")
+  if grep -q -w -F "$at" <<<"$sites"; then pass "JSON \"$2\": a site at $at"; else
+    fail "JSON \"$2\": no site at $at (sites: $sites)"; fi
 }
 # json_scopes ROWS: the scope of every report.
 json_scopes() { cut -f1 <<<"$1"; }
@@ -288,6 +299,24 @@ check_catch2() {
   lacks "$out.bad" "leakscope" "[bad]: no leak verdict on failed tests"
   run "$out.exit" 3 "[.exit]"
   lacks "$out.exit" "leakscope" "exit() inside a test: no report"
+  # Further translation units: one includes the adapter without CATCH_CONFIG_MAIN, one includes
+  # Catch2 first; the listener (registered once) and the guards judge their runs the same way.
+  rm -f "$xml"
+  run "$out.more" "$(failed_status 2)" "[more],[first]" -r junit -o "$xml"
+  same_set "leaking runs in the other files (listener)" "$(printf '%s\n' "more: leaks in a second file" \
+    "first: leaks, Catch2 included first")" "$(listener_runs "$out.more")"
+  listener_case "$out.more" "more: leaks in a second file" "1 block (4 bytes)" catch2_more_listener
+  listener_case "$out.more" "first: leaks, Catch2 included first" "1 block (4 bytes)" catch2_first_listener
+  same_set "failed test cases in the other files (JUnit)" "$(printf '%s\n' "more: guarded, leaks in a second file" \
+    "first: guarded, leaks, Catch2 included first")" "$(junit_failed "$xml")"
+  site_has "$(cat "$xml")" catch2_more_guard "JUnit failure message (more: guarded)"
+  site_has "$(cat "$xml")" catch2_first_guard "JUnit failure message (first: guarded)"
+  for id in catch2_more_guard_line catch2_first_guard_line; do
+    if grep -q -E "^at .*$(where "$id")\$" "$xml"; then pass "JUnit failure at the guard's line $(where "$id")"; else
+      fail "JUnit failure not at the guard's line $(where "$id")"; fi
+  done
+  n=$(grep -c '^leakscope: test case ' "$out.more")
+  [ "$n" -eq 2 ] && pass "2 listener reports in the other files" || fail "$n listener reports in the other files, expected 2"
 }
 
 check_doctest() {
