@@ -99,13 +99,23 @@ run_one() {
 
 now_ns() { date +%s%N; }
 
-declare -A best instr
+# Every test of the suite is clean: a run must exit 0. Without stacks (stacks=off, and demand for
+# names that never leaked) the framework's own blocks cannot be told from the test's (README), so
+# such a run may fail a test: noted under the table, still timed.
+declare -A best instr status
 for ((r = 0; r < RUNS; ++r)); do
   for fw in "${FWS[@]}"; do
     for cfg in "${CONFIGS[@]}"; do
       t0=$(now_ns)
-      run_one "$fw" "$cfg" || { echo "$fw ($cfg) failed" >&2; exit 1; }
+      rc=0
+      run_one "$fw" "$cfg" || rc=$?
       t=$(($(now_ns) - t0))
+      if [ "$rc" -ne 0 ]; then
+        case "$cfg" in
+          *stacks=*) status[$fw.${cfg%% *}]=$rc ;;
+          *) echo "$fw ($cfg) failed: exit status $rc" >&2; exit 1 ;;
+        esac
+      fi
       key=$fw.${cfg%% *}
       if [ -z "${best[$key]:-}" ] || [ "$t" -lt "${best[$key]}" ]; then best[$key]=$t; fi
     done
@@ -154,3 +164,6 @@ for fw in "${FWS[@]}"; do
   done
 done
 echo "($TESTS trivial tests each; wall: minimum of $RUNS runs, output to /dev/null; instructions: one run, $counter)"
+for key in "${!status[@]}"; do
+  echo "note: $key exited with status ${status[$key]}: without stacks a framework block was blamed on a test"
+done

@@ -77,12 +77,20 @@
 #include <catch2/catch_version_macros.hpp>
 #endif
 
+#if !defined(LEAKSCOPE_CATCH2_QUIET_REPORTER)
+#define LEAKSCOPE_CATCH2_QUIET_REPORTER 1
+#endif
+
 #if CATCH_VERSION_MAJOR >= 3
 #include <catch2/catch_test_case_info.hpp>
 #include <catch2/interfaces/catch_interfaces_reporter.hpp>
+#include <catch2/internal/catch_context.hpp>
 #include <catch2/internal/catch_reusable_string_stream.hpp>
 #include <catch2/reporters/catch_reporter_event_listener.hpp>
 #include <catch2/reporters/catch_reporter_registrars.hpp>
+#if LEAKSCOPE_CATCH2_QUIET_REPORTER && defined(LEAKSCOPE_IMPLEMENTATION)
+#include <catch2/internal/catch_run_context.hpp>
+#endif
 #endif
 
 // The listener needs Catch2's reporter interface: always there in v3; in v2 only when
@@ -251,6 +259,134 @@ using ListenerBase = Catch::TestEventListenerBase;
 using ListenerBase = Catch::EventListenerBase;
 #endif
 
+// ---- the run's reporter, quiet -----------------------------------------------------------------
+// Catch2 calls its reporters around and inside each run: the test case's own section starts (the
+// reporters after this listener: inside the run's scope), and assertions are reported from the
+// test body. What reporters keep is Catch2's: the console reporter's section stack, grown in the
+// first test; the JUnit and XML reporters' records of every run, kept for the end. With stacks
+// it would be recognised as Catch2's, at the price of building the run's report (the first time
+// also reading the test program's debug information: 0.1 s for a thousand trivial tests), and
+// without stacks it would be blamed on the test. So when the run starts, the run context's
+// reporter (Catch2's multiplexer of listeners and reporters) is put behind one that forwards every
+// event under leakscope::Ignore. Catch2 keeps that member private; an explicit instantiation may
+// name a private member (the usual trick), once per program: in the translation unit with v2's
+// implementation (CATCH_CONFIG_MAIN or CATCH_CONFIG_RUNNER) or, with v3, the one defining
+// LEAKSCOPE_IMPLEMENTATION. Written against Catch2 2.13 and 3.7; define
+// LEAKSCOPE_CATCH2_QUIET_REPORTER to 0 to do without (correct, slower as described).
+using QuietenReporter = void (*)();
+inline QuietenReporter& quieten_reporter() noexcept {
+    static QuietenReporter hook = nullptr;   // set by the one translation unit that can
+    return hook;
+}
+
+#if LEAKSCOPE_CATCH2_QUIET_REPORTER && \
+    ((CATCH_VERSION_MAJOR < 3 && defined(CATCH_IMPL)) || (CATCH_VERSION_MAJOR >= 3 && defined(LEAKSCOPE_IMPLEMENTATION)))
+#define LEAKSCOPE_CATCH2_FORWARD(method, Param)       \
+    void method(Param value) override {               \
+        Ignore quiet;                                  \
+        inner_->method(value);                         \
+    }
+#if CATCH_VERSION_MAJOR < 3
+using ReporterPtr = Catch::IStreamingReporterPtr;
+class QuietReporter final : public Catch::IStreamingReporter {
+   public:
+    explicit QuietReporter(ReporterPtr inner) : inner_(std::move(inner)) {}
+    Catch::ReporterPreferences getPreferences() const override { return inner_->getPreferences(); }
+    LEAKSCOPE_CATCH2_FORWARD(noMatchingTestCases, std::string const&)
+    LEAKSCOPE_CATCH2_FORWARD(reportInvalidArguments, std::string const&)
+    LEAKSCOPE_CATCH2_FORWARD(testRunStarting, Catch::TestRunInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(testGroupStarting, Catch::GroupInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(testCaseStarting, Catch::TestCaseInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(sectionStarting, Catch::SectionInfo const&)
+#if defined(CATCH_CONFIG_ENABLE_BENCHMARKING)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkPreparing, std::string const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkStarting, Catch::BenchmarkInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkEnded, Catch::BenchmarkStats<> const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkFailed, std::string const&)
+#endif
+    LEAKSCOPE_CATCH2_FORWARD(assertionStarting, Catch::AssertionInfo const&)
+    bool assertionEnded(Catch::AssertionStats const& stats) override {
+        Ignore quiet;
+        return inner_->assertionEnded(stats);
+    }
+    LEAKSCOPE_CATCH2_FORWARD(sectionEnded, Catch::SectionStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(testCaseEnded, Catch::TestCaseStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(testGroupEnded, Catch::TestGroupStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(testRunEnded, Catch::TestRunStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(skipTest, Catch::TestCaseInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(fatalErrorEncountered, Catch::StringRef)
+    bool isMulti() const override { return inner_->isMulti(); }
+
+   private:
+    ReporterPtr inner_;
+};
+#else
+using ReporterPtr = Catch::IEventListenerPtr;
+class QuietReporter final : public Catch::IEventListener {
+   public:
+    explicit QuietReporter(ReporterPtr inner)
+        : Catch::IEventListener(Catch::getCurrentContext().getConfig()), inner_(std::move(inner)) {
+        m_preferences = inner_->getPreferences();   // read by the run context for each run
+    }
+    LEAKSCOPE_CATCH2_FORWARD(noMatchingTestCases, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(reportInvalidTestSpec, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(testRunStarting, Catch::TestRunInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(testCaseStarting, Catch::TestCaseInfo const&)
+    void testCasePartialStarting(Catch::TestCaseInfo const& info, std::uint64_t part) override {
+        Ignore quiet;
+        inner_->testCasePartialStarting(info, part);
+    }
+    LEAKSCOPE_CATCH2_FORWARD(sectionStarting, Catch::SectionInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkPreparing, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkStarting, Catch::BenchmarkInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkEnded, Catch::BenchmarkStats<> const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkFailed, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(assertionStarting, Catch::AssertionInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(assertionEnded, Catch::AssertionStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(sectionEnded, Catch::SectionStats const&)
+    void testCasePartialEnded(Catch::TestCaseStats const& stats, std::uint64_t part) override {
+        Ignore quiet;
+        inner_->testCasePartialEnded(stats, part);
+    }
+    LEAKSCOPE_CATCH2_FORWARD(testCaseEnded, Catch::TestCaseStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(testRunEnded, Catch::TestRunStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(skipTest, Catch::TestCaseInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(fatalErrorEncountered, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(listReporters, std::vector<Catch::ReporterDescription> const&)
+    LEAKSCOPE_CATCH2_FORWARD(listListeners, std::vector<Catch::ListenerDescription> const&)
+    LEAKSCOPE_CATCH2_FORWARD(listTests, std::vector<Catch::TestCaseHandle> const&)
+    LEAKSCOPE_CATCH2_FORWARD(listTags, std::vector<Catch::TagInfo> const&)
+
+   private:
+    ReporterPtr inner_;
+};
+#endif
+#undef LEAKSCOPE_CATCH2_FORWARD
+
+// Catch::RunContext::m_reporter, named through an explicit instantiation (which may name private
+// members), handed out by a friend function declared first.
+struct RunReporter {
+    using type = ReporterPtr Catch::RunContext::*;
+};
+RunReporter::type member_of(RunReporter) noexcept;
+template <class Tag, typename Tag::type Member>
+struct Rob {
+    friend typename Tag::type member_of(Tag) noexcept { return Member; }
+};
+template struct Rob<RunReporter, &Catch::RunContext::m_reporter>;
+
+// Called from the listener's testRunStarting, which the run context's constructor triggers once
+// it is the result capture: the reporter it holds goes behind a QuietReporter.
+inline void quieten_run_reporter() {
+    Ignore quiet;
+    auto* run = static_cast<Catch::RunContext*>(&Catch::getResultCapture());
+    ReporterPtr& reporter = run->*member_of(RunReporter{});
+    if (!reporter) return;
+    reporter = ReporterPtr(new QuietReporter(std::move(reporter)));
+}
+inline const bool quieten_set = (quieten_reporter() = &quieten_run_reporter, true);
+#endif
+
 class Listener : public ListenerBase {
    public:
     using ListenerBase::ListenerBase;
@@ -260,7 +396,10 @@ class Listener : public ListenerBase {
         if (scope_) scope_->dismiss();   // the process is exiting inside a test (exit())
     }
 
-    void testRunStarting(Catch::TestRunInfo const&) override { warm_up(); }
+    void testRunStarting(Catch::TestRunInfo const&) override {
+        warm_up();
+        if (QuietenReporter quieten = quieten_reporter()) quieten();
+    }
 
     void testCaseStarting(Catch::TestCaseInfo const& info) override {
         Ignore quiet;
