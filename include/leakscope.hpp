@@ -551,8 +551,13 @@ class Monitor {
 // ============================================================================================
 namespace leakscope {
 namespace detail {
-// Nothing here yet that other translation units need; the tracker lives entirely in the
-// implementation section so that exactly one copy of its state exists in a program.
+// The tracker lives entirely in the implementation section so that exactly one copy of its state
+// exists in a program; what other translation units need of it is declared here.
+
+// True when reports go to writers the program chose (set_writers(), add_writer() or a report=
+// option), false when they go to the default (text on stderr). The test adapters hand a leaking
+// test's report to write() only then: by default it is the framework's failure message alone.
+bool writers_configured() noexcept;
 }  // namespace detail
 }  // namespace leakscope
 
@@ -1819,6 +1824,49 @@ inline bool parse_cie(const u8* at, Cie& cie) noexcept {
     return r.ok && r.p <= r.end;
 }
 
+// Most FDEs of an object share one or two CIEs: each is parsed, and its initial instructions run,
+// once per loader generation (a dlclose may put another object's CIE at the same address), not
+// once per rule. Behind a try-lock: a rule may be computed in a signal handler that interrupted
+// the holder, and then goes without the memo.
+struct CieMemo {
+    const u8* at;
+    u64 generation;
+    Cie cie;
+    CfiRow row;   // after the CIE's initial instructions
+    bool ok;
+};
+struct CieMemos {
+    SpinLock lock;
+    u32 next;
+    CieMemo entry[8];
+};
+LEAKSCOPE_CONSTINIT static CieMemos cie_memos{};
+
+inline bool cie_and_initial_row(const u8* at, Cie& cie, CfiRow& row) noexcept {
+    u64 generation = st.loader_generation.load(acquire);
+    bool memo = (generation & 1) == 0 && st.unloading.load(acquire) == 0;
+    if (memo && cie_memos.lock.try_lock()) {
+        for (const CieMemo& m : cie_memos.entry) {
+            if (m.at == at && m.generation == generation) {
+                cie = m.cie;
+                row = m.row;
+                bool ok = m.ok;
+                cie_memos.lock.unlock();
+                return ok;
+            }
+        }
+        cie_memos.lock.unlock();
+    }
+    row = CfiRow{kRegRsp, kSame, kSame, 0, 0, 0, 0};
+    // The initial instructions hold no location: their row is the same for every FDE.
+    bool ok = parse_cie(at, cie) && run_cfa_program(cie.instructions, cie.end, cie, 0, ~std::uintptr_t(0), row, row);
+    if (memo && cie_memos.lock.try_lock()) {
+        cie_memos.entry[cie_memos.next++ % 8] = CieMemo{at, generation, cie, row, ok};
+        cie_memos.lock.unlock();
+    }
+    return ok;
+}
+
 // Rules, packed in one word: bits 0-2 kind, 3 CFA is rbp-based (else rsp), 4 rbp saved,
 // 8-19 return-address offset from the CFA, 20-31 rbp offset, 32-63 CFA offset.
 enum RuleKind : u32 { kRuleNone = 0, kRuleStep = 1, kRuleStop = 2, kRuleSignal = 3, kRuleFallback = 4 };
@@ -1905,7 +1953,8 @@ inline u64 compute_rule_from_cfi(std::uintptr_t lookup, std::uintptr_t pc, std::
     const u8* cie_pointer_at = f.p;
     u32 cie_offset = f.fixed<u32>();
     Cie cie;
-    if (cie_offset == 0 || !parse_cie(cie_pointer_at - cie_offset, cie)) return make_rule(kRuleFallback);
+    CfiRow row;
+    if (cie_offset == 0 || !cie_and_initial_row(cie_pointer_at - cie_offset, cie, row)) return make_rule(kRuleFallback);
     std::uintptr_t start = 0, range = 0;
     if (!f.pointer(cie.fde_encoding, start, 0) || !f.pointer(u8(cie.fde_encoding & 0x0f), range, 0))
         return make_rule(kRuleFallback);
@@ -1915,9 +1964,6 @@ inline u64 compute_rule_from_cfi(std::uintptr_t lookup, std::uintptr_t pc, std::
         u64 n = f.uleb();
         f.p += std::min<u64>(n, u64(f.end - f.p));
     }
-    CfiRow row{kRegRsp, kSame, kSame, 0, 0, 0, 0};
-    if (!run_cfa_program(cie.instructions, cie.end, cie, start, ~std::uintptr_t(0), row, row))
-        return make_rule(kRuleFallback);
     CfiRow initial = row;
     if (!run_cfa_program(f.p, f.end, cie, start, lookup, initial, row)) return make_rule(kRuleFallback);
     if (cie.signal_frame) return is_sigreturn(pc) ? make_rule(kRuleSignal) : make_rule(kRuleFallback);
@@ -2061,9 +2107,20 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline u32 first_changed(const WalkMemory& m, u32 
     if (last.ra_at && (last.ra_at < lo || load_word(last.ra_at) != 0)) return 0;
     return kUnchanged;
 }
+// Checked innermost first, four independent loads at a time: another allocation site at the same
+// depth (the same start frame) differs a few frames in, and is told apart after one or two rounds
+// rather than a pass over every slot.
 LEAKSCOPE_NO_SANITIZE_ADDRESS inline bool unchanged(const WalkMemory& m) noexcept {
+    u32 i = 0;
+    for (; i + 4 <= m.checks; i += 4) {
+        std::uintptr_t diff = (load_word(m.check_at[i]) ^ m.check_value[i]) |
+                              (load_word(m.check_at[i + 1]) ^ m.check_value[i + 1]) |
+                              (load_word(m.check_at[i + 2]) ^ m.check_value[i + 2]) |
+                              (load_word(m.check_at[i + 3]) ^ m.check_value[i + 3]);
+        if (diff) return false;
+    }
     std::uintptr_t diff = 0;
-    for (u32 i = 0; i < m.checks; ++i) diff |= load_word(m.check_at[i]) ^ m.check_value[i];
+    for (; i < m.checks; ++i) diff |= load_word(m.check_at[i]) ^ m.check_value[i];
     return diff == 0;
 }
 // Derives a stored walk's flat checks and its start key from its frames.
@@ -7867,6 +7924,17 @@ void add_writer(std::shared_ptr<Writer> writer) {
 }
 
 namespace detail {
+bool writers_configured() noexcept {
+    ensure_init();   // LEAKSCOPE_OPTIONS read
+    {
+        PendingReportOption& p = pending_report_option();
+        SpinGuard guard(p.lock);
+        if (p.pending) return true;   // a report= option, installed at the next dispatch()
+    }
+    SpinGuard guard(g.writer_lock);
+    return g.writers && !g.writers->empty();
+}
+
 void dispatch(const Report& report) noexcept {
     InternalGuard internal;
     try {

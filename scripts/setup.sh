@@ -10,6 +10,9 @@ packages=(
   # the writers stage: the HTML report in headless Chromium, the pprof report read by pprof
   # (built offline from Debian's Go sources)
   chromium golang-go golang-github-google-pprof-dev
+  # Catch2 v3 is not installed: scripts/catch2-v3.sh (run by scripts/test.sh) downloads it from
+  # bookworm-backports with private apt lists and checks the archive's signature with the keyring:
+  debian-archive-keyring
 )
 
 # The clang runtime (sanitizers, and libFuzzer for the fuzz stage) is libclang-rt-14-dev on Debian 12; newer

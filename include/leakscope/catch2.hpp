@@ -1,15 +1,17 @@
 // leakscope/catch2.hpp — Catch2 tests that leave allocations behind fail the run.
 //
-//     // exactly one translation unit of the test program:
+//     // exactly one translation unit of the test program (with Catch2 v2: the one with
+//     // CATCH_CONFIG_MAIN or CATCH_CONFIG_RUNNER, defined before this include):
+//     #define CATCH_CONFIG_MAIN            // v2 (v3: link Catch2::Catch2WithMain instead)
 //     #define LEAKSCOPE_IMPLEMENTATION
 //     #include <leakscope/catch2.hpp>
-//     // any test file:
+//     // any other test file:
 //     #include <leakscope/catch2.hpp>
 //
 // Catch2 v2 (the single header <catch2/catch.hpp>) and v3 (<catch2/catch_test_macros.hpp> and
-// friends) are both supported; the version is the one already included, else the one
-// __has_include finds (v3 first). The tests of this adapter build and run against v2 (Debian's);
-// the v3 branch is written to v3's documented listener and assertion API.
+// friends, linked with libCatch2.a/libCatch2Main.a) are both supported; the version is the one
+// already included, else the one __has_include finds (v3 first). The tests of this adapter build
+// and run the same fixture against both: v2.13 (Debian 12's) and v3.7.1 (bookworm-backports).
 //
 // Two routes, because a Catch2 listener cannot fail a test:
 //
@@ -35,9 +37,11 @@
 // left; LEAKSCOPE_ALLOW_LEAKS() — no verdict. A run that already failed gets no leak verdict.
 //
 // Never leftovers: what Catch2 keeps while a test runs (assertion results, INFO/CAPTURE messages,
-// section and generator trackers, reporters' records, captured output). In v2 every call the
-// test makes into Catch2 runs under leakscope::Ignore (the adapter wraps Catch2's result
-// capture); in both versions, what remains is inspected (see leakscope/test_common.hpp).
+// section and generator trackers, GENERATE's values, reporters' records, captured output). In v2
+// every call the test makes into Catch2 runs under leakscope::Ignore (the adapter wraps Catch2's
+// result capture); in both versions, what remains is inspected (see leakscope/test_common.hpp):
+// v3's compiled library tail-calls the growth of its message vectors, so a block of a standard
+// container of Catch2's types (std::vector<Catch::ScopedMessage>) counts as Catch2's.
 //
 // Like leakscope.hpp, this header never defines LEAKSCOPE_IMPLEMENTATION itself.
 #ifndef LEAKSCOPE_CATCH2_HPP_INCLUDED
@@ -50,25 +54,54 @@
 #if __has_include(<catch2/catch_test_macros.hpp>)
 #include <catch2/catch_test_macros.hpp>
 #elif __has_include(<catch2/catch.hpp>)
-#include <catch2/catch.hpp>
+#define LEAKSCOPE_CATCH2_INCLUDE_V2 1
 #else
 #error "leakscope/catch2.hpp: Catch2 not found (neither <catch2/catch_test_macros.hpp> nor <catch2/catch.hpp>)"
 #endif
 #else
-#include <catch2/catch.hpp>
+#define LEAKSCOPE_CATCH2_INCLUDE_V2 1
 #endif
+#endif
+#if defined(LEAKSCOPE_CATCH2_INCLUDE_V2)
+// Catch2 v2's single header declares the listener interface only where it is asked for (or in the
+// translation unit with CATCH_CONFIG_MAIN or CATCH_CONFIG_RUNNER, which must then be defined
+// before this header is included: the implementation is part of the same include).
+#ifndef CATCH_CONFIG_EXTERNAL_INTERFACES
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
+#endif
+#include <catch2/catch.hpp>
+#undef LEAKSCOPE_CATCH2_INCLUDE_V2
 #endif
 
 #if !defined(CATCH_VERSION_MAJOR)
 #include <catch2/catch_version_macros.hpp>
 #endif
 
+#if !defined(LEAKSCOPE_CATCH2_QUIET_REPORTER)
+#define LEAKSCOPE_CATCH2_QUIET_REPORTER 1
+#endif
+
 #if CATCH_VERSION_MAJOR >= 3
 #include <catch2/catch_test_case_info.hpp>
 #include <catch2/interfaces/catch_interfaces_reporter.hpp>
+#include <catch2/internal/catch_context.hpp>
 #include <catch2/internal/catch_reusable_string_stream.hpp>
 #include <catch2/reporters/catch_reporter_event_listener.hpp>
 #include <catch2/reporters/catch_reporter_registrars.hpp>
+#if LEAKSCOPE_CATCH2_QUIET_REPORTER && defined(LEAKSCOPE_IMPLEMENTATION)
+#include <catch2/internal/catch_run_context.hpp>
+#endif
+#endif
+
+// The listener needs Catch2's reporter interface: always there in v3; in v2 only when
+// <catch2/catch.hpp> was first included with CATCH_CONFIG_EXTERNAL_INTERFACES (this header asks
+// for it) or in the translation unit with CATCH_CONFIG_MAIN/RUNNER. A translation unit that
+// included v2 earlier without it gets the guard and the escape hatches; the listener comes from
+// the translation unit with the implementation, which always has it.
+#if CATCH_VERSION_MAJOR >= 3 || defined(CATCH_CONFIG_EXTERNAL_INTERFACES) || defined(CATCH_CONFIG_ENABLE_BENCHMARKING)
+#define LEAKSCOPE_CATCH2_LISTENER 1
+#else
+#define LEAKSCOPE_CATCH2_LISTENER 0
 #endif
 
 #include <cstdint>
@@ -81,7 +114,9 @@ namespace leakscope {
 namespace test {
 namespace catch2_detail {
 
-inline const char* const kNamespaces[] = {"Catch::", "/catch2/", nullptr};
+inline const char* const kOwners[] = {"Catch::", "/catch2/", nullptr};
+inline const char* const kEvaluators[] = {"Catch::Generators::generate<", nullptr};
+inline constexpr detail::FrameworkPatterns kPatterns{kOwners, kEvaluators};
 
 // What the listener knows about the run in progress (the guard reads it for its report).
 struct RunInfo {
@@ -121,6 +156,7 @@ inline void fail_at(const char* file, unsigned line, const std::string& message)
     handler.complete();   // may throw when Catch2 aborts the run (--abort): the guard lets it
 }
 
+#if LEAKSCOPE_CATCH2_LISTENER
 #if CATCH_VERSION_MAJOR < 3
 // Catch2 v2 sends every call a test makes (assertions, messages, sections, generators) through
 // the context's IResultCapture. While a test case runs, this one stands in for the run context
@@ -223,6 +259,134 @@ using ListenerBase = Catch::TestEventListenerBase;
 using ListenerBase = Catch::EventListenerBase;
 #endif
 
+// ---- the run's reporter, quiet -----------------------------------------------------------------
+// Catch2 calls its reporters around and inside each run: the test case's own section starts (the
+// reporters after this listener: inside the run's scope), and assertions are reported from the
+// test body. What reporters keep is Catch2's: the console reporter's section stack, grown in the
+// first test; the JUnit and XML reporters' records of every run, kept for the end. With stacks
+// it would be recognised as Catch2's, at the price of building the run's report (the first time
+// also reading the test program's debug information: 0.1 s for a thousand trivial tests), and
+// without stacks it would be blamed on the test. So when the run starts, the run context's
+// reporter (Catch2's multiplexer of listeners and reporters) is put behind one that forwards every
+// event under leakscope::Ignore. Catch2 keeps that member private; an explicit instantiation may
+// name a private member (the usual trick), once per program: in the translation unit with v2's
+// implementation (CATCH_CONFIG_MAIN or CATCH_CONFIG_RUNNER) or, with v3, the one defining
+// LEAKSCOPE_IMPLEMENTATION. Written against Catch2 2.13 and 3.7; define
+// LEAKSCOPE_CATCH2_QUIET_REPORTER to 0 to do without (correct, slower as described).
+using QuietenReporter = void (*)();
+inline QuietenReporter& quieten_reporter() noexcept {
+    static QuietenReporter hook = nullptr;   // set by the one translation unit that can
+    return hook;
+}
+
+#if LEAKSCOPE_CATCH2_QUIET_REPORTER && \
+    ((CATCH_VERSION_MAJOR < 3 && defined(CATCH_IMPL)) || (CATCH_VERSION_MAJOR >= 3 && defined(LEAKSCOPE_IMPLEMENTATION)))
+#define LEAKSCOPE_CATCH2_FORWARD(method, Param)       \
+    void method(Param value) override {               \
+        Ignore quiet;                                  \
+        inner_->method(value);                         \
+    }
+#if CATCH_VERSION_MAJOR < 3
+using ReporterPtr = Catch::IStreamingReporterPtr;
+class QuietReporter final : public Catch::IStreamingReporter {
+   public:
+    explicit QuietReporter(ReporterPtr inner) : inner_(std::move(inner)) {}
+    Catch::ReporterPreferences getPreferences() const override { return inner_->getPreferences(); }
+    LEAKSCOPE_CATCH2_FORWARD(noMatchingTestCases, std::string const&)
+    LEAKSCOPE_CATCH2_FORWARD(reportInvalidArguments, std::string const&)
+    LEAKSCOPE_CATCH2_FORWARD(testRunStarting, Catch::TestRunInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(testGroupStarting, Catch::GroupInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(testCaseStarting, Catch::TestCaseInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(sectionStarting, Catch::SectionInfo const&)
+#if defined(CATCH_CONFIG_ENABLE_BENCHMARKING)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkPreparing, std::string const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkStarting, Catch::BenchmarkInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkEnded, Catch::BenchmarkStats<> const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkFailed, std::string const&)
+#endif
+    LEAKSCOPE_CATCH2_FORWARD(assertionStarting, Catch::AssertionInfo const&)
+    bool assertionEnded(Catch::AssertionStats const& stats) override {
+        Ignore quiet;
+        return inner_->assertionEnded(stats);
+    }
+    LEAKSCOPE_CATCH2_FORWARD(sectionEnded, Catch::SectionStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(testCaseEnded, Catch::TestCaseStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(testGroupEnded, Catch::TestGroupStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(testRunEnded, Catch::TestRunStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(skipTest, Catch::TestCaseInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(fatalErrorEncountered, Catch::StringRef)
+    bool isMulti() const override { return inner_->isMulti(); }
+
+   private:
+    ReporterPtr inner_;
+};
+#else
+using ReporterPtr = Catch::IEventListenerPtr;
+class QuietReporter final : public Catch::IEventListener {
+   public:
+    explicit QuietReporter(ReporterPtr inner)
+        : Catch::IEventListener(Catch::getCurrentContext().getConfig()), inner_(std::move(inner)) {
+        m_preferences = inner_->getPreferences();   // read by the run context for each run
+    }
+    LEAKSCOPE_CATCH2_FORWARD(noMatchingTestCases, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(reportInvalidTestSpec, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(testRunStarting, Catch::TestRunInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(testCaseStarting, Catch::TestCaseInfo const&)
+    void testCasePartialStarting(Catch::TestCaseInfo const& info, std::uint64_t part) override {
+        Ignore quiet;
+        inner_->testCasePartialStarting(info, part);
+    }
+    LEAKSCOPE_CATCH2_FORWARD(sectionStarting, Catch::SectionInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkPreparing, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkStarting, Catch::BenchmarkInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkEnded, Catch::BenchmarkStats<> const&)
+    LEAKSCOPE_CATCH2_FORWARD(benchmarkFailed, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(assertionStarting, Catch::AssertionInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(assertionEnded, Catch::AssertionStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(sectionEnded, Catch::SectionStats const&)
+    void testCasePartialEnded(Catch::TestCaseStats const& stats, std::uint64_t part) override {
+        Ignore quiet;
+        inner_->testCasePartialEnded(stats, part);
+    }
+    LEAKSCOPE_CATCH2_FORWARD(testCaseEnded, Catch::TestCaseStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(testRunEnded, Catch::TestRunStats const&)
+    LEAKSCOPE_CATCH2_FORWARD(skipTest, Catch::TestCaseInfo const&)
+    LEAKSCOPE_CATCH2_FORWARD(fatalErrorEncountered, Catch::StringRef)
+    LEAKSCOPE_CATCH2_FORWARD(listReporters, std::vector<Catch::ReporterDescription> const&)
+    LEAKSCOPE_CATCH2_FORWARD(listListeners, std::vector<Catch::ListenerDescription> const&)
+    LEAKSCOPE_CATCH2_FORWARD(listTests, std::vector<Catch::TestCaseHandle> const&)
+    LEAKSCOPE_CATCH2_FORWARD(listTags, std::vector<Catch::TagInfo> const&)
+
+   private:
+    ReporterPtr inner_;
+};
+#endif
+#undef LEAKSCOPE_CATCH2_FORWARD
+
+// Catch::RunContext::m_reporter, named through an explicit instantiation (which may name private
+// members), handed out by a friend function declared first.
+struct RunReporter {
+    using type = ReporterPtr Catch::RunContext::*;
+};
+RunReporter::type member_of(RunReporter) noexcept;
+template <class Tag, typename Tag::type Member>
+struct Rob {
+    friend typename Tag::type member_of(Tag) noexcept { return Member; }
+};
+template struct Rob<RunReporter, &Catch::RunContext::m_reporter>;
+
+// Called from the listener's testRunStarting, which the run context's constructor triggers once
+// it is the result capture: the reporter it holds goes behind a QuietReporter.
+inline void quieten_run_reporter() {
+    Ignore quiet;
+    auto* run = static_cast<Catch::RunContext*>(&Catch::getResultCapture());
+    ReporterPtr& reporter = run->*member_of(RunReporter{});
+    if (!reporter) return;
+    reporter = ReporterPtr(new QuietReporter(std::move(reporter)));
+}
+inline const bool quieten_set = (quieten_reporter() = &quieten_run_reporter, true);
+#endif
+
 class Listener : public ListenerBase {
    public:
     using ListenerBase::ListenerBase;
@@ -232,7 +396,10 @@ class Listener : public ListenerBase {
         if (scope_) scope_->dismiss();   // the process is exiting inside a test (exit())
     }
 
-    void testRunStarting(Catch::TestRunInfo const&) override { warm_up(); }
+    void testRunStarting(Catch::TestRunInfo const&) override {
+        warm_up();
+        if (QuietenReporter quieten = quieten_reporter()) quieten();
+    }
 
     void testCaseStarting(Catch::TestCaseInfo const& info) override {
         Ignore quiet;
@@ -353,7 +520,7 @@ class Listener : public ListenerBase {
                 Ignore quiet;
                 display = display_name(r);
             }
-            verdict = detail::judge(*scope_, display, kNamespaces);
+            verdict = detail::judge(*scope_, display, kPatterns);
         }
         scope_.reset();
         if (!verdict.failed) return;
@@ -371,6 +538,13 @@ class Listener : public ListenerBase {
     std::optional<LeakScope> scope_;
 };
 
+#if CATCH_VERSION_MAJOR < 3
+inline const Catch::ListenerRegistrar<Listener> registrar{};
+#else
+inline const Catch::ListenerRegistrar<Listener> registrar{"leakscope"};
+#endif
+#endif  // LEAKSCOPE_CATCH2_LISTENER
+
 // The in-test guard (LEAKSCOPE_GUARD()): detail::Guard with this framework's hooks.
 struct Framework {
     static RunInfo& run_info() { return catch2_detail::run_info(); }
@@ -378,15 +552,9 @@ struct Framework {
     static void fail_at(const char* file, unsigned line, const std::string& message) {
         catch2_detail::fail_at(file, line, message);
     }
-    static constexpr const char* const* namespaces = kNamespaces;
+    static constexpr const detail::FrameworkPatterns& patterns = kPatterns;
 };
 using Guard = detail::Guard<Framework>;
-
-#if CATCH_VERSION_MAJOR < 3
-inline const Catch::ListenerRegistrar<Listener> registrar{};
-#else
-inline const Catch::ListenerRegistrar<Listener> registrar{"leakscope"};
-#endif
 
 }  // namespace catch2_detail
 }  // namespace test

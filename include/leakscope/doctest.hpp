@@ -46,7 +46,8 @@ namespace leakscope {
 namespace test {
 namespace doctest_detail {
 
-inline const char* const kNamespaces[] = {"doctest::", "/doctest/", nullptr};
+inline const char* const kOwners[] = {"doctest::", "/doctest/", nullptr};
+inline constexpr detail::FrameworkPatterns kPatterns{kOwners, nullptr};
 
 struct RunInfo {
     std::string test;
@@ -62,6 +63,77 @@ inline RunInfo& run_info() {
 }
 inline std::string display_name(const RunInfo& r) { return r.path.empty() ? r.test : r.test + " / " + r.path; }
 
+// ---- the other reporters, quiet --------------------------------------------------------------
+// doctest calls every reporter in use for each event, this listener first: what the others keep
+// while a test runs (the JUnit and XML reporters' records of every run, kept for the end) would
+// sit in the run's scope: recognised as doctest's with stacks, at the price of building the run's
+// report (the first time also reading the test program's debug information: 0.1 s for a thousand
+// trivial tests), and blamed on the test without stacks. So when the run starts, the listener
+// puts every other reporter in use behind one that forwards each event under leakscope::Ignore.
+// doctest's list of reporters in use is part of its implementation: in the translation unit that
+// has it (DOCTEST_CONFIG_IMPLEMENT or DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN defined before this
+// header is included), which sets the hook. Define LEAKSCOPE_DOCTEST_QUIET_REPORTERS to 0 to do
+// without (correct, slower as described).
+#if !defined(LEAKSCOPE_DOCTEST_QUIET_REPORTERS)
+#define LEAKSCOPE_DOCTEST_QUIET_REPORTERS 1
+#endif
+using QuietenReporters = void (*)(doctest::IReporter* self);
+inline QuietenReporters& quieten_reporters() noexcept {
+    static QuietenReporters hook = nullptr;
+    return hook;
+}
+
+#if LEAKSCOPE_DOCTEST_QUIET_REPORTERS && defined(DOCTEST_LIBRARY_IMPLEMENTATION)
+class QuietReporter final : public doctest::IReporter {
+   public:
+    explicit QuietReporter(doctest::IReporter* inner) : inner_(inner) {}
+    QuietReporter(const QuietReporter&) = delete;
+    QuietReporter& operator=(const QuietReporter&) = delete;
+    ~QuietReporter() override {
+        Ignore quiet;
+        delete inner_;
+    }
+#define LEAKSCOPE_DOCTEST_FORWARD(method, Param) \
+    void method(Param value) override {          \
+        Ignore quiet;                             \
+        inner_->method(value);                    \
+    }
+    LEAKSCOPE_DOCTEST_FORWARD(report_query, const doctest::QueryData&)
+    void test_run_start() override {
+        Ignore quiet;
+        inner_->test_run_start();
+    }
+    LEAKSCOPE_DOCTEST_FORWARD(test_run_end, const doctest::TestRunStats&)
+    LEAKSCOPE_DOCTEST_FORWARD(test_case_start, const doctest::TestCaseData&)
+    LEAKSCOPE_DOCTEST_FORWARD(test_case_reenter, const doctest::TestCaseData&)
+    LEAKSCOPE_DOCTEST_FORWARD(test_case_end, const doctest::CurrentTestCaseStats&)
+    LEAKSCOPE_DOCTEST_FORWARD(test_case_exception, const doctest::TestCaseException&)
+    LEAKSCOPE_DOCTEST_FORWARD(subcase_start, const doctest::SubcaseSignature&)
+    void subcase_end() override {
+        Ignore quiet;
+        inner_->subcase_end();
+    }
+    LEAKSCOPE_DOCTEST_FORWARD(log_assert, const doctest::AssertData&)
+    LEAKSCOPE_DOCTEST_FORWARD(log_message, const doctest::MessageData&)
+    LEAKSCOPE_DOCTEST_FORWARD(test_case_skipped, const doctest::TestCaseData&)
+#undef LEAKSCOPE_DOCTEST_FORWARD
+
+   private:
+    doctest::IReporter* inner_;
+};
+
+// Called from the listener's test_run_start, inside doctest's loop over the reporters in use:
+// replacing the entries (never the vector's storage) is what that loop tolerates; doctest deletes
+// them (the wrappers, which delete theirs) when the run ends.
+inline void quieten_other_reporters(doctest::IReporter* self) {
+    Ignore quiet;
+    if (!doctest::detail::g_cs) return;
+    for (doctest::IReporter*& reporter : doctest::detail::g_cs->reporters_currently_used)
+        if (reporter && reporter != self) reporter = new QuietReporter(reporter);
+}
+inline const bool quieten_set = (quieten_reporters() = &quieten_other_reporters, true);
+#endif
+
 class Listener : public doctest::IReporter {
    public:
     explicit Listener(const doctest::ContextOptions&) {}
@@ -72,7 +144,9 @@ class Listener : public doctest::IReporter {
     }
 
     void report_query(const doctest::QueryData&) override {}
-    void test_run_start() override {}
+    void test_run_start() override {
+        if (QuietenReporters quieten = quieten_reporters()) quieten(this);
+    }
     void test_run_end(const doctest::TestRunStats&) override {
         unsigned n = detail::globals().leaking_runs;
         if (n)
@@ -149,7 +223,7 @@ class Listener : public doctest::IReporter {
                 Ignore quiet;
                 display = display_name(r);
             }
-            verdict = detail::judge(*scope_, display, kNamespaces);
+            verdict = detail::judge(*scope_, display, kPatterns);
         }
         scope_.reset();
         if (!verdict.failed) return;
@@ -181,7 +255,7 @@ struct Framework {
     static void fail_at(const char* file, unsigned line, const std::string& message) {
         doctest_detail::fail_at(file, line, message);
     }
-    static constexpr const char* const* namespaces = kNamespaces;
+    static constexpr const detail::FrameworkPatterns& patterns = kPatterns;
 };
 using Guard = detail::Guard<Framework>;
 

@@ -38,7 +38,8 @@ namespace leakscope {
 namespace test {
 namespace gtest_detail {
 
-inline const char* const kNamespaces[] = {"testing::", "/gtest/", "/gmock/", "/googletest/", "/googlemock/", nullptr};
+inline const char* const kOwners[] = {"testing::", "/gtest/", "/gmock/", "/googletest/", "/googlemock/", nullptr};
+inline constexpr detail::FrameworkPatterns kPatterns{kOwners, nullptr};
 
 // GoogleTest routes every test-part result of this thread (EXPECT_*, ASSERT_*, SUCCEED(),
 // GTEST_SKIP(), ADD_FAILURE()) through the thread's test-part reporter before storing it in the
@@ -91,7 +92,7 @@ class Listener : public ::testing::EmptyTestEventListener {
         if (result.Failed() || result.Skipped())
             scope_->dismiss();   // already failed: the leftovers are likely its consequence
         else
-            verdict = detail::judge(*scope_, name_, kNamespaces);
+            verdict = detail::judge(*scope_, name_, kPatterns);
         scope_.reset();
         reporter_.reset();
         // This listener runs before the default printer's OnTestEnd (GoogleTest calls the end

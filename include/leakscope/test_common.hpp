@@ -87,7 +87,7 @@ inline Globals& globals() noexcept {
 
 // The qualified name of a demangled function, without the return type that demangled template
 // instantiations carry ("void std::vector<int>::_M_realloc_insert<...>(...)" ->
-// "std::vector<int>::_M_realloc_insert<...>").
+// "std::vector<int>::_M_realloc_insert<...>"; also past a "decltype (...)" return type).
 inline std::string_view qualified_name(const std::string& function) noexcept {
     std::string_view f(function);
     if (f.compare(0, 9, "operator ") == 0) return f;
@@ -97,8 +97,17 @@ inline std::string_view qualified_name(const std::string& function) noexcept {
         char c = f[i];
         if (c == '<') ++depth;
         else if (c == '>' && depth > 0) --depth;
-        else if (c == '(' && depth == 0) break;
-        else if (c == ' ' && depth == 0) start = i + 1;
+        else if (c == '(' && depth == 0) {
+            // A return type "decltype (...)" (a template deduced from an expression) is skipped.
+            std::size_t e = i;
+            while (e > 0 && f[e - 1] == ' ') --e;
+            if (e < 8 || f.compare(e - 8, 8, "decltype") != 0) break;
+            int parens = 0;
+            for (; i < f.size(); ++i) {
+                if (f[i] == '(') ++parens;
+                else if (f[i] == ')' && --parens == 0) break;
+            }
+        } else if (c == ' ' && depth == 0) start = i + 1;
     }
     return f.substr(start);
 }
@@ -123,20 +132,77 @@ inline bool plumbing_frame(const Frame& f) {
     return false;
 }
 
-// A leftover site is the framework's when the first frame outside the plumbing is the
-// framework's: its function is in one of the framework's namespaces, or (for a call inlined from
-// the framework's headers, which g++'s debug info names without its namespace) its file is one of
-// the framework's. `patterns` is null-terminated: entries starting with '/' are file-path
-// fragments, the others namespace prefixes. No stack: not provably the framework's.
-inline bool framework_site(const Site& site, const char* const* patterns) {
-    for (const Frame& f : site.frames) {
-        if (plumbing_frame(f)) continue;
-        std::string_view name = qualified_name(f.function);
-        for (const char* const* p = patterns; *p; ++p) {
-            if (**p == '/' ? f.file.find(*p) != std::string::npos : starts_with(name, *p)) return true;
-        }
-        return false;
+// What marks a framework's own allocations in a leftover's stack (null-terminated lists):
+//   owners      namespace prefixes ("Catch::") and, starting with '/', fragments of the
+//               framework's header paths ("/catch2/": g++'s debug info names a function inlined
+//               from a header without its namespace);
+//   evaluators  the framework's functions that evaluate an expression of the test and keep its
+//               values beyond the run ("Catch::Generators::generate<": GENERATE's values live in
+//               the generator until the test case's last run). Matched by qualified name, or by
+//               the unqualified name ("generate<") in one of the owners' header paths.
+struct FrameworkPatterns {
+    const char* const* owners;
+    const char* const* evaluators;
+};
+
+// A name in one of the framework's namespaces.
+inline bool framework_name(std::string_view name, const FrameworkPatterns& p) {
+    for (const char* const* o = p.owners; *o; ++o)
+        if (**o != '/' && starts_with(name, *o)) return true;
+    return false;
+}
+inline bool framework_file(const Frame& f, const FrameworkPatterns& p) {
+    for (const char* const* o = p.owners; *o; ++o)
+        if (**o == '/' && f.file.find(*o) != std::string::npos) return true;
+    return false;
+}
+
+// A standard-library frame working for the framework's own types: its class template's first
+// argument is in the framework's namespace ("std::vector<Catch::ScopedMessage, ...>::
+// _M_realloc_insert<...>"). Such a frame stands for the framework's container even when the
+// framework's own frame is gone from the stack (a compiled framework library tail-calls its
+// vector's growth: Catch2 v3's RunContext::emplaceUnscopedMessage).
+inline bool framework_container(const Frame& f, const FrameworkPatterns& p) {
+    std::string_view name = qualified_name(f.function);
+    if (!starts_with(name, "std::")) return false;
+    std::size_t open = name.find('<');
+    std::size_t paren = name.find('(');
+    if (open == std::string_view::npos || (paren != std::string_view::npos && paren < open)) return false;
+    return framework_name(name.substr(open + 1), p);
+}
+
+inline bool evaluator_frame(const Frame& f, const FrameworkPatterns& p) {
+    if (!p.evaluators) return false;
+    std::string_view name = qualified_name(f.function);
+    for (const char* const* e = p.evaluators; *e; ++e) {
+        std::string_view full(*e);
+        if (starts_with(name, *e)) return true;
+        std::size_t colons = full.rfind("::", full.find('<'));
+        std::string_view unqualified = colons == std::string_view::npos ? full : full.substr(colons + 2);
+        if (name.size() >= unqualified.size() && name.compare(0, unqualified.size(), unqualified) == 0 &&
+            framework_file(f, p))
+            return true;
     }
+    return false;
+}
+
+// A leftover site is the framework's when the first frame outside the plumbing is the
+// framework's (by namespace, or by header path for an inlined call), when a standard-library
+// frame below it works for the framework's types (framework_container), or when it was allocated
+// inside one of the framework's evaluators. No stack: not provably the framework's.
+inline bool framework_site(const Site& site, const FrameworkPatterns& p) {
+    for (const Frame& f : site.allocator_frames)
+        if (framework_container(f, p)) return true;
+    std::size_t i = 0;
+    for (; i < site.frames.size(); ++i) {
+        const Frame& f = site.frames[i];
+        if (!plumbing_frame(f)) break;
+        if (framework_container(f, p)) return true;
+    }
+    if (i == site.frames.size()) return false;
+    if (framework_name(qualified_name(site.frames[i].function), p) || framework_file(site.frames[i], p)) return true;
+    for (; i < site.frames.size(); ++i)
+        if (evaluator_frame(site.frames[i], p)) return true;
     return false;
 }
 
@@ -171,9 +237,10 @@ inline std::string render(const Report& r) {
     return out;
 }
 
-// Judges the scope's leftovers and closes it (no report of its own). `display` names the run in
-// the report (test, sections); `namespaces` is the framework's, null-terminated.
-inline Verdict judge(LeakScope& scope, const std::string& display, const char* const* namespaces) {
+// Judges the scope's leftovers and closes it. `display` names the run in the report (test,
+// sections); `patterns` are the framework's. A failing run's report is the verdict's message and,
+// when the program chose writers of its own, goes to them as well.
+inline Verdict judge(LeakScope& scope, const std::string& display, const FrameworkPatterns& patterns) {
     Ignore quiet;   // what the verdict allocates belongs to no one
     Verdict v;
     RunState& run = globals().run;
@@ -188,7 +255,7 @@ inline Verdict judge(LeakScope& scope, const std::string& display, const char* c
         std::vector<Site> kept;
         report.blocks = report.bytes = 0;
         for (Site& site : report.sites) {
-            if (framework_site(site, namespaces)) continue;
+            if (framework_site(site, patterns)) continue;
             report.blocks += site.blocks;
             report.bytes += site.bytes;
             kept.push_back(std::move(site));
@@ -206,11 +273,15 @@ inline Verdict judge(LeakScope& scope, const std::string& display, const char* c
         v.message = "leakscope: expected " + std::to_string(run.expected) + " leftover block" +
                     (run.expected == 1 ? "" : "s") + ", found " + std::to_string(v.blocks);
         if (v.blocks) v.message += "\n" + render(report);
-        return v;
+    } else {
+        if (v.blocks == 0) return v;
+        v.failed = true;
+        v.message = render(report);
     }
-    if (v.blocks == 0) return v;
-    v.failed = true;
-    v.message = render(report);
+    // The writers the program chose (report=json=leaks-%n.json, set_writers(), add_writer()) get
+    // the failing run's report too, named after the run; the default writer (text on stderr)
+    // does not: the framework's failure message already is that report.
+    if (v.blocks && ::leakscope::detail::writers_configured()) ::leakscope::write(report);
     return v;
 }
 
@@ -254,7 +325,7 @@ inline void begin_run() noexcept { globals().run = RunState{}; }
 
 // The in-test guard (LEAKSCOPE_GUARD()) of the adapters whose listener cannot fail a test
 // (Catch2, doctest): its destructor judges the run and fails it inside the framework.
-// `Framework` supplies run_info(), display_name(), fail_at() and namespaces for its framework.
+// `Framework` supplies run_info(), display_name(), fail_at() and patterns for its framework.
 template <class Framework>
 class Guard {
    public:
@@ -274,7 +345,7 @@ class Guard {
             Ignore quiet;
             display = Framework::display_name(Framework::run_info());
         }
-        Verdict verdict = judge(scope_, display, Framework::namespaces);
+        Verdict verdict = judge(scope_, display, Framework::patterns);
         if (verdict.failed) Framework::fail_at(file_, line_, verdict.message);
     }
 

@@ -4,7 +4,8 @@
 # lines (found in the fixture's source by their "LEAK:<id>" markers) and, where the framework
 # writes one, the XML/JUnit failure entries.
 #
-#   check.sh gtest|catch2|catch2_guard|doctest|doctest_guard|benchmark <binary> <fixture.cpp> <workdir>
+#   check.sh gtest|catch2|catch2_v3|doctest|benchmark <binary> <fixture.cpp> <workdir>
+# (catch2_v3: the catch2 checks, and the binary must be built against Catch2 v3.)
 # pipefail: a failing command inside a pipeline fails it. (grep -q reads here-strings, not
 # pipes: it exits at its first match, and the writer would die of SIGPIPE.)
 set -uo pipefail
@@ -18,13 +19,24 @@ fail() {
 }
 pass() { echo "ok   [$framework]: $*"; }
 
-# line_of ID: the line of the "LEAK:ID" marker in the fixture.
+# The fixture's source files: FIXTURE.cpp and its further translation units FIXTURE_*.cpp.
+sources=("$src")
+for f in "${src%.cpp}"_*.cpp; do [ -f "$f" ] && sources+=("$f"); done
+# marker_file ID: the source holding the "LEAK:ID" marker; line_of ID: its line there.
+marker_file() {
+  local f
+  f=$(grep -l "LEAK:$1\$" "${sources[@]}" | head -n 1)
+  [ -n "$f" ] || { echo "check.sh: no LEAK:$1 marker in ${sources[*]}" >&2; exit 2; }
+  echo "$f"
+}
 line_of() {
   local n
-  n=$(grep -n "LEAK:$1\$" "$src" | cut -d: -f1)
-  [ -n "$n" ] || { echo "check.sh: no LEAK:$1 marker in $src" >&2; exit 2; }
+  n=$(grep -n "LEAK:$1\$" "$(marker_file "$1")" | cut -d: -f1)
+  [ -n "$n" ] || { echo "check.sh: no LEAK:$1 marker in ${sources[*]}" >&2; exit 2; }
   echo "$n"
 }
+# where ID: "file:line" (basename) of the marker.
+where() { echo "$(basename "$(marker_file "$1")"):$(line_of "$1")"; }
 # test_line NAME: the line of the first line of the fixture that contains NAME (a test's declaration).
 test_line() { grep -n -F "$1" "$src" | head -n 1 | cut -d: -f1; }
 base=$(basename "$src")
@@ -62,13 +74,49 @@ between() {
 }
 # site_has TEXT ID WHAT: a frame "file:line)" of the marked line appears in TEXT (a report).
 site_has() {
-  local line
-  line=$(line_of "$2")
-  if grep -q -E "$base:$line(\\)|\$)" <<<"$1"; then pass "$3 names $base:$line"; else
-    fail "$3 does not name $base:$line"
+  local at
+  at=$(where "$2")
+  if grep -q -E "$at(\\)|\$)" <<<"$1"; then pass "$3 names $at"; else
+    fail "$3 does not name $at"
     printf '%s\n' "$1" | head -n 30 >&2
   fi
 }
+
+# Reports handed to the writers the program chose (LEAKSCOPE_OPTIONS=report=json...), read with
+# python3's json module: json_runs FILE... prints one row per report,
+#   scope <TAB> file:line (basename) <TAB> blocks <TAB> frames[0] of each site (basename:line)
+json_runs() {
+  python3 - "$@" <<'PY'
+import json, os, sys
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as f:
+        for text in f:
+            if not text.strip():
+                continue
+            r = json.loads(text)
+            sites = sorted({"%s:%d" % (os.path.basename(s["frames"][0]["file"]), s["frames"][0]["line"])
+                            for s in r["sites"] if s["frames"]})
+            print("%s\t%s:%d\t%d\t%s" % (r["scope"], os.path.basename(r["file"]), r["line"], r["blocks"], " ".join(sites)))
+PY
+}
+# json_case ROWS SCOPE WHERE BLOCKS ID: exactly one report of SCOPE, opened at WHERE (base:line),
+# with BLOCKS leftover blocks, a site at the marked line.
+json_case() {
+  local row n
+  row=$(awk -F'\t' -v s="$2" '$1 == s' <<<"$1")
+  n=$(printf '%s' "$row" | grep -c '^' || true)
+  if [ "$n" -ne 1 ]; then fail "JSON: $n reports of \"$2\", expected 1"; return; fi
+  local where blocks sites
+  where=$(cut -f2 <<<"$row") blocks=$(cut -f3 <<<"$row") sites=$(cut -f4 <<<"$row")
+  [ "$where" = "$3" ] && pass "JSON \"$2\": opened at $3" || fail "JSON \"$2\": opened at '$where', expected $3"
+  [ "$blocks" = "$4" ] && pass "JSON \"$2\": $4 block(s)" || fail "JSON \"$2\": $blocks blocks, expected $4"
+  local at
+  at=$(where "$5")
+  if grep -q -w -F "$at" <<<"$sites"; then pass "JSON \"$2\": a site at $at"; else
+    fail "JSON \"$2\": no site at $at (sites: $sites)"; fi
+}
+# json_scopes ROWS: the scope of every report.
+json_scopes() { cut -f1 <<<"$1"; }
 
 check_gtest() {
   local out=$work/gtest.out xml=$work/gtest.xml
@@ -112,6 +160,32 @@ check_gtest() {
   else
     fail "no XML written"
   fi
+  # The writers the program chose get each leaking test's report as well, named after the test;
+  # the output is the same (no second copy on stderr).
+  local jsonl=$work/gtest.jsonl rows
+  rm -f "$jsonl" "$work"/gtest-*.json
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.jsonl" 1 --gtest_filter=-ExitCall.*
+  same_set "failed tests (summary, report=jsonl)" "$expected" \
+    "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$out.jsonl")"
+  leak_lines=$(grep -c '^leakscope: scope ' "$out.jsonl")
+  [ "$leak_lines" -eq 3 ] && pass "report=jsonl: still 3 leak reports in the output" ||
+    fail "report=jsonl: $leak_lines leak reports in the output, expected 3"
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the leaking tests' reports" "$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne)" \
+    "$(json_scopes "$rows")"
+  json_case "$rows" Leaks.OneBlock "$base:$(test_line 'TEST(Leaks, OneBlock)')" 1 gtest_one_block
+  json_case "$rows" Leaks.OnExceptionPath "$base:$(test_line 'TEST(Leaks, OnExceptionPath)')" 1 gtest_exception_path
+  json_case "$rows" Escape.ExpectTwoButOne "$base:$(test_line 'TEST(Escape, ExpectTwoButOne)')" 1 gtest_expect_two_but_one
+  # One leaking test, report=json with %n: one file, that test's report.
+  LEAKSCOPE_OPTIONS="report=json=$work/gtest-%n.json" run "$out.json" 1 --gtest_filter=Leaks.OneBlock:Noise.*
+  local files
+  files=$(cd "$work" && ls gtest-*.json 2>/dev/null | paste -sd ' ')
+  [ "$files" = "gtest-1.json" ] && pass "report=json=gtest-%n.json: one file, gtest-1.json" ||
+    fail "report=json=gtest-%n.json: files '$files', expected gtest-1.json"
+  if [ -f "$work/gtest-1.json" ]; then
+    rows=$(json_runs "$work/gtest-1.json") || fail "gtest-1.json is not JSON"
+    json_case "$rows" Leaks.OneBlock "$base:$(test_line 'TEST(Leaks, OneBlock)')" 1 gtest_one_block
+  fi
   # A test that calls exit(): the process ends with its status; no verdict, no report, no crash.
   run "$work/gtest_exit.out" 3 --gtest_filter=ExitCall.*
   lacks "$work/gtest_exit.out" "leakscope" "exit() inside a test: no report"
@@ -146,7 +220,18 @@ junit_failed() {
 }
 
 check_catch2() {
-  local out=$work/catch2
+  local out=$work/catch2 version major
+  # The same fixture is built against Catch2 v2 and v3; they differ in the exit status of failed
+  # tests (v2: the number of failed assertions; v3: 42) and in JUnit attributes.
+  version=$("$bin" --libidentify 2>/dev/null | sed -n 's/^version:[[:space:]]*//p')
+  major=${version%%.*}
+  case "$framework:$major" in
+    catch2:2 | catch2:3 | catch2_v3:3) pass "Catch2 $version" ;;
+    catch2_v3:*) fail "built against Catch2 '$version', not v3 (--libidentify)"; major=${major:-2} ;;
+    *) fail "cannot tell the Catch2 version ('$version' from --libidentify)"; major=2 ;;
+  esac
+  # failed_status N: the exit status of a run with N failed assertions.
+  failed_status() { if [ "$major" -ge 3 ]; then echo 42; else echo "$1"; fi; }
   # Clean tests stay clean under every reporter; the exit status stays 0.
   for rep in console junit xml compact; do
     run "$out.noise.$rep" 0 "[noise]" -r "$rep"
@@ -154,6 +239,12 @@ check_catch2() {
   done
   run "$out.noise.s" 0 "[noise]" -s
   lacks "$out.noise.s" "leakscope" "[noise] with -s: nothing from leakscope"
+  # Catch2's reporters work behind Ignore: even without stacks (nothing to tell Catch2's blocks
+  # from the test's) they leave nothing in a run, the first run of the process included.
+  for rep in console junit xml compact; do
+    LEAKSCOPE_OPTIONS=stacks=off run "$out.reporters.$rep" 0 "[reporters]" -r "$rep" -s
+    lacks "$out.reporters.$rep" "leakscope" "[reporters] with -r $rep -s, stacks=off: nothing from leakscope"
+  done
   # The listener: each leaking run named, with its sections; exit status 1 though Catch2 says 0.
   run "$out.listener" 1 "[listener]"
   contains "$out.listener" "All tests passed" "Catch2 itself saw no failure"
@@ -171,13 +262,29 @@ check_catch2() {
   listener_case "$out.listener" "listener: expects two, leaves one" "1 block (4 bytes)" catch2_expect_two_but_one
   contains "$out.listener" "leakscope: expected 2 leftover blocks, found 1" "expects two, leaves one: says so"
   contains "$out.listener" "leakscope: 5 test runs left allocations behind" "summary: 5 leaking runs"
+  local n
+  n=$(grep -c '^leakscope: scope ' "$out.listener")
+  [ "$n" -eq 5 ] && pass "5 reports in the output" || fail "$n reports in the output, expected 5"
+  # With writers of the program's own (report=jsonl): each leaking run's report goes there too,
+  # named after the test and its sections; the output stays the same.
+  local jsonl=$work/catch2.jsonl rows
+  rm -f "$jsonl"
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.listener.jsonl" 1 "[listener]"
+  n=$(grep -c '^leakscope: scope ' "$out.listener.jsonl")
+  [ "$n" -eq 5 ] && pass "report=jsonl: still 5 reports in the output" || fail "report=jsonl: $n reports in the output, expected 5"
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the leaking runs' reports" "$(listener_runs "$out.listener")" "$(json_scopes "$rows")"
+  json_case "$rows" "listener: leaks one block" "$base:$(test_line 'TEST_CASE("listener: leaks one block"')" 1 catch2_one_block
+  json_case "$rows" "listener: leaks three sections deep / level one / level two / level three" \
+    "$base:$(test_line 'TEST_CASE("listener: leaks three sections deep"')" 1 catch2_deep
   # The guard: failures inside Catch2 — its totals, its exit status (2 failed assertions), JUnit.
   local xml=$work/catch2.junit.xml
   rm -f "$xml"
-  run "$out.guard" 2 "[guard]" -r junit -o "$xml"
+  run "$out.guard" "$(failed_status 2)" "[guard]" -r junit -o "$xml"
   same_set "failed test cases (JUnit)" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one section")" \
     "$(junit_failed "$xml")"
-  contains "$xml" "failures=\"2\" tests=\"4\"" "JUnit: 2 failures in 4 test runs"
+  if grep -q -E '<testsuite [^>]*failures="2"( skipped="0")? tests="4"' "$xml"; then
+    pass "JUnit: 2 failures in 4 test runs"; else fail "JUnit: not 2 failures in 4 test runs: $(grep '<testsuite ' "$xml")"; fi
   contains "$xml" "<failure type=\"LEAKSCOPE_GUARD\">" "JUnit failure type names the guard"
   if grep -q -E "^at .*$base:$(line_of catch2_guard_line)\$" "$xml"; then pass "JUnit failure at the guard's line"; else
     fail "JUnit failure not at the guard's line $(line_of catch2_guard_line)"; fi
@@ -185,11 +292,37 @@ check_catch2() {
   site_has "$(cat "$xml")" catch2_guard_section "JUnit failure message (guard: leaks in one section)"
   contains "$xml" "scope \"guard: leaks in one section / leaking\"" "JUnit message names the section"
   lacks "$out.guard" "leakscope: test case" "guarded runs: the listener stays quiet"
+  rm -f "$jsonl"
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.guard.jsonl" "$(failed_status 2)" "[guard]"
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the guarded runs' reports" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one section / leaking")" \
+    "$(json_scopes "$rows")"
+  json_case "$rows" "guard: leaks one block" "$base:$(line_of catch2_guard_line)" 1 catch2_guard_leak
+  json_case "$rows" "guard: leaks in one section / leaking" \
+    "$base:$(($(test_line 'TEST_CASE("guard: leaks in one section"') + 1))" 1 catch2_guard_section
   # Tests that fail for their own reasons: Catch2's status (3 failed assertions), no verdict.
-  run "$out.bad" 3 "[bad]"
+  run "$out.bad" "$(failed_status 3)" "[bad]"
   lacks "$out.bad" "leakscope" "[bad]: no leak verdict on failed tests"
   run "$out.exit" 3 "[.exit]"
   lacks "$out.exit" "leakscope" "exit() inside a test: no report"
+  # Further translation units: one includes the adapter without CATCH_CONFIG_MAIN, one includes
+  # Catch2 first; the listener (registered once) and the guards judge their runs the same way.
+  rm -f "$xml"
+  run "$out.more" "$(failed_status 2)" "[more],[first]" -r junit -o "$xml"
+  same_set "leaking runs in the other files (listener)" "$(printf '%s\n' "more: leaks in a second file" \
+    "first: leaks, Catch2 included first")" "$(listener_runs "$out.more")"
+  listener_case "$out.more" "more: leaks in a second file" "1 block (4 bytes)" catch2_more_listener
+  listener_case "$out.more" "first: leaks, Catch2 included first" "1 block (4 bytes)" catch2_first_listener
+  same_set "failed test cases in the other files (JUnit)" "$(printf '%s\n' "more: guarded, leaks in a second file" \
+    "first: guarded, leaks, Catch2 included first")" "$(junit_failed "$xml")"
+  site_has "$(cat "$xml")" catch2_more_guard "JUnit failure message (more: guarded)"
+  site_has "$(cat "$xml")" catch2_first_guard "JUnit failure message (first: guarded)"
+  for id in catch2_more_guard_line catch2_first_guard_line; do
+    if grep -q -E "^at .*$(where "$id")\$" "$xml"; then pass "JUnit failure at the guard's line $(where "$id")"; else
+      fail "JUnit failure not at the guard's line $(where "$id")"; fi
+  done
+  n=$(grep -c '^leakscope: test case ' "$out.more")
+  [ "$n" -eq 2 ] && pass "2 listener reports in the other files" || fail "$n listener reports in the other files, expected 2"
 }
 
 check_doctest() {
@@ -200,6 +333,12 @@ check_doctest() {
   done
   run "$out.noise.s" 0 -ts=noise -s
   lacks "$out.noise.s" "leakscope" "noise with -s: nothing from leakscope"
+  # doctest's other reporters work behind Ignore: even without stacks they leave nothing. (Not
+  # with -s: stringifying passing assertions grows doctest's own string-stream stack in the test.)
+  for rep in console junit xml; do
+    LEAKSCOPE_OPTIONS=stacks=off run "$out.reporters.$rep" 0 -ts=reporters -r="$rep"
+    lacks "$out.reporters.$rep" "leakscope" "reporters with -r=$rep, stacks=off: nothing from leakscope"
+  done
   run "$out.listener" 1 -ts=listener
   contains "$out.listener" "[doctest] Status: SUCCESS!" "doctest itself saw no failure"
   same_set "leaking runs (listener)" "$(printf '%s\n' \
@@ -216,6 +355,25 @@ check_doctest() {
   listener_case "$out.listener" "listener: expects two, leaves one" "1 block (4 bytes)" doctest_expect_two_but_one
   contains "$out.listener" "leakscope: expected 2 leftover blocks, found 1" "expects two, leaves one: says so"
   contains "$out.listener" "leakscope: 5 test runs left allocations behind" "summary: 5 leaking runs"
+  local n
+  n=$(grep -c '^leakscope: scope ' "$out.listener")
+  [ "$n" -eq 5 ] && pass "5 reports in the output" || fail "$n reports in the output, expected 5"
+  local jsonl=$work/doctest.jsonl rows
+  rm -f "$jsonl"
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.listener.jsonl" 1 -ts=listener
+  n=$(grep -c '^leakscope: scope ' "$out.listener.jsonl")
+  [ "$n" -eq 5 ] && pass "report=jsonl: still 5 reports in the output" || fail "report=jsonl: $n reports in the output, expected 5"
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the leaking runs' reports" "$(listener_runs "$out.listener")" "$(json_scopes "$rows")"
+  json_case "$rows" "listener: leaks one block" "$base:$(test_line 'TEST_CASE("listener: leaks one block"')" 1 doctest_one_block
+  json_case "$rows" "listener: leaks three subcases deep / level one / level two / level three" \
+    "$base:$(test_line 'TEST_CASE("listener: leaks three subcases deep"')" 1 doctest_deep
+  rm -f "$jsonl"
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.guard.jsonl" 1 -ts=guard
+  rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
+  same_set "report=jsonl: the guarded runs' reports" "$(printf '%s\n' "guard: leaks one block" "guard: leaks in one subcase / leaking")" \
+    "$(json_scopes "$rows")"
+  json_case "$rows" "guard: leaks one block" "$base:$(line_of doctest_guard_line)" 1 doctest_guard_leak
   local xml=$work/doctest.junit.xml
   "$bin" -ts=guard -r=junit >"$xml" 2>"$out.guard.err"
   local rc=$?
@@ -279,7 +437,7 @@ check_benchmark() {
 case "$framework" in
   benchmark) check_benchmark ;;
   gtest) check_gtest ;;
-  catch2) check_catch2 ;;
+  catch2 | catch2_v3) check_catch2 ;;
   doctest) check_doctest ;;
   *) echo "check.sh: unknown framework '$framework'" >&2; exit 2 ;;
 esac
