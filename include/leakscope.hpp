@@ -75,13 +75,15 @@
 //                              stdout or a path (%p pid, %n report number); in a quoted value
 //                              KIND:DEST too. Default text (on stderr). See the README.
 //  Whole heap (leakscope::Snapshot, heap(), peak(), Monitor):
-//   track=scopes|all           which births are tracked: those inside scopes (the default), or
-//                              every block allocated through new (the whole heap)
-//   sample_bytes=N[K|M|G]      track=all, sampled: outside scopes, one block per N allocated bytes
-//                              on average (tcmalloc's sampling: a block of s bytes is sampled with
-//                              probability 1-exp(-s/N)) carries a header and a stack; heap and
-//                              peak reports estimate the whole from them and state the error.
-//                              0 (the default): every block. Scopes stay exact. Run-time switchable
+//   track=scopes|all|sample    which births are tracked: those inside scopes (the default), every
+//                              block allocated through new (the whole heap), or the whole heap
+//                              sampled by sample_bytes (below; 524288 unless set)
+//   sample_bytes=N[K|M|G]      the mean bytes between sampled blocks: outside scopes one block per
+//                              N allocated bytes on average (tcmalloc's sampling: a block of s bytes
+//                              is sampled with probability 1-exp(-s/N)) carries a header and a
+//                              stack; heap and peak reports estimate the whole and state the error.
+//                              Scopes stay exact. N > 0 also switches sampling on (track=sample);
+//                              0 switches it off (every block). Run-time switchable
 //   settle_ms=N                a scope's leftovers are reported only if still live N ms after it
 //                              ended (freed meanwhile on another thread: not a leak); the check
 //                              runs on a leakscope thread, off the request's. 0 (default): at once
@@ -92,7 +94,8 @@
 //                              thread, which writes. A handler the program had on the signal is
 //                              still called, and is put back by signal=0 or another signal. Fault
 //                              signals, ABRT, KILL and STOP are refused. 0 (default): none
-//   monitor=0|1                start a leakscope::Monitor at start-up (implies track=all), with
+//   monitor=0|1|W,I            start a leakscope::Monitor at start-up (implies track=all); W,I (the
+//                              design's form): warm-up W and interval I seconds. With
 //   monitor_warmup_ms=N          its warm-up before the baseline (default 10000),
 //   monitor_interval_ms=N        its interval (default 10000, at least 1),
 //   monitor_growth=K             the intervals of growth that mark a site growing (default 3; 0: none),
@@ -950,6 +953,7 @@ enum ModeBits : u32 {
     kTrackAll = 8,       // track=all: a thread's births outside every scope go to its heap slot
     kSampled = 16,       // sample_bytes: ... only one per sample_bytes on average, to its sample slot
 };
+constexpr u64 kDefaultSampleBytes = 524288;   // track=sample without sample_bytes=
 
 // Both are constant-initialised (aggregates initialised from {}): no constructor runs, so they are
 // valid for allocations in other translation units' static initialisers, before ours would run.
@@ -5138,13 +5142,19 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
     } else if (key == "report") {
         accept_report_option(value, entry, source);
     } else if (key == "track") {
-        if (value == "all")
+        if (value == "all") {
             g.mode.fetch_or(kTrackAll, relaxed);
-        else if (value == "scopes")
+        } else if (value == "sample") {
+            // The design's default interval unless sample_bytes= chose one.
+            u64 none = 0;
+            g.sample_bytes.compare_exchange_strong(none, kDefaultSampleBytes, relaxed);
+            g.mode.fetch_or(kTrackAll | kSampled, relaxed);
+        } else if (value == "scopes") {
             g.exit_report.load(relaxed) ? option_error(source, "exit_report=1 needs track=all; ignored", entry)
-                                        : void(g.mode.fetch_and(~u32(kTrackAll), relaxed));
-        else
-            option_error(source, "track must be scopes or all in", entry);
+                                        : void(g.mode.fetch_and(~u32(kTrackAll | kSampled), relaxed));
+        } else {
+            option_error(source, "track must be scopes, all or sample in", entry);
+        }
     } else if (key == "exit_report") {
         if (value == "1") {
             g.exit_report.store(1, relaxed);
@@ -6097,11 +6107,21 @@ void apply_monitor_option(std::string_view key, std::string_view value, std::str
             arm_signal(signo, entry, source);
         }
     } else if (key == "monitor") {
-        if (value == "1" || value == "0") {
-            if (value == "1") apply_option("track", "all", "track=all", source);
-            o.on.store(value == "1", release);
+        // 0, 1, or the design's form warmup_s,interval_s (1 with those two values, in seconds).
+        std::size_t comma = value.find(',');
+        u32 warmup_s = 0, interval_s = 0;
+        bool pair = comma != std::string_view::npos && parse_u32(value.substr(0, comma), warmup_s) &&
+                    parse_u32(value.substr(comma + 1), interval_s) && interval_s > 0 &&
+                    warmup_s <= 4294967u && interval_s <= 4294967u;
+        if (value == "1" || value == "0" || pair) {
+            if (pair) {
+                set_monitor_value(o.warmup_ms, warmup_s * 1000u, kSetWarmup);
+                set_monitor_value(o.interval_ms, interval_s * 1000u, kSetInterval);
+            }
+            if (value != "0") apply_option("track", "all", "track=all", source);
+            o.on.store(value != "0", release);
         } else {
-            option_error(source, "monitor must be 0 or 1 in", entry);
+            option_error(source, "monitor must be 0, 1 or warmup_s,interval_s (seconds) in", entry);
         }
     } else if (key == "monitor_warmup_ms") {
         if (parse_u32(value, number)) {

@@ -120,6 +120,14 @@ int main() {
     expect_eq("after sample_bytes=0: not samples", (long long)e.samples, 0);
     expect_eq("the sampled big blocks are still estimated", (long long)site_at(exact_heap, big_line).blocks, 3);
 
+    // track=sample (the design's key): sampling at the default 524288 when sample_bytes is 0.
+    leakscope::configure("track=sample");
+    char* huge[2] = {big_block(), big_block()};   // 8 intervals each: one is sampled but for ~1e-7
+    leakscope::Report sampled_again = leakscope::heap();
+    expect_eq("track=sample samples at the default interval", (long long)sampled_again.sample_bytes, 524288);
+    for (char* p : huge) delete[] p;
+    leakscope::configure("sample_bytes=0");
+
     for (char* p : big) delete[] p;
     for (int* p : exact) delete p;
     for (short* p : kept) delete p;

@@ -92,8 +92,10 @@ TEST_CASE("signal= and monitor*= take only their values, each error in one line"
         {"signal=SIGKILL", "signal cannot be a fault, abort, KILL, STOP or glibc-reserved signal in 'signal=SIGKILL'"},
         {"signal=6", "signal cannot be"},
         {"signal=32", "signal cannot be"},
-        {"monitor=2", "monitor must be 0 or 1 in 'monitor=2'"},
-        {"monitor=on", "monitor must be 0 or 1 in 'monitor=on'"},
+        {"monitor=2", "monitor must be 0, 1 or warmup_s,interval_s (seconds) in 'monitor=2'"},
+        {"monitor=on", "monitor must be 0, 1 or warmup_s,interval_s (seconds) in 'monitor=on'"},
+        {"monitor=60,0", "monitor must be 0, 1 or warmup_s,interval_s (seconds) in 'monitor=60,0'"},
+        {"monitor=,10", "monitor must be 0, 1 or warmup_s,interval_s"},
         {"monitor_warmup_ms=-1", "monitor_warmup_ms must be 0..4294967295 (milliseconds) in 'monitor_warmup_ms=-1'"},
         {"monitor_warmup_ms=4294967296", "monitor_warmup_ms must be"},
         {"monitor_interval_ms=0", "monitor_interval_ms must be 1..4294967295 (milliseconds) in 'monitor_interval_ms=0'"},
@@ -131,4 +133,11 @@ TEST_CASE("signal= and monitor*= take only their values, each error in one line"
     CHECK(threads_named("leakscope-mon") == 0);
     CHECK(threads_named("leakscope-dump") == 0);
     leakscope::configure("stack_depth=32 monitor_warmup_ms=10000 monitor_interval_ms=10000 monitor_growth=3 monitor_threshold=0");
+    // The design's form, monitor=warmup_s,interval_s: accepted silently, starts the options'
+    // monitor; monitor=0 stops it.
+    err = stderr_of([] { leakscope::configure("monitor=3600,60"); });
+    CHECK(err.empty());
+    CHECK(threads_named("leakscope-mon") == 1);
+    leakscope::configure("monitor=0 track=scopes");
+    CHECK(threads_named("leakscope-mon") == 0);
 }

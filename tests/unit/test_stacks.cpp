@@ -231,7 +231,7 @@ TEST_CASE("malformed options: one line each, the others still apply", "[options]
 TEST_CASE("track= and exit_report= take only their values, each error in one line", "[options]") {
     std::string err = stderr_of([] { leakscope::configure("track=sideways exit_report=2"); });
     CHECK(lines_in(err) == 2);
-    CHECK(err.find("track must be scopes or all in 'track=sideways'") != std::string::npos);
+    CHECK(err.find("track must be scopes, all or sample in 'track=sideways'") != std::string::npos);
     CHECK(err.find("exit_report must be 0 or 1 in 'exit_report=2'") != std::string::npos);
     // exit_report=1 needs every block tracked: it turns track=all on and keeps it on.
     err = stderr_of([] { leakscope::configure("exit_report=1 track=scopes"); });
@@ -288,10 +288,10 @@ TEST_CASE("quoted values, and an unterminated quote", "[options]") {
     err = stderr_of([] { leakscope::configure("stacks=off stack_depth='4"); });
     CHECK(lines_in(err) == 1);
     CHECK(err.find("unterminated") != std::string::npos);
-    // monitor= takes 0 or 1 (its interval is monitor_interval_ms=): one line naming the entry.
-    err = stderr_of([] { leakscope::configure("monitor=60,10"); });
+    // monitor= takes 0, 1 or warmup_s,interval_s: anything else is one line naming the entry.
+    err = stderr_of([] { leakscope::configure("monitor=60,x"); });
     CHECK(lines_in(err) == 1);
-    CHECK(err.find("monitor must be 0 or 1 in 'monitor=60,10'") != std::string::npos);
+    CHECK(err.find("monitor must be 0, 1 or warmup_s,interval_s (seconds) in 'monitor=60,x'") != std::string::npos);
 }
 
 TEST_CASE("current_stack: the caller's frames, capped at 256", "[stacks]") {
