@@ -1089,8 +1089,10 @@ inline void site_count(u32 stack, i64 bytes, i64 blocks) noexcept {
 // mean spacing N; a block holding one is sampled. A block of s bytes is sampled with probability
 // p = 1 - exp(-s/N), so it stands for 1/p blocks and s/p bytes (an unbiased estimate; the
 // variance of the bytes' estimate is the sum of s^2 (1-p) / p^2 over the sampled blocks).
+// `every` 0: a block tracked exactly stands for itself.
 struct Weight { u64 bytes; i64 blocks; double variance; };
 inline Weight sample_weight(u64 size, u64 every) noexcept {
+    if (every == 0) return Weight{size, 1, 0};
     double s = double(size ? size : 1);
     double p = -std::expm1(-s / double(every));
     if (!(p > 0)) p = 1e-300;
@@ -2663,8 +2665,7 @@ LEAKSCOPE_HOT_INLINE void count_born(ThreadState& t, const Slot& s, u32 stack, u
         count_birth(t, size);
         return;
     }
-    u64 every = s.sample_bytes.load(relaxed);
-    Weight w = every ? sample_weight(size, every) : Weight{size, 1, 0};
+    Weight w = sample_weight(size, s.sample_bytes.load(relaxed));
     if (stack) site_count(stack, i64(w.bytes), w.blocks);
     count_birth(t, w.bytes, w.blocks);
 }
@@ -2674,8 +2675,7 @@ LEAKSCOPE_HOT_INLINE void count_born(ThreadState& t, const Slot& s, u32 stack, u
 inline void finish_death(ThreadState& t, u32 scope, u32 seq, u64 size, u32 stack, u32 mode) noexcept {
     const Slot& s = slot_ref(scope);
     if (LEAKSCOPE_UNLIKELY(s.site_totals)) {
-        u64 every = s.sample_bytes.load(relaxed);
-        Weight w = every ? sample_weight(size, every) : Weight{size, 1, 0};
+        Weight w = sample_weight(size, s.sample_bytes.load(relaxed));
         if (stack) site_count(stack, -i64(w.bytes), -w.blocks);
         count_death(t, w.bytes, w.blocks);
     } else {
@@ -3164,6 +3164,25 @@ inline Report leftovers_header(const char* name, const char* file, unsigned line
     return r;
 }
 
+// Builds the report of a scope's leftovers (what is live now) and hands it to the writers.
+inline void write_leftovers_report(u32 slot, const char* name, const char* file, unsigned line, bool thrown) noexcept {
+    InternalGuard internal;
+    try {
+        Report rep = leftovers_header(name, file, line, thrown);
+        build_leftovers(slot, rep);
+        if (rep.blocks > 0) dispatch(rep);
+    } catch (...) {
+        diagnostic("could not build a report (out of memory?)");
+    }
+}
+// A parked report (deferred past an exception, or settling): the scope's identity is in its
+// slot, which a hold keeps until the report is written; the hold goes after.
+inline void write_parked_report(ThreadState& t, u64 handle) noexcept {
+    const Slot& s = slot_ref(slot_of(handle));
+    write_leftovers_report(slot_of(handle), s.deferred_name, s.deferred_file, s.deferred_line, s.deferred_thrown != 0);
+    drop_ref(t, slot_of(handle));
+}
+
 // A scope ended by an exception is reported only once that exception has been handled: while it
 // unwinds, the exception object's own allocations (its message string) are still live and would
 // be blamed on the scope. The check runs at this thread's next scope, at thread exit and at exit.
@@ -3180,17 +3199,7 @@ inline void flush_deferred(ThreadState& t, bool force, bool everyone = false) no
         if (!force && (handling || uncaught > s.deferred_uncaught)) continue;
         if (entry.handle.exchange(0, acq_rel) != handle) continue;   // claimed elsewhere
         if (entry.owner.load(relaxed) == t.serial && t.deferred_count) --t.deferred_count;
-        {
-            InternalGuard internal;
-            try {
-                Report rep = leftovers_header(s.deferred_name, s.deferred_file, s.deferred_line, true);
-                build_leftovers(slot_of(handle), rep);
-                if (rep.blocks > 0) dispatch(rep);
-            } catch (...) {
-                diagnostic("could not build a report (out of memory?)");
-            }
-        }
-        drop_ref(t, slot_of(handle));   // the hold taken when the report was deferred
+        write_parked_report(t, handle);
     }
 }
 
@@ -3239,21 +3248,6 @@ inline u64 monotonic_ns() noexcept {
     ::clock_gettime(CLOCK_MONOTONIC, &ts);
     return u64(ts.tv_sec) * 1000000000ull + u64(ts.tv_nsec);
 }
-// Writes the parked report of `handle` (what is still live now) and drops its hold.
-inline void settle_report(ThreadState& t, u64 handle) noexcept {
-    Slot& s = slot_ref(slot_of(handle));
-    {
-        InternalGuard internal;
-        try {
-            Report rep = leftovers_header(s.deferred_name, s.deferred_file, s.deferred_line, s.deferred_thrown != 0);
-            build_leftovers(slot_of(handle), rep);
-            if (rep.blocks > 0) dispatch(rep);
-        } catch (...) {
-            diagnostic("could not build a report (out of memory?)");
-        }
-    }
-    drop_ref(t, slot_of(handle));
-}
 // Takes the parked entries due by `now` (all with now = ~0) out of the queue; the caller holds the
 // mutex.
 inline void take_due(u64 now, OsVector<Settling>& due) noexcept {
@@ -3295,7 +3289,7 @@ inline void* settler_main(void*) noexcept {
         due.size = 0;
         take_due(now, due);
         pthread_mutex_unlock(&settler.mutex);
-        for (std::size_t i = 0; i < due.size; ++i) settle_report(t, due.data[i].handle);
+        for (std::size_t i = 0; i < due.size; ++i) write_parked_report(t, due.data[i].handle);
         pthread_mutex_lock(&settler.mutex);
     }
     pthread_mutex_unlock(&settler.mutex);
@@ -3329,7 +3323,7 @@ inline void settle_all_now() noexcept {
     take_due(~u64(0), due);
     pthread_cond_signal(&settler.wake);
     pthread_mutex_unlock(&settler.mutex);
-    for (std::size_t i = 0; i < due.size; ++i) settle_report(tls, due.data[i].handle);
+    for (std::size_t i = 0; i < due.size; ++i) write_parked_report(tls, due.data[i].handle);
     due.release();
 }
 
@@ -4931,39 +4925,24 @@ void LeakScope::close(bool report) noexcept {
         // stacks=demand: this name leaked, so its next runs capture stacks.
         if (StackMode(st.mode.load(relaxed)) == StackMode::demand) want_name(name_hash(name_));
         bool by_exception = std::uncaught_exceptions() > uncaught_at_open_;
-        bool deferred = false;
         u32 settle_ms = g.settle_ms.load(relaxed);
-        if (report && settle_ms) {
-            // Confirmed later, off this thread (an exception is long handled by then, too).
+        bool deferred = false;
+        if (report && (settle_ms || by_exception)) {
+            // Parked: the slot keeps the scope's identity, and a hold, until the report is written.
+            // settle_ms: confirmed later, off this thread (an exception is long handled by then);
+            // otherwise once the exception has been handled.
             std::size_t n = std::strlen(name_);
             std::memcpy(s.deferred_name, name_, n + 1);
             s.deferred_file = file_;
             s.deferred_line = line_;
             s.deferred_thrown = by_exception;
-            s.refs.fetch_add(1, relaxed);   // hold the slot until the report is written
-            deferred = settle_later(handle_of(slot_, generation_), settle_ms);
-            if (!deferred) s.refs.fetch_sub(1, relaxed);
-        }
-        if (report && by_exception && !deferred) {
-            std::size_t n = std::strlen(name_);
-            std::memcpy(s.deferred_name, name_, n + 1);
-            s.deferred_file = file_;
-            s.deferred_line = line_;
             s.deferred_uncaught = uncaught_at_open_;
-            s.refs.fetch_add(1, relaxed);   // hold the slot until the deferred report is written
-            deferred = defer_report(t, handle_of(slot_, generation_));
-            if (!deferred) s.refs.fetch_sub(1, relaxed);   // all entries taken: report now
+            s.refs.fetch_add(1, relaxed);
+            u64 self = handle_of(slot_, generation_);
+            deferred = (settle_ms && settle_later(self, settle_ms)) || (by_exception && defer_report(t, self));
+            if (!deferred) s.refs.fetch_sub(1, relaxed);   // no room: report now
         }
-        if (report && !deferred) {
-            InternalGuard internal;
-            try {
-                Report rep = leftovers_header(name_, file_, line_, by_exception);
-                build_leftovers(slot_, rep);
-                if (rep.blocks > 0) dispatch(rep);
-            } catch (...) {
-                diagnostic("could not build a report (out of memory?)");
-            }
-        }
+        if (report && !deferred) write_leftovers_report(slot_, name_, file_, line_, by_exception);
         // The enclosing scope sees these leftovers too: it logs this scope, whose slot its
         // leftovers keep (and which holds a reference on the parent meanwhile).
         if (s.parent) {
@@ -5309,7 +5288,7 @@ inline std::shared_ptr<SnapshotData> heap_now() {
     found.release();
     std::sort(data->blocks.begin(), data->blocks.end(), birth_before);
     for (const Record& r : data->blocks) {
-        Weight w = r.flags ? sample_weight(r.size, r.flags) : Weight{r.size, 1, 0};
+        Weight w = sample_weight(r.size, r.flags);
         data->count += std::size_t(w.blocks);
         data->bytes += std::size_t(w.bytes);
     }
@@ -5498,7 +5477,6 @@ inline timespec add_ms(timespec t, u64 ms) noexcept {
 inline bool not_after(const timespec& a, const timespec& b) noexcept {
     return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec <= b.tv_nsec);
 }
-inline bool try_lock(SpinLock& l) noexcept { return l.word.exchange(1, acquire) == 0; }
 
 
 // ---- Monitor's state ----
@@ -5983,7 +5961,7 @@ inline void stop_dumper() noexcept {
 void apply_monitor_changes() noexcept {
     SpinLock& lifecycle = monitor_lifecycle();
     if (on_leakscope_thread()) {
-        if (!try_lock(lifecycle)) return;
+        if (!lifecycle.try_lock()) return;
     } else {
         lifecycle.lock();
     }
@@ -6032,7 +6010,7 @@ void stop_monitor_threads_at_exit() noexcept {
     r.no_new_threads.store(1, release);
     {
         SpinLock& lifecycle = monitor_lifecycle();
-        bool locked = on_leakscope_thread() ? try_lock(lifecycle) : (lifecycle.lock(), true);
+        bool locked = on_leakscope_thread() ? lifecycle.try_lock() : (lifecycle.lock(), true);
         if (locked) {
             stop_dumper();
             lifecycle.unlock();
