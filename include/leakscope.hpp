@@ -864,10 +864,12 @@ struct WalkStart {
     u64 salt_and_fp;   // bit 0: fp matters
     u64 last_use;      // for choosing which walk to forget
 };
+constexpr u32 kWalkHints = 64;        // start frame -> the walk last found for it (hashed)
 struct WalkMemories {
     WalkStart start[kWalkMemories];   // sp 0: entry empty
     WalkMemory entry[kWalkMemories];
     u32 clock;
+    u8 hint[kWalkHints];              // an allocation site seen again is found without a scan
 };
 
 // ---- threads ----------------------------------------------------------------------------------
@@ -1091,14 +1093,16 @@ inline void site_count(u32 stack, i64 bytes, i64 blocks) noexcept {
 // variance of the bytes' estimate is the sum of s^2 (1-p) / p^2 over the sampled blocks).
 // `every` 0: a block tracked exactly stands for itself.
 struct Weight { u64 bytes; i64 blocks; double variance; };
-inline Weight sample_weight(u64 size, u64 every) noexcept {
-    if (every == 0) return Weight{size, 1, 0};
+LEAKSCOPE_NOINLINE Weight sampled_weight(u64 size, u64 every) noexcept {
     double s = double(size ? size : 1);
     double p = -std::expm1(-s / double(every));
     if (!(p > 0)) p = 1e-300;
     double bytes = double(size) / p, blocks = 1 / p;
     auto whole = [](double x) { return x < 9e18 ? i64(std::llround(x)) : i64(9e18); };
     return Weight{u64(whole(bytes)), std::max<i64>(1, whole(blocks)), double(size) * double(size) * (1 - p) / (p * p)};
+}
+LEAKSCOPE_HOT_INLINE Weight sample_weight(u64 size, u64 every) noexcept {
+    return every == 0 ? Weight{size, 1, 0} : sampled_weight(size, every);
 }
 // The bytes to the next sample point: exponential with mean `every` (xorshift64* underneath).
 inline i64 next_sample_distance(ThreadState& t, u64 every) noexcept {
@@ -1504,9 +1508,9 @@ void release_ref(ThreadState& t, u32 scope, u32 seq) noexcept {
 
 // Takes a reference on `scope` for a birth logged as `value` (0: a child scope) on thread t.
 // Returns the seq to store with the block, or false when the scope no longer accepts births.
-LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t value, u32& seq) noexcept {
+// `s`: the handle's slot, when the caller has it already.
+LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t value, u32& seq, Slot& s) noexcept {
     u32 scope = slot_of(handle);
-    Slot& s = slot_ref(scope);
     if (owned_here(s, t) && s.generation.load(relaxed) == generation_of(handle)) {
         if (value == 0) {
             seq = kNoSeq;
@@ -1543,6 +1547,9 @@ LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t va
     }
     s.refs.fetch_add(1, relaxed);
     return true;
+}
+LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t value, u32& seq) noexcept {
+    return take_ref(t, handle, value, seq, slot_ref(slot_of(handle)));
 }
 
 // Clears the log entry of a birth (`value` at `seq` of `scope`) if it is there, which proves the
@@ -2116,7 +2123,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline u32 first_changed(const WalkMemory& m, u32 
 // Checked innermost first, four independent loads at a time: another allocation site at the same
 // depth (the same start frame) differs a few frames in, and is told apart after one or two rounds
 // rather than a pass over every slot.
-LEAKSCOPE_NO_SANITIZE_ADDRESS inline bool unchanged(const WalkMemory& m) noexcept {
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool unchanged(const WalkMemory& m) noexcept {
     u32 i = 0;
     for (; i + 4 <= m.checks; i += 4) {
         std::uintptr_t diff = (load_word(m.check_at[i]) ^ m.check_value[i]) |
@@ -2158,6 +2165,30 @@ inline bool same_frame(const WalkFrame& m, const WalkRegs& r) noexcept {
     return m.sp == r.sp && m.pc == r.pc && (!m.fp_matters || m.fp == r.fp);
 }
 
+// Whether remembered walk i began with this very frame (the same allocation site at the same
+// depth) and its stack is unchanged: then it is this entire stack.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool starts_walk(const WalkMemories& all, u32 i, const WalkRegs& r, u64 salt) noexcept {
+    const WalkStart& s = all.start[i];
+    return s.sp == r.sp && s.pc == r.pc && (s.salt_and_fp | 1) == (salt | 1) && (!(s.salt_and_fp & 1) || s.fp == r.fp) &&
+           unchanged(all.entry[i]);
+}
+inline u32 walk_hint(const WalkRegs& r) noexcept {
+    return u32(((r.pc ^ (r.sp >> 3)) * 0x9E3779B97F4A7C15ull) >> 58) & (kWalkHints - 1);
+}
+
+// The common capture, without the walk's machinery: the same site at the same depth as a
+// remembered walk whose stack is unchanged and which interned as asked. 0: not that.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t, const WalkRegs& r, u64 salt,
+                                                                 std::uintptr_t first, std::size_t max) noexcept {
+    WalkMemories* all = t.walks;
+    if (!all) return 0;
+    u32 i = all->hint[walk_hint(r)];
+    const WalkMemory& m = all->entry[i];
+    if (m.stack_id == 0 || m.id_first != first || m.id_max != max || !starts_walk(*all, i, r, salt)) return 0;
+    all->start[i].last_use = ++all->clock;
+    return m.stack_id;
+}
+
 LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t, WalkRegs r, std::uintptr_t lo,
                                                                  std::uintptr_t hi, u64 salt, std::uintptr_t first,
                                                                  std::uintptr_t* out, std::size_t max,
@@ -2170,28 +2201,36 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     WalkMemory* victim = nullptr;
     bool whole = false;   // source is this entire stack
     if (memories) {
-        u64 latest = 0, oldest = ~u64(0);
-        for (u32 i = 0; i < kWalkMemories; ++i) {
-            WalkStart& s = memories->start[i];
-            if (s.last_use < oldest) {
-                oldest = s.last_use;
-                victim = &memories->entry[i];
-            }
-            if (s.sp == 0 || (s.salt_and_fp | 1) != (salt | 1)) continue;
-            if (s.sp == r.sp && s.pc == r.pc && (!(s.salt_and_fp & 1) || s.fp == r.fp) &&
-                unchanged(memories->entry[i])) {
-                source = victim = &memories->entry[i];
-                whole = true;
-                s.last_use = ++memories->clock;
-                if (source->stack_id && source->id_first == first && source->id_max == max) {
-                    result.known_id = source->stack_id;   // the very stack interned last time
-                    return 0;
+        u32 bucket = walk_hint(r);
+        u32 hit = memories->hint[bucket];
+        if (!starts_walk(*memories, hit, r, salt)) {
+            hit = kWalkMemories;
+            u64 latest = 0, oldest = ~u64(0);
+            for (u32 i = 0; i < kWalkMemories; ++i) {
+                const WalkStart& s = memories->start[i];
+                if (s.last_use < oldest) {
+                    oldest = s.last_use;
+                    victim = &memories->entry[i];
                 }
-                break;
+                if (s.sp == 0 || (s.salt_and_fp | 1) != (salt | 1)) continue;
+                if (starts_walk(*memories, i, r, salt)) {
+                    hit = i;
+                    break;
+                }
+                if (s.last_use > latest) {
+                    latest = s.last_use;
+                    source = &memories->entry[i];
+                }
             }
-            if (s.last_use > latest) {
-                latest = s.last_use;
-                source = &memories->entry[i];
+        }
+        if (hit != kWalkMemories) {
+            memories->hint[bucket] = u8(hit);
+            source = victim = &memories->entry[hit];
+            whole = true;
+            if (source->stack_id && source->id_first == first && source->id_max == max) {
+                memories->start[hit].last_use = ++memories->clock;
+                result.known_id = source->stack_id;   // the very stack interned last time
+                return 0;
             }
         }
         memories->start[victim - memories->entry].last_use = ++memories->clock;
@@ -2386,9 +2425,11 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fp(ThreadSt
 #define LEAKSCOPE_FAST_UNWINDER 0   // elsewhere `fast` means libgcc
 #endif
 
-LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(ThreadState& t, std::uintptr_t first,
-                                                                          std::uintptr_t* out, std::size_t max,
-                                                                          WalkResult& result) noexcept {
+// Inline in its callers: the walk starts at the frame of the function it is inlined into (the
+// registers are read there), so a caller that captures often saves a call level per capture.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE std::size_t capture_fast_here(ThreadState& t, std::uintptr_t first,
+                                                                                std::uintptr_t* out, std::size_t max,
+                                                                                WalkResult& result) noexcept {
 #if LEAKSCOPE_FAST_UNWINDER
     std::uintptr_t pc, sp, fp, lo, hi;
     // One asm block: the three values describe the same instruction's frame row.
@@ -2398,8 +2439,13 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(Thread
     bool on_thread_stack = thread_stack(t, lo, hi) && sp >= lo && sp < hi;
     if (on_thread_stack && st.unloading.load(acquire) == 0) {
         bool fallback = false;
-        std::size_t n = walk_remembered(t, WalkRegs{pc, sp, fp, true}, sp, hi, rule_salt(generation), first, out,
-                                        max, fallback, result);
+        WalkRegs regs{pc, sp, fp, true};
+        u64 salt = rule_salt(generation);
+        std::size_t n = 0;
+        if (u32 id = known_walk(t, regs, salt, first, max))
+            result.known_id = id;
+        else
+            n = walk_remembered(t, regs, sp, hi, salt, first, out, max, fallback, result);
         // A dlclose meanwhile may have turned cached rules stale: trust nothing from this walk.
         if (!fallback && st.loader_generation.load(acquire) == generation) return n;
         result = WalkResult{0, nullptr};
@@ -2412,6 +2458,11 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(Thread
     (void)result;
     return capture_libgcc(first, out, max);
 #endif
+}
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(ThreadState& t, std::uintptr_t first,
+                                                                          std::uintptr_t* out, std::size_t max,
+                                                                          WalkResult& result) noexcept {
+    return capture_fast_here(t, first, out, max, result);
 }
 
 LEAKSCOPE_NOINLINE std::size_t capture(ThreadState& t, Unwinder how, std::uintptr_t first, std::uintptr_t* out,
@@ -2519,11 +2570,14 @@ inline std::size_t stack_depth_setting() noexcept {
     return d ? d : kDefaultStackDepth;
 }
 // The hook's capture: the stack above the hooked call, `first` being its return address.
-LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first) noexcept {
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first) noexcept {
     std::uintptr_t frames[kMaxStackDepth];
     WalkResult walk{0, nullptr};
-    std::size_t max = stack_depth_setting();
-    std::size_t n = capture(t, Unwinder(st.unwinder.load(relaxed)), first, frames, max, walk);
+    std::size_t max = std::min<std::size_t>(stack_depth_setting(), kMaxStackDepth);
+    auto how = Unwinder(st.unwinder.load(relaxed));
+    // The fast unwinder inline: most captures are a remembered walk, where calls are the cost.
+    std::size_t n = how == Unwinder::fast ? capture_fast_here(t, first, frames, max, walk)
+                                          : capture(t, how, first, frames, max, walk);
     if (walk.known_id) return walk.known_id;
     u32 id = intern_stack(frames, n);
     if (walk.stored) walk.stored->stack_id = id;   // the next identical walk reuses it
@@ -2842,8 +2896,8 @@ LEAKSCOPE_NOINLINE void* raw_allocate(std::size_t request, std::size_t alignment
 // A birth while a scope counts this thread: a block with a header (see above) or, where none
 // fits, a side-table record. `handle` 0: the birth counts for no one (Ignore, leakscope's own)
 // and goes to the detached log. `caller`: the return address of the replaced operator, where
-// the block's stack starts.
-LEAKSCOPE_NOINLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_t size, std::size_t alignment,
+// the block's stack starts. (Inline in allocate_slow, its one caller: one call less per birth.)
+LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_t size, std::size_t alignment,
                                             bool nothrow, std::uintptr_t caller) {
     u32 scope = slot_of(handle);
     if (alignment < 4096 && size <= kMaxHeaderSize) {
@@ -2872,13 +2926,13 @@ LEAKSCOPE_NOINLINE void* allocate_counted(ThreadState& t, u64 handle, std::size_
             }
             if (!t.internal) count_birth(t, size);
         } else {
-            const Slot& born_in = slot_ref(scope);
+            Slot& born_in = slot_ref(scope);
             u32 stack = born_in.stacks ? capture_for_block(t, caller) : 0;   // never allocates
             if (stack > kMaxHeaderStack) stack = 0;
             // `what` first: a report may read it as soon as the birth is logged.
             write_header_what(p, size | u64(stack) << 40 | (raw_below ? kRawBelow : 0));
             u32 seq = 0;
-            if (LEAKSCOPE_UNLIKELY(!take_ref(t, handle, p, seq))) {
+            if (LEAKSCOPE_UNLIKELY(!take_ref(t, handle, p, seq, born_in))) {
                 std::free(raw);   // the scope closed meanwhile: an ordinary block
                 return raw_allocate(size ? size : 1, alignment, nothrow);
             }
@@ -2909,12 +2963,13 @@ inline bool detached_death(ThreadState& t, std::uintptr_t p) noexcept {
     return true;
 }
 
-// Frees a block given to delete once anything has been tracked.
-LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::size_t size_hint, u32 mode) noexcept {
+// Frees a block given to delete once anything has been tracked. `claimed`: a header of ours is in
+// front of it (a claim only: its birth's log entry decides).
+LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::size_t size_hint, u32 mode, bool claimed) noexcept {
     auto p = reinterpret_cast<std::uintptr_t>(block);
-    if ((mode & kEverTracked) && may_have_header(p)) {
-        BlockHeader h = read_header(p);
-        if (header_tag_matches(p, h.where)) {
+    {
+        BlockHeader h = claimed ? read_header(p) : BlockHeader{};
+        if (claimed) {
             u32 scope = where_scope(h.where), seq = where_seq(h.where);
             // The common case first: a block born in this thread's own open scope dies there (or,
             // with track=all, in its heap slot while no scope counts this thread's frees).
@@ -8060,26 +8115,50 @@ void after_fork_child() noexcept {
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #define LEAKSCOPE_MISMATCH_PRAGMA_PUSHED
 #endif
-// The common case inline: no scope counting this thread, default alignment, malloc succeeds.
-// `caller` is the return address of the replaced operator: the allocating stack starts there.
-LEAKSCOPE_HOT_INLINE void* allocate(std::size_t size, std::size_t alignment, bool nothrow, void* caller) {
+// Every allocation the fast path below does not take: a scope or whole-heap tracking counts this
+// thread, a sample point, extended alignment, an unregistered or exiting thread.
+LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, bool nothrow, std::uintptr_t caller) {
     ThreadState& t = tls;
     if (LEAKSCOPE_LIKELY(counts_locally(t)))
         t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
     else
         count_allocation_slow(t);
     u32 mode = g.mode.load(relaxed);
-    if (LEAKSCOPE_UNLIKELY((t.current | (mode & (kAllScopeOpen | kTrackAll))) != 0)) {
+    if ((t.current | (mode & (kAllScopeOpen | kTrackAll))) != 0) {
         u64 handle = (t.internal | t.ignore_depth) ? 0 : counting_scope(t);
         if (!handle && !(t.internal | t.ignore_depth) && (mode & kTrackAll))
             handle = (mode & kSampled) ? sample_point(t, size) : heap_slot(t);
-        if (handle || (t.internal | t.ignore_depth)) return allocate_counted(t, handle, size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
+        if (handle || (t.internal | t.ignore_depth)) return allocate_counted(t, handle, size, alignment, nothrow, caller);
     }
-    if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)) {
-        void* p = std::malloc(size ? size : 1);   // distinct non-null pointers for zero-size requests
+    return raw_allocate(size ? size : 1, alignment, nothrow);   // distinct non-null pointers for size 0
+}
+
+// True when this allocation needs nothing but malloc: nothing tracks it, or sampling counts it down
+// without reaching a sample point (the slow path counts down the allocation that reaches one).
+LEAKSCOPE_HOT_INLINE bool untracked_birth(ThreadState& t, u32 mode, std::size_t size) noexcept {
+    if (LEAKSCOPE_LIKELY((t.current | (mode & (kAllScopeOpen | kTrackAll))) == 0)) return true;
+    if ((mode & (kAllScopeOpen | kTrackAll | kSampled)) != (kTrackAll | kSampled) || (t.internal | t.ignore_depth) != 0 ||
+        t.current != 0)
+        return false;
+    i64 left = t.sample_countdown - i64(size ? size : 1);
+    if (left <= 0) return false;
+    t.sample_countdown = left;
+    return true;
+}
+
+// The common case inline, and small enough to need no saved registers: a thread counted
+// locally, an untracked birth, default alignment, malloc succeeds. `caller` is the return address
+// of the replaced operator: the allocating stack starts there.
+LEAKSCOPE_HOT_INLINE void* allocate(std::size_t size, std::size_t alignment, bool nothrow, void* caller) {
+    ThreadState& t = tls;
+    u32 mode = g.mode.load(relaxed);
+    if (LEAKSCOPE_LIKELY(alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ && counts_locally(t) && untracked_birth(t, mode, size))) {
+        t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
+        void* p = std::malloc(size);
         if (LEAKSCOPE_LIKELY(p != nullptr)) return p;
+        return raw_allocate(size ? size : 1, alignment, nothrow);   // size 0 where malloc gives null, or out of memory
     }
-    return raw_allocate(size ? size : 1, alignment, nothrow);
+    return allocate_slow(size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
 }
 
 LEAKSCOPE_HOT_INLINE void deallocate(void* block, std::size_t size) noexcept {
@@ -8090,16 +8169,17 @@ LEAKSCOPE_HOT_INLINE void deallocate(void* block, std::size_t size) noexcept {
         std::free(block);
         return;
     }
-    // No scope counts this thread's frees and nothing is in the side table: a block with no
-    // header of ours in front (one load, beside malloc's own chunk header) is not ours. This keeps
-    // the frees of untracked blocks cheap while something is tracked (sampling, scopes elsewhere).
+    // Does a header of ours claim the block? (One load, beside malloc's own chunk header.) When
+    // none does, no scope counts this thread's frees and nothing is in the side table, the block
+    // is not ours: this keeps the frees of untracked blocks cheap while something is tracked
+    // (sampling, scopes elsewhere).
     auto p = reinterpret_cast<std::uintptr_t>(block);
-    if (t.current == 0 && !(mode & (kAllScopeOpen | kSideTable)) &&
-        (!may_have_header(p) || !header_tag_matches(p, read_header(p).where))) {
+    bool claimed = (mode & kEverTracked) && may_have_header(p) && header_tag_matches(p, read_header(p).where);
+    if (!claimed && t.current == 0 && !(mode & (kAllScopeOpen | kSideTable))) {
         std::free(block);
         return;
     }
-    deallocate_watched(t, block, size, mode);
+    deallocate_watched(t, block, size, mode, claimed);
 }
 }  // namespace detail
 }  // namespace leakscope
