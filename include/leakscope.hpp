@@ -844,7 +844,7 @@ struct WalkFrame {
     u32 fp_matters;                // the rest of the walk depends on this frame's fp
 };
 constexpr u32 kWalkMemory = 64;       // frames a remembered walk holds
-constexpr u32 kWalkMemories = 16;     // walks a thread remembers
+constexpr u32 kWalkMemories = 32;     // walks a thread remembers
 struct WalkMemory {
     WalkFrame frames[kWalkMemory];
     // The same slots flat, with the values the walk found there: "is this still that stack?" is
@@ -869,8 +869,11 @@ struct WalkMemories {
     WalkStart start[kWalkMemories];   // sp 0: entry empty
     WalkMemory entry[kWalkMemories];
     u32 clock;
-    u8 hint[kWalkHints];              // an allocation site seen again is found without a scan
+    u8 hint[kWalkHints][2];           // an allocation site seen again is found without a scan
+                                      // (two ways: sites sharing a hint do not evict each other)
 };
+
+struct SiteDeltas;
 
 // ---- threads ----------------------------------------------------------------------------------
 // Per-thread state: constant-initialised, trivially destructible, so it is valid before main,
@@ -893,6 +896,7 @@ struct ThreadState {
     std::atomic<i64> live_blocks, live_bytes;   // tracked births minus deaths done here
     std::atomic<u64> born_bytes;   // bytes of tracked births done here
     WalkMemories* walks;           // mmap'd on a registered thread's first capture
+    SiteDeltas* site_deltas;       // track=all: per-stack changes not yet in the shared totals
     u64 heap;                      // track=all: handle of this thread's heap slot (0: none yet)
     OsVector<Record> leftovers;    // scratch for enumerating a scope's leftovers, kept for reuse
     u32 leftovers_busy;
@@ -1086,6 +1090,48 @@ inline void site_count(u32 stack, i64 bytes, i64 blocks) noexcept {
     while (stack > high && !site_totals.high.compare_exchange_weak(high, stack, relaxed)) {
     }
 }
+// Every birth and death under track=all changes its stack's live totals. A thread keeps those
+// changes in a small table of its own (direct-mapped by stack) and adds them to the shared totals
+// (two atomic adds) only when another stack takes the entry and whenever it publishes its live
+// bytes: the totals a peak copy reads then lag exactly as the published bytes do (by at most
+// LEAKSCOPE_PEAK_GRANULARITY per thread), and a churning site costs no atomic read-modify-write.
+struct SiteDelta { u32 stack; u32 unused; i64 bytes, blocks; };
+constexpr u32 kSiteDeltas = 64;
+struct SiteDeltas { SiteDelta entry[kSiteDeltas]; };
+inline void flush_site_delta(SiteDelta& e) noexcept {
+    if (e.bytes | e.blocks) site_count(e.stack, e.bytes, e.blocks);
+    e.bytes = e.blocks = 0;
+}
+inline void flush_site_deltas(ThreadState& t) noexcept {
+    if (SiteDeltas* d = t.site_deltas)
+        for (SiteDelta& e : d->entry) flush_site_delta(e);
+}
+LEAKSCOPE_NOINLINE void site_change_slow(ThreadState& t, u32 stack, i64 bytes, i64 blocks) noexcept {
+    SiteDeltas* d = t.site_deltas;
+    if (!d && counts_locally(t)) d = t.site_deltas = static_cast<SiteDeltas*>(os_alloc(sizeof(SiteDeltas)));
+    if (!d || !counts_locally(t)) {   // no table (out of memory, or the thread is exiting): at once
+        site_count(stack, bytes, blocks);
+        return;
+    }
+    SiteDelta& e = d->entry[stack & (kSiteDeltas - 1)];
+    flush_site_delta(e);
+    e.stack = stack;
+    e.bytes = bytes;
+    e.blocks = blocks;
+}
+LEAKSCOPE_HOT_INLINE void site_change(ThreadState& t, u32 stack, i64 bytes, i64 blocks) noexcept {
+    SiteDeltas* d = t.site_deltas;
+    if (LEAKSCOPE_LIKELY(d != nullptr)) {
+        SiteDelta& e = d->entry[stack & (kSiteDeltas - 1)];
+        if (LEAKSCOPE_LIKELY(e.stack == stack)) {
+            e.bytes += bytes;
+            e.blocks += blocks;
+            return;
+        }
+    }
+    site_change_slow(t, stack, bytes, blocks);
+}
+
 // ---- sampling (sample_bytes=N) -----------------------------------------------------------------
 // tcmalloc's scheme: sample points fall on the stream of allocated bytes as a Poisson process of
 // mean spacing N; a block holding one is sampled. A block of s bytes is sampled with probability
@@ -1138,6 +1184,7 @@ LEAKSCOPE_NOINLINE void copy_peak_sites(i64 now, bool force) noexcept {
 }
 
 inline void publish_bytes(ThreadState& t) noexcept {
+    flush_site_deltas(t);   // first: a copy of the sites this publication triggers sees them
     i64 now = g.live_bytes_published.fetch_add(t.pending_bytes, acq_rel) + t.pending_bytes;
     t.pending_bytes = 0;
     i64 peak = g.peak_bytes.load(relaxed);
@@ -2182,11 +2229,15 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
                                                                  std::uintptr_t first, std::size_t max) noexcept {
     WalkMemories* all = t.walks;
     if (!all) return 0;
-    u32 i = all->hint[walk_hint(r)];
-    const WalkMemory& m = all->entry[i];
-    if (m.stack_id == 0 || m.id_first != first || m.id_max != max || !starts_walk(*all, i, r, salt)) return 0;
-    all->start[i].last_use = ++all->clock;
-    return m.stack_id;
+    const u8* hint = all->hint[walk_hint(r)];
+    for (u32 way = 0; way < 2; ++way) {
+        u32 i = hint[way];
+        const WalkMemory& m = all->entry[i];
+        if (m.stack_id == 0 || m.id_first != first || m.id_max != max || !starts_walk(*all, i, r, salt)) continue;
+        all->start[i].last_use = ++all->clock;
+        return m.stack_id;
+    }
+    return 0;
 }
 
 LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t, WalkRegs r, std::uintptr_t lo,
@@ -2201,9 +2252,9 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     WalkMemory* victim = nullptr;
     bool whole = false;   // source is this entire stack
     if (memories) {
-        u32 bucket = walk_hint(r);
-        u32 hit = memories->hint[bucket];
-        if (!starts_walk(*memories, hit, r, salt)) {
+        u8* hint = memories->hint[walk_hint(r)];
+        u32 hit = hint[0];
+        if (!starts_walk(*memories, hit, r, salt) && !starts_walk(*memories, hit = hint[1], r, salt)) {
             hit = kWalkMemories;
             u64 latest = 0, oldest = ~u64(0);
             for (u32 i = 0; i < kWalkMemories; ++i) {
@@ -2224,7 +2275,10 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
             }
         }
         if (hit != kWalkMemories) {
-            memories->hint[bucket] = u8(hit);
+            if (hint[0] != hit) {   // most recent first
+                hint[1] = hint[0];
+                hint[0] = u8(hit);
+            }
             source = victim = &memories->entry[hit];
             whole = true;
             if (source->stack_id && source->id_first == first && source->id_max == max) {
@@ -2703,8 +2757,8 @@ inline void* raw_of(std::uintptr_t p, u64 what) noexcept {
     return reinterpret_cast<void*>(p - kHeaderBytes);
 }
 inline u32 header_stack(u64 what) noexcept { return u32(what >> 40) & kMaxHeaderStack; }
-inline void site_death(u64 what) noexcept {
-    if (u32 stack = header_stack(what)) site_count(stack, -i64(what & kMaxHeaderSize), -1);
+inline void site_death(ThreadState& t, u64 what) noexcept {
+    if (u32 stack = header_stack(what)) site_change(t, stack, -i64(what & kMaxHeaderSize), -1);
 }
 inline Record record_of_header(std::uintptr_t p, u32 scope, u32 seq) noexcept {
     u64 what = read_header(p).what;
@@ -2720,7 +2774,7 @@ LEAKSCOPE_HOT_INLINE void count_born(ThreadState& t, const Slot& s, u32 stack, u
         return;
     }
     Weight w = sample_weight(size, s.sample_bytes.load(relaxed));
-    if (stack) site_count(stack, i64(w.bytes), w.blocks);
+    if (stack) site_change(t, stack, i64(w.bytes), w.blocks);
     count_birth(t, w.bytes, w.blocks);
 }
 
@@ -2730,7 +2784,7 @@ inline void finish_death(ThreadState& t, u32 scope, u32 seq, u64 size, u32 stack
     const Slot& s = slot_ref(scope);
     if (LEAKSCOPE_UNLIKELY(s.site_totals)) {
         Weight w = sample_weight(size, s.sample_bytes.load(relaxed));
-        if (stack) site_count(stack, -i64(w.bytes), -w.blocks);
+        if (stack) site_change(t, stack, -i64(w.bytes), -w.blocks);
         count_death(t, w.bytes, w.blocks);
     } else {
         count_death(t, size);
@@ -2983,7 +3037,7 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
                 if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
                     __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
                     count_death(t, h.what & kMaxHeaderSize);
-                    if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(h.what);
+                    if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(t, h.what);
                     s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
                     if (--c->live == 0) retire_log_chunk(s, c, seq / kLogChunk);
                     std::free(raw_of(p, h.what));
@@ -5307,6 +5361,7 @@ Stats stats() noexcept {
 std::size_t reset_peak() noexcept {
     Stats now = stats();
     g.peak_bytes.store(i64(now.live_bytes), relaxed);
+    detail::flush_site_deltas(detail::tls);
     // The sites of the new mark start from now, not from the old peak's copy.
     if (g.mode.load(relaxed) & kTrackAll) copy_peak_sites(g.live_bytes_published.load(acquire), true);
     return now.peak_bytes;
@@ -8018,7 +8073,7 @@ void dispatch(const Report& report) noexcept {
 void thread_exit(void* arg) noexcept {
     ThreadState& t = *static_cast<ThreadState*>(arg);
     flush_deferred(t, true);
-    if (t.pending_bytes) publish_bytes(t);
+    publish_bytes(t);   // (its site changes too)
     SpinGuard guard(g.thread_lock);
     g.retired_live_blocks.fetch_add(t.live_blocks.load(relaxed), relaxed);
     g.retired_live_bytes.fetch_add(t.live_bytes.load(relaxed), relaxed);
@@ -8042,6 +8097,9 @@ void thread_exit(void* arg) noexcept {
         close_heap_slot(t, handle);
     }
     if (t.walks) os_free(t.walks, sizeof(WalkMemories));
+    flush_site_deltas(t);             // any since (from now on changes go straight to the totals)
+    os_free(t.site_deltas, sizeof(SiteDeltas));
+    t.site_deltas = nullptr;
     if (t.leftovers_busy == 0) t.leftovers.release();
     t.walks = nullptr;                // and walks without memory (walk_memories checks that)
     // Cached scope slots go back to the shared list.
