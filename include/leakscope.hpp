@@ -786,6 +786,7 @@ constexpr u32 kLogChunk = 512;                // owner-log entries per chunk
 struct LogChunkRef {
     std::atomic<std::uintptr_t*> entries;   // kLogChunk log values, 0 where the block already died
     u32 live;                               // owner births minus owner deaths in this chunk
+    u32 next_free;                          // on the slot's list of emptied chunks: the next (ci + 1)
 };
 // The owner log's directory never moves once made (other threads read it to retire a block born
 // here): 8 chunks of 512 births in the slot itself (most scopes need no more), then up to 64
@@ -811,7 +812,15 @@ struct alignas(64) Slot {
     std::atomic<u64> sample_bytes; // a sample slot: its births are sampled, one per this many bytes
     LogChunkRef log_inline[kLogInlineChunks];  // owner births, by seq / kLogChunk: the first ones
     std::atomic<LogDir*> log_dirs[kLogDirs];   // and the rest
-    u32 log_size;                  // next seq for an owner birth
+    // The owner log is reused, never only grown: births go to the current chunk, and when it is
+    // full to a chunk whose births have all died (free_chunks) before a new one. So the log
+    // stays as large as the chunks that hold live births, however long the slot lives (a heap
+    // slot lives as long as its thread).
+    u32 log_size;                  // next seq for an owner birth, in the current chunk
+    LogChunkRef* log_current;      // the current chunk (valid while log_size < log_end)
+    u32 log_end;                   // the current chunk's end: a birth at log_end takes a chunk
+    u32 free_chunks;               // emptied chunks, linked through next_free (ci + 1; 0: none)
+    u32 reclaim_in;                // chunks to take before looking again for chunks others emptied
     std::atomic<u32> log_chunks;   // chunk indices used since the slot was last freed (others
                                    // read it to list the slot's births)
     u32 next_free;
@@ -1469,7 +1478,7 @@ inline void slot_free(ThreadState& t, u32 index) noexcept {
         }
         s.log_chunks.store(0, relaxed);
         s.shared.size = 0;
-        s.log_size = 0;
+        s.log_size = s.log_end = s.free_chunks = s.reclaim_in = 0;
         s.parent = 0;
     }
     if (t.slot_cache_size < 8) {
@@ -1496,18 +1505,71 @@ LEAKSCOPE_HOT_INLINE bool owned_here(const Slot& s, const ThreadState& t) noexce
     return s.owner.load(relaxed) == t.serial && s.closed.load(relaxed) == 0;
 }
 
-// Every birth the owner logged in chunk `ci` died on the owner thread.
+// Every birth logged in chunk `ci` died (owner thread only).
 inline void retire_log_chunk(Slot& s, LogChunkRef* c, u32 ci) noexcept {
-    if (ci == (s.log_size - 1) / kLogChunk) {
-        // The tail chunk: its positions can be handed out again, so a long scope with churn
+    if (s.log_end == (ci + 1) * kLogChunk) {
+        // The current chunk: its positions are handed out again, so a long scope with churn
         // reuses one chunk.
         s.log_size = ci * kLogChunk;
     } else {
-        // A dead chunk behind the tail goes back: only chunks with live births stay.
+        // Another: its memory goes back, its index to the slot's list for the next full chunk.
         std::uintptr_t* entries = c->entries.load(relaxed);
         c->entries.store(nullptr, release);
         log_chunk_release(entries);
+        c->next_free = s.free_chunks;
+        s.free_chunks = ci + 1;
     }
+}
+
+// Chunks whose births died on other threads (which clear entries but leave the owner's `live`
+// count alone) are found by looking: all entries 0. Done when no emptied chunk is left and
+// an eighth as many chunks as were in use at the last look have been taken since, so it costs
+// O(1) reads per birth and the log stays within about 9/8 of the chunks that hold live births. Under the lock: a death on another thread is then
+// not comparing against a chunk being given back.
+LEAKSCOPE_NOINLINE void reclaim_log_chunks(Slot& s) noexcept {
+    SpinGuard guard(s.lock);
+    u32 chunks = s.log_chunks.load(relaxed), in_use = 0;
+    for (u32 ci = 0; ci < chunks; ++ci) {
+        LogChunkRef* c = log_chunk_ref(s, ci, false);
+        const std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
+        if (!entries || s.log_end == (ci + 1) * kLogChunk) {
+            in_use += entries != nullptr;
+            continue;
+        }
+        u32 i = 0;
+        while (i < kLogChunk && __atomic_load_n(&entries[i], __ATOMIC_RELAXED) == 0) ++i;
+        if (i < kLogChunk) {
+            ++in_use;
+        } else {
+            c->live = 0;
+            retire_log_chunk(s, c, ci);
+        }
+    }
+    s.reclaim_in = std::max<u32>(in_use / 8, 1);
+}
+
+// The current chunk is full: births continue in an emptied chunk, else in a new one. False when
+// neither can be had (out of memory, or 2^28 positions holding live births).
+LEAKSCOPE_NOINLINE bool next_log_chunk(Slot& s) noexcept {
+    if (s.free_chunks == 0 && s.reclaim_in == 0) reclaim_log_chunks(s);
+    if (s.reclaim_in) --s.reclaim_in;
+    u32 ci = s.free_chunks ? s.free_chunks - 1 : s.log_chunks.load(relaxed);
+    LogChunkRef* c = log_chunk_ref(s, ci, true);
+    if (!c) return false;
+    if (!c->entries.load(relaxed)) {
+        std::uintptr_t* entries = log_chunk_allocate();
+        if (!entries) return false;
+        c->live = 0;
+        c->entries.store(entries, release);
+    }
+    if (s.free_chunks)
+        s.free_chunks = c->next_free;
+    else
+        s.log_chunks.store(ci + 1, release);
+    s.log_current = c;
+    s.log_size = ci * kLogChunk;
+    s.log_end = s.log_size + kLogChunk;
+    return true;
 }
 
 // A slot taken for a scope owned by thread t (a LeakScope, or t's heap slot): counts at zero and
@@ -1523,7 +1585,7 @@ inline void slot_open(Slot& s, const ThreadState& t, bool threads_all, bool stac
     s.stacks = stacks;
     s.site_totals = (g.mode.load(relaxed) & kTrackAll) != 0;
     s.sample_bytes.store(0, relaxed);
-    s.log_size = 0;
+    s.log_size = s.log_end = s.free_chunks = s.reclaim_in = 0;
     s.holds.store(0, relaxed);
     s.refs.store(kOpenBias, relaxed);
     s.parent = 0;
@@ -1562,21 +1624,13 @@ LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t va
         if (value == 0) {
             seq = kNoSeq;
         } else {
+            if (LEAKSCOPE_UNLIKELY(s.log_size == s.log_end) && !next_log_chunk(s)) return false;
             seq = s.log_size;
-            u32 ci = seq / kLogChunk;
-            LogChunkRef* c = log_chunk_ref(s, ci, true);
-            if (!c) return false;
+            LogChunkRef* c = s.log_current;
             std::uintptr_t* entries = c->entries.load(relaxed);
-            if (LEAKSCOPE_UNLIKELY(entries == nullptr)) {
-                entries = log_chunk_allocate();
-                if (!entries) return false;
-                c->live = 0;
-                c->entries.store(entries, release);
-            }
             __atomic_store_n(&entries[seq % kLogChunk], value, __ATOMIC_RELAXED);
             ++c->live;
             s.log_size = seq + 1;
-            if (ci >= s.log_chunks.load(relaxed)) s.log_chunks.store(ci + 1, relaxed);
         }
         s.owner_live.store(s.owner_live.load(relaxed) + 1, relaxed);
         return true;
@@ -3080,7 +3134,6 @@ inline void collect_leftovers(u32 scope, OsVector<Record>& out, const u32* gener
         if (!entries) continue;
         for (u32 i = 0; i < kLogChunk; ++i) {
             u32 seq = ci * kLogChunk + i;
-            if (seq >= s.log_size) break;
             std::uintptr_t v = __atomic_load_n(&entries[i], __ATOMIC_RELAXED);
             if (v == 0) continue;
             Record rec{};
