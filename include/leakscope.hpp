@@ -3132,7 +3132,9 @@ inline void collect_leftovers(u32 scope, OsVector<Record>& out, const u32* gener
         LogChunkRef* c = log_chunk_ref(s, ci, false);
         const std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
         if (!entries) continue;
-        for (u32 i = 0; i < kLogChunk; ++i) {
+        // Chunks before the current one are full; the current one is used up to log_size.
+        u32 used = s.log_end == (ci + 1) * kLogChunk ? s.log_size - ci * kLogChunk : kLogChunk;
+        for (u32 i = 0; i < used; ++i) {
             u32 seq = ci * kLogChunk + i;
             std::uintptr_t v = __atomic_load_n(&entries[i], __ATOMIC_RELAXED);
             if (v == 0) continue;
