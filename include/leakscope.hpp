@@ -878,6 +878,8 @@ struct WalkMemories {
     WalkStart start[kWalkMemories];   // sp 0: entry empty
     WalkMemory entry[kWalkMemories];
     u32 clock;
+    u32 hand;                         // the next entry the clock considers forgetting
+    u32 latest;                       // the entry used last, + 1 (0: none)
     u8 hint[kWalkHints][2];           // an allocation site seen again is found without a scan
                                       // (two ways: sites sharing a hint do not evict each other)
 };
@@ -2305,27 +2307,26 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     WalkMemory* source = &none;
     WalkMemory* victim = nullptr;
     bool whole = false;   // source is this entire stack
+    u8* hint = nullptr;   // the start frame's hints: every remembered walk is reachable by its own
     if (memories) {
-        u8* hint = memories->hint[walk_hint(r)];
+        hint = memories->hint[walk_hint(r)];
         u32 hit = hint[0];
         if (!starts_walk(*memories, hit, r, salt) && !starts_walk(*memories, hit = hint[1], r, salt)) {
+            // Not remembered (or its hint lost to two other sites): splice from the latest walk,
+            // which most likely shares the outer frames, into an entry the clock picks among
+            // those not used during the last kWalkMemories captures. No scan of every entry: a
+            // first capture from new code (a test suite's) pays for its own frames only.
             hit = kWalkMemories;
-            u64 latest = 0, oldest = ~u64(0);
-            for (u32 i = 0; i < kWalkMemories; ++i) {
+            if (u32 latest = memories->latest) {
+                const WalkStart& s = memories->start[latest - 1];
+                if (s.sp != 0 && (s.salt_and_fp | 1) == (salt | 1)) source = &memories->entry[latest - 1];
+            }
+            for (u32 tries = 0; tries < kWalkMemories; ++tries) {
+                u32 i = memories->hand;
+                memories->hand = (i + 1) % kWalkMemories;
+                victim = &memories->entry[i];
                 const WalkStart& s = memories->start[i];
-                if (s.last_use < oldest) {
-                    oldest = s.last_use;
-                    victim = &memories->entry[i];
-                }
-                if (s.sp == 0 || (s.salt_and_fp | 1) != (salt | 1)) continue;
-                if (starts_walk(*memories, i, r, salt)) {
-                    hit = i;
-                    break;
-                }
-                if (s.last_use > latest) {
-                    latest = s.last_use;
-                    source = &memories->entry[i];
-                }
+                if (s.sp == 0 || memories->clock - u32(s.last_use) >= kWalkMemories) break;
             }
         }
         if (hit != kWalkMemories) {
@@ -2342,6 +2343,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
             }
         }
         memories->start[victim - memories->entry].last_use = ++memories->clock;
+        memories->latest = u32(victim - memories->entry) + 1;
     }
     const WalkMemory& memory = *source;
     WalkFrame fresh[kWalkMemory];            // this walk's own frames, innermost first
@@ -2422,6 +2424,11 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
         victim->count = u32(outer + inner);
         victim->salt = salt;
         remember_checks(*memories, *victim, salt);
+        u8 index = u8(victim - memories->entry);
+        if (hint[0] != index) {
+            hint[1] = hint[0];
+            hint[0] = index;
+        }
         victim->stack_id = 0;
         victim->id_first = first;
         victim->id_max = u32(max);
