@@ -1459,6 +1459,9 @@ LEAKSCOPE_HOT_INLINE LogChunkRef* log_chunk_ref(Slot& s, u32 ci, bool make) noex
 
 void release_ref(ThreadState& t, u32 scope, u32 seq) noexcept;
 
+// An empty log: the next birth takes chunk 0 (kept with the slot) or a new one.
+inline void reset_log_cursor(Slot& s) noexcept { s.log_size = s.log_end = s.free_chunks = s.reclaim_in = 0; }
+
 inline void slot_free(ThreadState& t, u32 index) noexcept {
     Slot& s = slot_ref(index);
     u32 parent = s.parent;
@@ -1480,7 +1483,7 @@ inline void slot_free(ThreadState& t, u32 index) noexcept {
         }
         s.log_chunks.store(0, relaxed);
         s.shared.size = 0;
-        s.log_size = s.log_end = s.free_chunks = s.reclaim_in = 0;
+        reset_log_cursor(s);
         s.parent = 0;
     }
     if (t.slot_cache_size < 8) {
@@ -1507,9 +1510,12 @@ LEAKSCOPE_HOT_INLINE bool owned_here(const Slot& s, const ThreadState& t) noexce
     return s.owner.load(relaxed) == t.serial && s.closed.load(relaxed) == 0;
 }
 
+// The chunk the owner's births go to now; the chunks before it in use are full.
+inline bool is_current_chunk(const Slot& s, u32 ci) noexcept { return s.log_end == (ci + 1) * kLogChunk; }
+
 // Every birth logged in chunk `ci` died (owner thread only).
 inline void retire_log_chunk(Slot& s, LogChunkRef* c, u32 ci) noexcept {
-    if (s.log_end == (ci + 1) * kLogChunk) {
+    if (is_current_chunk(s, ci)) {
         // The current chunk: its positions are handed out again, so a long scope with churn
         // reuses one chunk.
         s.log_size = ci * kLogChunk;
@@ -1524,17 +1530,17 @@ inline void retire_log_chunk(Slot& s, LogChunkRef* c, u32 ci) noexcept {
 }
 
 // Chunks whose births died on other threads (which clear entries but leave the owner's `live`
-// count alone) are found by looking: all entries 0. Done when no emptied chunk is left and
-// an eighth as many chunks as were in use at the last look have been taken since, so it costs
-// O(1) reads per birth and the log stays within about 9/8 of the chunks that hold live births. Under the lock: a death on another thread is then
-// not comparing against a chunk being given back.
+// count alone) are found by looking: all entries 0. Done when no emptied chunk is left and an
+// eighth as many chunks as were in use at the last look have been taken since, so it costs O(1)
+// reads per birth and the log stays within about 9/8 of the chunks that hold live births. Under
+// the lock: a death on another thread is then not comparing against a chunk being given back.
 LEAKSCOPE_NOINLINE void reclaim_log_chunks(Slot& s) noexcept {
     SpinGuard guard(s.lock);
     u32 chunks = s.log_chunks.load(relaxed), in_use = 0;
     for (u32 ci = 0; ci < chunks; ++ci) {
         LogChunkRef* c = log_chunk_ref(s, ci, false);
         const std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
-        if (!entries || s.log_end == (ci + 1) * kLogChunk) {
+        if (!entries || is_current_chunk(s, ci)) {
             in_use += entries != nullptr;
             continue;
         }
@@ -1587,7 +1593,7 @@ inline void slot_open(Slot& s, const ThreadState& t, bool threads_all, bool stac
     s.stacks = stacks;
     s.site_totals = (g.mode.load(relaxed) & kTrackAll) != 0;
     s.sample_bytes.store(0, relaxed);
-    s.log_size = s.log_end = s.free_chunks = s.reclaim_in = 0;
+    reset_log_cursor(s);
     s.holds.store(0, relaxed);
     s.refs.store(kOpenBias, relaxed);
     s.parent = 0;
@@ -2278,6 +2284,19 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool starts_walk(const WalkMe
 inline u32 walk_hint(const WalkRegs& r) noexcept {
     return u32(((r.pc ^ (r.sp >> 3)) * 0x9E3779B97F4A7C15ull) >> 58) & (kWalkHints - 1);
 }
+// The remembered walk one of the start frame's two hints names that starts here, or kWalkMemories.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 hinted_walk(const WalkMemories& all, const u8* hint,
+                                                                  const WalkRegs& r, u64 salt) noexcept {
+    if (starts_walk(all, hint[0], r, salt)) return hint[0];
+    if (starts_walk(all, hint[1], r, salt)) return hint[1];
+    return kWalkMemories;
+}
+// Most recent first: the other way keeps the site that shared the hint.
+inline void promote_hint(u8* hint, u32 index) noexcept {
+    if (hint[0] == index) return;
+    hint[1] = hint[0];
+    hint[0] = u8(index);
+}
 
 // The common capture, without the walk's machinery: the same site at the same depth as a
 // remembered walk whose stack is unchanged and which interned as asked. 0: not that.
@@ -2285,15 +2304,12 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
                                                                  std::uintptr_t first, std::size_t max) noexcept {
     WalkMemories* all = t.walks;
     if (!all) return 0;
-    const u8* hint = all->hint[walk_hint(r)];
-    for (u32 way = 0; way < 2; ++way) {
-        u32 i = hint[way];
-        const WalkMemory& m = all->entry[i];
-        if (m.stack_id == 0 || m.id_first != first || m.id_max != max || !starts_walk(*all, i, r, salt)) continue;
-        all->start[i].last_use = ++all->clock;
-        return m.stack_id;
-    }
-    return 0;
+    u32 i = hinted_walk(*all, all->hint[walk_hint(r)], r, salt);
+    if (i == kWalkMemories) return 0;
+    const WalkMemory& m = all->entry[i];
+    if (m.stack_id == 0 || m.id_first != first || m.id_max != max) return 0;
+    all->start[i].last_use = ++all->clock;
+    return m.stack_id;
 }
 
 LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t, WalkRegs r, std::uintptr_t lo,
@@ -2310,13 +2326,12 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     u8* hint = nullptr;   // the start frame's hints: every remembered walk is reachable by its own
     if (memories) {
         hint = memories->hint[walk_hint(r)];
-        u32 hit = hint[0];
-        if (!starts_walk(*memories, hit, r, salt) && !starts_walk(*memories, hit = hint[1], r, salt)) {
+        u32 hit = hinted_walk(*memories, hint, r, salt);
+        if (hit == kWalkMemories) {
             // Not remembered (or its hint lost to two other sites): splice from the latest walk,
             // which most likely shares the outer frames, into an entry the clock picks among
             // those not used during the last kWalkMemories captures. No scan of every entry: a
             // first capture from new code (a test suite's) pays for its own frames only.
-            hit = kWalkMemories;
             if (u32 latest = memories->latest) {
                 const WalkStart& s = memories->start[latest - 1];
                 if (s.sp != 0 && (s.salt_and_fp | 1) == (salt | 1)) source = &memories->entry[latest - 1];
@@ -2330,10 +2345,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
             }
         }
         if (hit != kWalkMemories) {
-            if (hint[0] != hit) {   // most recent first
-                hint[1] = hint[0];
-                hint[0] = u8(hit);
-            }
+            promote_hint(hint, hit);
             source = victim = &memories->entry[hit];
             whole = true;
             if (source->stack_id && source->id_first == first && source->id_max == max) {
@@ -2424,11 +2436,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
         victim->count = u32(outer + inner);
         victim->salt = salt;
         remember_checks(*memories, *victim, salt);
-        u8 index = u8(victim - memories->entry);
-        if (hint[0] != index) {
-            hint[1] = hint[0];
-            hint[0] = index;
-        }
+        promote_hint(hint, u32(victim - memories->entry));
         victim->stack_id = 0;
         victim->id_first = first;
         victim->id_max = u32(max);
@@ -3140,7 +3148,7 @@ inline void collect_leftovers(u32 scope, OsVector<Record>& out, const u32* gener
         const std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
         if (!entries) continue;
         // Chunks before the current one are full; the current one is used up to log_size.
-        u32 used = s.log_end == (ci + 1) * kLogChunk ? s.log_size - ci * kLogChunk : kLogChunk;
+        u32 used = is_current_chunk(s, ci) ? s.log_size - ci * kLogChunk : kLogChunk;
         for (u32 i = 0; i < used; ++i) {
             u32 seq = ci * kLogChunk + i;
             std::uintptr_t v = __atomic_load_n(&entries[i], __ATOMIC_RELAXED);

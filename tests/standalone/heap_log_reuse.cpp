@@ -6,18 +6,14 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <cstdio>
 #include <random>
 #include <thread>
 #include <vector>
 
 namespace {
-int failures = 0;
-void expect(bool ok, const char* what, long long got, long long want) {
-    if (ok) return;
-    std::fprintf(stderr, "FAIL: %s: got %lld, expected %lld\n", what, got, want);
-    ++failures;
-}
 
 // A batch born here and freed on another thread: every death is a remote one.
 void produce_and_hand_over(std::vector<char*>& batch) {

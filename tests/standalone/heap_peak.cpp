@@ -6,6 +6,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -13,13 +15,6 @@
 #include <vector>
 
 namespace {
-int failures = 0;
-void expect(bool ok, const char* what, long long got, long long want) {
-    if (ok) return;
-    std::fprintf(stderr, "FAIL: %s: got %lld, expected %lld\n", what, got, want);
-    ++failures;
-}
-void expect_eq(const char* what, long long got, long long want) { expect(got == want, what, got, want); }
 
 constexpr std::size_t kMiB = 1 << 20;
 int small_line = 0, big_line = 0, late_line = 0, thread_line = 0;

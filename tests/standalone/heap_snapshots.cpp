@@ -5,6 +5,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -12,13 +14,6 @@
 #include <vector>
 
 namespace {
-int failures = 0;
-void expect(bool ok, const char* what, long long got, long long want) {
-    if (ok) return;
-    std::fprintf(stderr, "FAIL: %s: got %lld, expected %lld\n", what, got, want);
-    ++failures;
-}
-void expect_eq(const char* what, long long got, long long want) { expect(got == want, what, got, want); }
 
 int vehicle_line = 0, name_line = 0;
 struct Vehicle {

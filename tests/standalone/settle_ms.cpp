@@ -6,6 +6,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,13 +22,6 @@
 #include <vector>
 
 namespace {
-int failures = 0;
-void expect(bool ok, const char* what, long long got, long long want) {
-    if (ok) return;
-    std::fprintf(stderr, "FAIL: %s: got %lld, expected %lld\n", what, got, want);
-    ++failures;
-}
-void expect_eq(const char* what, long long got, long long want) { expect(got == want, what, got, want); }
 
 struct Collect : leakscope::Writer {
     std::mutex m;

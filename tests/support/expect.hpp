@@ -1,0 +1,14 @@
+// Checks for the standalone tests (one program each, exit 0 = pass): a failed check says what it
+// checked, what it got and what it expected, and is counted in `failures`; the test goes on, so
+// one run shows every failure.
+#pragma once
+
+#include <cstdio>
+
+inline int failures = 0;
+inline void expect(bool ok, const char* what, long long got, long long want) {
+    if (ok) return;
+    std::fprintf(stderr, "FAIL: %s: got %lld, expected %lld\n", what, got, want);
+    ++failures;
+}
+inline void expect_eq(const char* what, long long got, long long want) { expect(got == want, what, got, want); }
