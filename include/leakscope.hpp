@@ -916,6 +916,14 @@ struct ThreadState {
     i64 sample_countdown;
     u64 sample_rng;
     u64 sample_heap;
+    // The birth lane: the slot this thread's births went to last (its own open scope, or its heap
+    // slot), and what made it so. While t.current and g.mode are still what they were, the next
+    // birth and death take it straight (lane_birth, lane_death) instead of deciding again.
+    Slot* lane;                    // null: no lane
+    u64 lane_current;              // t.current when the lane was set
+    u32 lane_mode;                 // g.mode then
+    u32 lane_scope;                // the slot's index
+    u32 lane_generation;           // and its generation (a slot closed elsewhere may be reused)
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -3061,6 +3069,17 @@ LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::siz
             }
             write_header_where(p, header_where(scope, seq, p));
             count_born(t, born_in, stack, size);
+            if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
+            // An owner birth in the scope counting this thread (or its heap slot): the next ones
+            // take the lane while nothing that decided this changes.
+            if (!(seq & kSharedSeq) && (handle == t.current || (t.current == 0 && handle == t.heap))) {
+                t.lane = &born_in;
+                t.lane_current = t.current;
+                t.lane_mode = g.mode.load(relaxed);
+                t.lane_scope = scope;
+                t.lane_generation = generation_of(handle);
+            }
+            return block;
         }
         if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
         return block;
@@ -8160,6 +8179,7 @@ void thread_exit(void* arg) noexcept {
         g.thread_free_head = index;
     }
     t.registry_index = kMaxThreads;   // from now on this thread counts into the global totals
+    t.lane = nullptr;                 // (its heap slot closes next)
     for (u64* heap : {&t.heap, &t.sample_heap}) {
         if (!*heap) continue;
         u64 handle = *heap;
@@ -8261,6 +8281,79 @@ LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, 
     return raw_allocate(size ? size : 1, alignment, nothrow);   // distinct non-null pointers for size 0
 }
 
+// The lane (see ThreadState): a birth in the slot the last tracked birth went to, while what
+// decided that still holds — the same t.current and g.mode, no Ignore or leakscope allocation,
+// and the slot still this thread's open one. The checks and the work of allocate_counted for that
+// one case, in a function small enough to need few saved registers; anything else goes the slow way.
+LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_t alignment, bool nothrow,
+                                    std::uintptr_t caller) {
+    Slot& s = *t.lane;
+    if (LEAKSCOPE_LIKELY(t.lane_current == t.current && t.lane_mode == g.mode.load(relaxed) &&
+                         (t.internal | t.ignore_depth) == 0 && alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ &&
+                         size <= kMaxHeaderSize && counts_locally(t) && owned_here(s, t) &&
+                         s.generation.load(relaxed) == t.lane_generation && s.log_size != s.log_end)) {
+        auto raw = static_cast<char*>(std::malloc(size + kHeaderBytes));
+        if (LEAKSCOPE_LIKELY(raw != nullptr)) {
+            auto p = reinterpret_cast<std::uintptr_t>(raw + kHeaderBytes);
+            if (LEAKSCOPE_LIKELY(may_have_header(p))) {
+                t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
+                u32 stack = s.stacks ? capture_for_block(t, caller) : 0;   // never allocates
+                if (stack > kMaxHeaderStack) stack = 0;
+                write_header_what(p, size | u64(stack) << 40);
+                u32 seq = s.log_size;
+                LogChunkRef* c = s.log_current;
+                __atomic_store_n(&c->entries.load(relaxed)[seq % kLogChunk], p, __ATOMIC_RELAXED);
+                ++c->live;
+                s.log_size = seq + 1;
+                s.owner_live.store(s.owner_live.load(relaxed) + 1, relaxed);
+                write_header_where(p, header_where(t.lane_scope, seq, p));
+                // count_born for a lane: never a sample slot (its blocks stand for themselves),
+                // and the thread counts locally.
+                if (stack && s.site_totals) site_change(t, stack, i64(size), 1);
+                t.born_bytes.store(t.born_bytes.load(relaxed) + size, relaxed);
+                t.live_blocks.store(t.live_blocks.load(relaxed) + 1, relaxed);
+                t.live_bytes.store(t.live_bytes.load(relaxed) + i64(size), relaxed);
+                t.pending_bytes += i64(size);
+                if (t.pending_bytes >= LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
+                return raw + kHeaderBytes;
+            }
+            std::free(raw);   // the block would start a page: the slow path moves it
+        }
+    }
+    return allocate_slow(size, alignment, nothrow, caller);
+}
+
+// The lane's death: a block born in the lane's slot, in its owner log, dying on the owner thread
+// while the lane holds (so the slot is the scope counting this thread, or its heap slot while no
+// scope counts its frees: deallocate_watched's common case).
+LEAKSCOPE_NOINLINE void lane_death(ThreadState& t, void* block, std::size_t size_hint, u32 mode) noexcept {
+    auto p = reinterpret_cast<std::uintptr_t>(block);
+    BlockHeader h = read_header(p);
+    u32 seq = where_seq(h.where);
+    Slot& s = *t.lane;
+    if (LEAKSCOPE_LIKELY(where_scope(h.where) == t.lane_scope && t.lane_current == t.current && t.lane_mode == mode &&
+                         !(seq & kSharedSeq) && owned_here(s, t))) {
+        u32 ci = seq / kLogChunk;
+        LogChunkRef* c = log_chunk_ref(s, ci, false);
+        std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
+        if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
+            __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
+            count_death(t, h.what & kMaxHeaderSize);
+            if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(t, h.what);
+            s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
+            if (--c->live == 0) {
+                if (is_current_chunk(s, ci))
+                    s.log_size = ci * kLogChunk;   // (what retire_log_chunk does for it, inline)
+                else
+                    retire_log_chunk(s, c, ci);
+            }
+            std::free(raw_of(p, h.what));
+            return;
+        }
+    }
+    deallocate_watched(t, block, size_hint, mode, true);
+}
+
 // True when this allocation needs nothing but malloc: nothing tracks it, or sampling counts it down
 // without reaching a sample point (the slow path counts down the allocation that reaches one).
 LEAKSCOPE_HOT_INLINE bool untracked_birth(ThreadState& t, u32 mode, std::size_t size) noexcept {
@@ -8286,6 +8379,7 @@ LEAKSCOPE_HOT_INLINE void* allocate(std::size_t size, std::size_t alignment, boo
         if (LEAKSCOPE_LIKELY(p != nullptr)) return p;
         return raw_allocate(size ? size : 1, alignment, nothrow);   // size 0 where malloc gives null, or out of memory
     }
+    if (t.lane) return lane_birth(t, size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
     return allocate_slow(size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
 }
 
@@ -8307,6 +8401,7 @@ LEAKSCOPE_HOT_INLINE void deallocate(void* block, std::size_t size) noexcept {
         std::free(block);
         return;
     }
+    if (claimed && t.lane) return lane_death(t, block, size, mode);
     deallocate_watched(t, block, size, mode, claimed);
 }
 }  // namespace detail

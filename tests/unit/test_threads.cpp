@@ -379,3 +379,82 @@ TEST_CASE("four threads adopt each other's scopes and free each other's blocks, 
         }
     }
 }
+
+// The hook remembers which slot a thread's births went to last (its "lane") and takes it
+// straight next time; a scope closed on another thread, whose slot that thread then reuses for a
+// scope of its own, must not receive the opener's later births.
+TEST_CASE("a scope closed elsewhere, its slot reused there: the opener's later births are no one's", "[threads][bad-input]") {
+    std::mutex m;
+    std::condition_variable cv;
+    int step = 0;
+    auto advance_to = [&](int s) {
+        std::lock_guard<std::mutex> lock(m);
+        step = s;
+        cv.notify_all();
+    };
+    auto wait_for = [&](int s) {
+        std::unique_lock<std::mutex> lock(m);
+        cv.wait(lock, [&] { return step >= s; });
+    };
+    LeakScope* a = nullptr;
+    std::size_t b_blocks_before = 99, b_blocks_after = 99;
+    std::thread opener([&] {
+        a = test::kept(new LeakScope("closed elsewhere"));
+        for (int i = 0; i < 3; ++i) delete test::kept(new int(i));   // births and deaths in the lane
+        advance_to(1);
+        wait_for(2);   // a closed on the other thread, and its slot reused by b there
+        int* p = test::kept(new int(7));
+        advance_to(3);
+        wait_for(4);
+        delete p;
+        delete a;   // closed already: nothing more happens
+    });
+    std::thread closer([&] {
+        wait_for(1);
+        a->dismiss();
+        LeakScope b("opened elsewhere");
+        int* own = test::kept(new int(8));   // b's log has room: a birth there would be taken
+        b_blocks_before = b.leftovers().blocks;
+        advance_to(2);
+        wait_for(3);
+        b_blocks_after = b.leftovers().blocks;
+        delete own;
+        b.dismiss();
+        advance_to(4);
+    });
+    opener.join();
+    closer.join();
+    CHECK(b_blocks_before == 1);
+    CHECK(b_blocks_after == 1);
+}
+
+// Births and deaths through the lane stay exact when what decides it changes under it: nested
+// scopes, Ignore, a block born in an outer scope freed in an inner one, a scope per iteration.
+TEST_CASE("the lane follows scope changes exactly", "[threads][scope]") {
+    std::vector<int*> kept_outer, ignored;   // their buffers born before the scopes
+    kept_outer.reserve(600);
+    ignored.reserve(50);
+    leakscope::LeakScope outer("outer");
+    for (int i = 0; i < 600; ++i) kept_outer.push_back(test::kept(new int(i)));   // past one log chunk
+    for (int round = 0; round < 50; ++round) {
+        leakscope::LeakScope inner("inner");
+        int* mine = test::kept(new int(round));
+        {
+            leakscope::Ignore ignore;
+            ignored.push_back(test::kept(new int(round)));   // intentional survivor: no one's
+        }
+        delete kept_outer.back();     // an outer block dies inside: the minus side, not the lane
+        kept_outer.pop_back();
+        delete test::kept(new int(1));
+        Report r = inner.leftovers();
+        CHECK(r.blocks == 1);
+        CHECK(r.bytes == sizeof(int));
+        delete mine;
+        CHECK(inner.clean());
+    }
+    Report r = outer.leftovers();
+    CHECK(r.blocks == 550);
+    for (int* p : kept_outer) delete p;
+    CHECK(outer.clean());
+    for (int* p : ignored) delete p;
+}
