@@ -23,11 +23,14 @@
 // 2. Churn: strings, a vector, a map and allocate_shared (as churn_once in bench/core.cpp),
 //    templated on the allocator so the SAME code runs
 //      (a) plain:   MallocAlloc, calls malloc/free directly — leakscope never sees a block;
+//      (a') the program without leakscope: std::allocator's calls go to libstdc++'s own
+//           operator new/delete (found with dlsym(RTLD_NEXT), past the replaced ones) — what the
+//           same code costs in a build that does not include leakscope; the base of the target;
 //      (b) hooked:  std::allocator through the replaced operator new/delete, no scope open;
 //      (c) inside one LeakScope per thread, stacks=off;
 //      (d) inside one LeakScope per thread, stacks=on unwinder=fast, stack_depth=32 and =16;
 //      (e) inside one LeakScope per thread, stacks=on unwinder=fp, stack_depth=32;
-//    at 1 and 2 threads, each ratio to (a) with the same thread count. Every family's Setup
+//    at 1 and 2 threads, each ratio to (a) and to (a') with the same thread count. Every family's Setup
 //    applies all three options explicitly and its Teardown restores the defaults, so a row never
 //    inherits another's configuration. `stack_frames` is the depth of the stack at the benchmark
 //    function (an allocation in churn is 2-4 frames deeper): what a stack_depth can actually fill.
@@ -50,6 +53,7 @@
 #include <leakscope.hpp>
 
 #include <benchmark/benchmark.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <array>
@@ -171,6 +175,35 @@ struct MallocAlloc {
     bool operator!=(const MallocAlloc<U>&) const noexcept { return false; }
 };
 
+// libstdc++'s own operator new(size_t) and operator delete(void*): the next definitions after
+// this program's (leakscope's) in symbol search order. Unsized delete: libstdc++'s sized one calls
+// the unsized one through the PLT, which would land in leakscope's again.
+using LibNew = void* (*)(std::size_t);
+using LibDelete = void (*)(void*);
+LibNew g_lib_new = nullptr;
+LibDelete g_lib_delete = nullptr;
+bool resolve_libstdcxx() {
+    g_lib_new = reinterpret_cast<LibNew>(::dlsym(RTLD_NEXT, "_Znwm"));
+    g_lib_delete = reinterpret_cast<LibDelete>(::dlsym(RTLD_NEXT, "_ZdlPv"));
+    return g_lib_new && g_lib_delete;
+}
+template <class T>
+struct LibstdcxxAlloc {
+    using value_type = T;
+    LibstdcxxAlloc() noexcept = default;
+    template <class U>
+    LibstdcxxAlloc(const LibstdcxxAlloc<U>&) noexcept {}
+    T* allocate(std::size_t n) {
+        if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
+        return static_cast<T*>(g_lib_new(n * sizeof(T)));
+    }
+    void deallocate(T* p, std::size_t) noexcept { g_lib_delete(p); }
+    template <class U>
+    bool operator==(const LibstdcxxAlloc<U>&) const noexcept { return true; }
+    template <class U>
+    bool operator!=(const LibstdcxxAlloc<U>&) const noexcept { return false; }
+};
+
 // Counts the churn's allocations once, untimed (the per-allocation cost of stacks in the table).
 std::size_t g_counted_allocations = 0;
 template <class T>
@@ -222,17 +255,18 @@ struct Variant {
     const char* key;       // benchmark name
     const char* label;     // table row
     const char* options;   // applied by the family's Setup (all three keys, every time)
-    bool plain;            // MallocAlloc instead of std::allocator
+    int base;              // 1: MallocAlloc, 2: LibstdcxxAlloc, 0: std::allocator (leakscope's new)
     bool scope;            // one LeakScope per thread around the timed loop
     bool stacks;           // a row the "<= 2.0x plain" target applies to
 };
 constexpr Variant kVariants[] = {
-    {"BM_churn_plain", "(a) plain: MallocAlloc, no leakscope", kDefaults, true, false, false},
-    {"BM_churn_hooked", "(b) std::allocator, hooked new, no scope", kDefaults, false, false, false},
-    {"BM_churn_scope_nostacks", "(c) in scope, stacks=off", "stacks=off unwinder=fast stack_depth=32", false, true, false},
-    {"BM_churn_scope_fast32", "(d) in scope, stacks=on fast, depth 32", "stacks=on unwinder=fast stack_depth=32", false, true, true},
-    {"BM_churn_scope_fast16", "(d) in scope, stacks=on fast, depth 16", "stacks=on unwinder=fast stack_depth=16", false, true, true},
-    {"BM_churn_scope_fp32", "(e) in scope, stacks=on fp, depth 32", "stacks=on unwinder=fp stack_depth=32", false, true, true},
+    {"BM_churn_plain", "(a) plain: MallocAlloc, no leakscope", kDefaults, 1, false, false},
+    {"BM_churn_libstdcxx", "(a') without leakscope: libstdc++'s own new/delete", kDefaults, 2, false, false},
+    {"BM_churn_hooked", "(b) std::allocator, hooked new, no scope", kDefaults, 0, false, false},
+    {"BM_churn_scope_nostacks", "(c) in scope, stacks=off", "stacks=off unwinder=fast stack_depth=32", 0, true, false},
+    {"BM_churn_scope_fast32", "(d) in scope, stacks=on fast, depth 32", "stacks=on unwinder=fast stack_depth=32", 0, true, true},
+    {"BM_churn_scope_fast16", "(d) in scope, stacks=on fast, depth 16", "stacks=on unwinder=fast stack_depth=16", 0, true, true},
+    {"BM_churn_scope_fp32", "(e) in scope, stacks=on fp, depth 32", "stacks=on unwinder=fp stack_depth=32", 0, true, true},
 };
 constexpr int kNumVariants = int(sizeof kVariants / sizeof kVariants[0]);
 
@@ -249,8 +283,14 @@ void BM_churn(benchmark::State& state) {
             double(leakscope::current_stack(frames, 256, leakscope::Unwinder::libgcc)), benchmark::Counter::kAvgThreads);
     }
     int i = 0;
-    if constexpr (v.plain) {
+    if constexpr (v.base == 1) {
         for (auto _ : state) benchmark::DoNotOptimize(Churn<MallocAlloc>::once(i++));
+    } else if constexpr (v.base == 2) {
+        if (!g_lib_new) {
+            state.SkipWithError("libstdc++'s operator new not found with dlsym(RTLD_NEXT)");
+            return;
+        }
+        for (auto _ : state) benchmark::DoNotOptimize(Churn<LibstdcxxAlloc>::once(i++));
     } else if constexpr (!v.scope) {
         for (auto _ : state) benchmark::DoNotOptimize(Churn<std::allocator>::once(i++));
     } else {
@@ -425,25 +465,27 @@ void print_table(const RecordingReporter& rep, const ColdCaptures& cold, std::si
     for (int threads : {1, 2}) {
         const std::string suffix = "/threads:" + std::to_string(threads);
         const std::string t = std::to_string(threads) + (threads == 1 ? " thread" : " threads");
-        const Measured* base = rep.find(std::string(kVariants[0].key) + suffix);
-        const double base_ns = base ? base->cpu_ns : 0;
+        const Measured* plain = rep.find(std::string(kVariants[0].key) + suffix);
+        const Measured* without = rep.find(std::string(kVariants[1].key) + suffix);
+        const double plain_ns = plain ? plain->cpu_ns : 0, base_ns = without ? without->cpu_ns : 0;
         for (const Variant& v : kVariants) {
             const Measured* m = rep.find(v.key + suffix);
             const double ns = m ? m->cpu_ns : 0;
-            std::printf("| churn %s, %s | %s | %s | %s |\n", v.label, t.c_str(), m ? fmt("%.1f", ns).c_str() : "n/a",
-                        ratio(m, ns, base_ns).c_str(), v.stacks ? verdict(m && base_ns > 0, base_ns > 0 ? ns / base_ns : 0, 2.0, "<= 2.0x plain").c_str() : "");
+            std::printf("| churn %s, %s | %s | %s / %s | %s |\n", v.label, t.c_str(), m ? fmt("%.1f", ns).c_str() : "n/a",
+                        ratio(m, ns, plain_ns).c_str(), ratio(m, ns, base_ns).c_str(),
+                        v.stacks ? verdict(m && base_ns > 0, base_ns > 0 ? ns / base_ns : 0, 2.0, "<= 2.0x without leakscope").c_str() : "");
         }
     }
 
     // Per allocation: what stacks add to the same scope without them.
     for (int threads : {1, 2}) {
         const std::string suffix = "/threads:" + std::to_string(threads);
-        const Measured* off = rep.find(std::string(kVariants[2].key) + suffix);
-        for (int k = 3; k < kNumVariants; ++k) {
+        const Measured* off = rep.find(std::string(kVariants[3].key) + suffix);
+        for (int k = 4; k < kNumVariants; ++k) {
             const Measured* on = rep.find(kVariants[k].key + suffix);
             if (!off || !on || allocations == 0) continue;
             std::printf("%s %s, %d thread%s: +%.1f ns per allocation over stacks=off (%zu allocations per churn iteration)\n",
-                        k == 3 ? "\nstacks cost:" : "            ", kVariants[k].label + 4, threads, threads == 1 ? "" : "s",
+                        k == 4 ? "\nstacks cost:" : "            ", kVariants[k].label + 4, threads, threads == 1 ? "" : "s",
                         (on->cpu_ns - off->cpu_ns) / double(allocations), allocations);
         }
     }
@@ -457,7 +499,8 @@ void print_table(const RecordingReporter& rep, const ColdCaptures& cold, std::si
             }
     std::printf("\nns: CPU time per capture, per malloc/free pair, or per churn iteration (2 threads: both "
                 "threads' CPU time / all iterations). Capture ratios are to the plain malloc/free pair; churn "
-                "ratios to (a) with the same thread count. Minimum over the repetitions.\n");
+                "ratios to (a) / to (a') with the same thread count (the target: to (a'), the same code in a "
+                "program without leakscope). Minimum over the repetitions.\n");
     std::printf("Chain of %d frames; %s. Stack depth at the churn benchmark function: %s frames (1 thread), %s (2 threads); an allocation is 2-4 deeper.\n",
                 kChainFrames,
                 kChainFramePointersForced ? "frame pointers set per function (GCC optimize attribute)"
@@ -484,6 +527,7 @@ int main(int argc, char** argv) {
     args.push_back(nullptr);
 
     leakscope::configure(kDefaults);
+    if (!resolve_libstdcxx()) std::fprintf(stderr, "bench_stacks: libstdc++'s operator new/delete not found: no (a') row\n");
     const ColdCaptures cold = measure_cold();
     register_benchmarks();
     benchmark::Initialize(&args_n, args.data());
