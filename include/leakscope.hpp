@@ -337,6 +337,10 @@ class LeakScope {
     void close(bool report) noexcept;
     std::uint32_t slot_ = 0, generation_ = 0;
     std::uint64_t saved_current_ = 0;   // the thread's scope before this one
+    // The thread's stack-walk anchor before this one (see detail::anchor_key): address, scope
+    // handle, epoch, mark.
+    std::uintptr_t saved_anchor_ = 0;
+    std::uint64_t saved_anchor_scope_ = 0, saved_anchor_epoch_ = 0, saved_anchor_mark_ = 0;
     int uncaught_at_open_ = 0;
     bool open_ = false;
     const char* file_;
@@ -861,6 +865,10 @@ struct WalkMemory {
     std::uintptr_t check_at[2 * kWalkMemory], check_value[2 * kWalkMemory];
     u32 checks;
     u32 count;
+    // The anchor (see known_walk): all checks passed while anchor epoch `verified_under` was in
+    // force (0: never), and of them only the first `inner_checks` lie below its LeakScope.
+    u64 verified_under;
+    u32 inner_checks;
     u32 stack_id;                     // what the walk interned as, for (id_first, id_max); 0: none
     std::uintptr_t id_first;
     u32 id_max;
@@ -924,6 +932,15 @@ struct ThreadState {
     u32 lane_mode;                 // g.mode then
     u32 lane_scope;                // the slot's index
     u32 lane_generation;           // and its generation (a slot closed elsewhere may be reused)
+    // The anchor: the LeakScope this thread opened last, while it is its current scope. Stack
+    // words at or above its address are its frame's and its callers' saved slots, fixed until
+    // it closes (see known_walk). Kept by LeakScope's constructor and close(), nowhere else.
+    std::uintptr_t anchor;         // the object's address
+    u64 anchor_scope;              // its handle: the anchor holds only while t.current is it
+    u64 anchor_epoch;              // names this opening for remembered walks (from 1, unique
+                                   // on the thread)
+    u64 anchor_mark;               // st.anchor_breaks + 1 when set; 0: not on this stack
+    u64 anchor_openings;           // epochs handed out
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -1722,6 +1739,8 @@ struct StackGlobals {
     std::atomic<u32> mode, unwinder, depth;          // StackMode, Unwinder, 0: default depth
     std::atomic<u64> loader_generation;              // bumped before and after each dlclose
     std::atomic<u32> unloading;                      // dlcloses in flight
+    std::atomic<u64> anchor_breaks;                  // scopes closed out of order or by another
+                                                     // thread: every anchor set before is void
     RuleCacheEntry rules[1u << kRuleCacheBits];
     SpinLock intern_lock;                            // taken only to add a stack never seen
     std::atomic<StackIndex*> index;
@@ -2240,9 +2259,9 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline u32 first_changed(const WalkMemory& m, u32 
 // Checked innermost first, four independent loads at a time: another allocation site at the same
 // depth (the same start frame) differs a few frames in, and is told apart after one or two rounds
 // rather than a pass over every slot.
-LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool unchanged(const WalkMemory& m) noexcept {
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool unchanged(const WalkMemory& m, u32 checks) noexcept {
     u32 i = 0;
-    for (; i + 4 <= m.checks; i += 4) {
+    for (; i + 4 <= checks; i += 4) {
         std::uintptr_t diff = (load_word(m.check_at[i]) ^ m.check_value[i]) |
                               (load_word(m.check_at[i + 1]) ^ m.check_value[i + 1]) |
                               (load_word(m.check_at[i + 2]) ^ m.check_value[i + 2]) |
@@ -2250,11 +2269,46 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool unchanged(const WalkMemo
         if (diff) return false;
     }
     std::uintptr_t diff = 0;
-    for (; i < m.checks; ++i) diff |= load_word(m.check_at[i]) ^ m.check_value[i];
+    for (; i < checks; ++i) diff |= load_word(m.check_at[i]) ^ m.check_value[i];
     return diff == 0;
 }
+
+// The anchor. While a LeakScope this thread opened is its current scope, the object lives in some
+// frame F of this stack at address A: frames called from F lie below A, so every saved slot a walk
+// reads at or above A (a return address, a saved rbp) is F's or a caller's, and none of those
+// change while F runs, which it does until the scope closes. A remembered walk whose checks all
+// passed (or which was stored) during one opening needs, for the rest of that opening, only the
+// checks below A; the opening's epoch names it. The epoch is in force only while
+//  - t.current is the anchor's scope: not under an Adopt (which changes t.current alone),
+//  - no scope was closed out of order or by another thread since the anchor was set (either can
+//    leave a thread's anchor naming a scope whose frame may return: see LeakScope::close).
+// Openings nest: close() restores the enclosing scope's anchor, and an epoch, once closed, is in
+// force never again.
+constexpr u64 kNoAnchor = ~u64(0);   // never an epoch, never a memory's tag
+LEAKSCOPE_HOT_INLINE u64 anchor_key(const ThreadState& t) noexcept {
+    bool holds = t.anchor_scope == t.current && t.anchor_mark == st.anchor_breaks.load(relaxed) + 1;
+    return holds ? t.anchor_epoch : kNoAnchor;
+}
+// Tags a remembered walk whose checks all hold now, under anchor epoch `key`. Only for a walk
+// that starts below the anchor (a stack elsewhere: another context's, is not F's callee).
+// The count is written before the tag: a signal handler's capture in between sees the old tag.
+inline void tag_walk(WalkMemory& m, u64 key, std::uintptr_t anchor, std::uintptr_t start_sp) noexcept {
+    if (key == kNoAnchor || start_sp >= anchor) return;
+    u32 inner = 0;
+    for (u32 i = 0; i < m.checks; ++i)
+        if (m.check_at[i] < anchor) inner = i + 1;   // slots ascend, but not strictly (ra, then fp)
+    m.inner_checks = inner;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    m.verified_under = key;
+}
+// The checks to run for a remembered walk under anchor epoch `key`.
+LEAKSCOPE_HOT_INLINE u32 checks_under(const WalkMemory& m, u64 key) noexcept {
+    return m.verified_under == key ? m.inner_checks : m.checks;
+}
 // Derives a stored walk's flat checks and its start key from its frames.
-inline void remember_checks(WalkMemories& all, WalkMemory& m, u64 salt) noexcept {
+inline void remember_checks(WalkMemories& all, WalkMemory& m, u64 salt, u64 key, std::uintptr_t anchor) noexcept {
+    m.verified_under = 0;   // the checks change
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     u32 n = 0;
     for (u32 k = m.count - 1; k > 0; --k) {
         const WalkFrame& f = m.frames[k];
@@ -2272,8 +2326,9 @@ inline void remember_checks(WalkMemories& all, WalkMemory& m, u64 salt) noexcept
     }
     m.checks = n;
     const WalkFrame& start = m.frames[m.count - 1];
-    WalkStart& key = all.start[&m - all.entry];
-    key = WalkStart{start.pc, start.sp, start.fp, (salt & ~u64(1)) | (start.fp_matters ? 1 : 0), key.last_use};
+    WalkStart& s = all.start[&m - all.entry];
+    s = WalkStart{start.pc, start.sp, start.fp, (salt & ~u64(1)) | (start.fp_matters ? 1 : 0), s.last_use};
+    tag_walk(m, key, anchor, start.sp);   // just walked: every slot holds what it read
 }
 
 // fp is compared only where the rest of the walk reads it: in code without frame pointers rbp is
@@ -2284,19 +2339,22 @@ inline bool same_frame(const WalkFrame& m, const WalkRegs& r) noexcept {
 
 // Whether remembered walk i began with this very frame (the same allocation site at the same
 // depth) and its stack is unchanged: then it is this entire stack.
-LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool starts_walk(const WalkMemories& all, u32 i, const WalkRegs& r, u64 salt) noexcept {
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool starts_walk(const WalkMemories& all, u32 i, const WalkRegs& r, u64 salt,
+                                                                  u64 key) noexcept {
     const WalkStart& s = all.start[i];
     return s.sp == r.sp && s.pc == r.pc && (s.salt_and_fp | 1) == (salt | 1) && (!(s.salt_and_fp & 1) || s.fp == r.fp) &&
-           unchanged(all.entry[i]);
+           unchanged(all.entry[i], checks_under(all.entry[i], key));
 }
-inline u32 walk_hint(const WalkRegs& r) noexcept {
-    return u32(((r.pc ^ (r.sp >> 3)) * 0x9E3779B97F4A7C15ull) >> 58) & (kWalkHints - 1);
+// With the hooked call's return address: every allocation site at one depth starts from the same
+// frame, and two ways would not hold them all.
+inline u32 walk_hint(const WalkRegs& r, std::uintptr_t first) noexcept {
+    return u32(((r.pc ^ (r.sp >> 3) ^ first) * 0x9E3779B97F4A7C15ull) >> 58) & (kWalkHints - 1);
 }
 // The remembered walk one of the start frame's two hints names that starts here, or kWalkMemories.
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 hinted_walk(const WalkMemories& all, const u8* hint,
-                                                                  const WalkRegs& r, u64 salt) noexcept {
-    if (starts_walk(all, hint[0], r, salt)) return hint[0];
-    if (starts_walk(all, hint[1], r, salt)) return hint[1];
+                                                                  const WalkRegs& r, u64 salt, u64 key) noexcept {
+    if (starts_walk(all, hint[0], r, salt, key)) return hint[0];
+    if (starts_walk(all, hint[1], r, salt, key)) return hint[1];
     return kWalkMemories;
 }
 // Most recent first: the other way keeps the site that shared the hint.
@@ -2312,11 +2370,13 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
                                                                  std::uintptr_t first, std::size_t max) noexcept {
     WalkMemories* all = t.walks;
     if (!all) return 0;
-    u32 i = hinted_walk(*all, all->hint[walk_hint(r)], r, salt);
+    u64 key = anchor_key(t);
+    u32 i = hinted_walk(*all, all->hint[walk_hint(r, first)], r, salt, key);
     if (i == kWalkMemories) return 0;
-    const WalkMemory& m = all->entry[i];
+    WalkMemory& m = all->entry[i];
     if (m.stack_id == 0 || m.id_first != first || m.id_max != max) return 0;
     all->start[i].last_use = ++all->clock;
+    if (LEAKSCOPE_UNLIKELY(m.verified_under != key)) tag_walk(m, key, t.anchor, r.sp);   // all checks ran
     return m.stack_id;
 }
 
@@ -2333,8 +2393,8 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     bool whole = false;   // source is this entire stack
     u8* hint = nullptr;   // the start frame's hints: every remembered walk is reachable by its own
     if (memories) {
-        hint = memories->hint[walk_hint(r)];
-        u32 hit = hinted_walk(*memories, hint, r, salt);
+        hint = memories->hint[walk_hint(r, first)];
+        u32 hit = hinted_walk(*memories, hint, r, salt, kNoAnchor);   // every check: rare enough
         if (hit == kWalkMemories) {
             // Not remembered (or its hint lost to two other sites): splice from the latest walk,
             // which most likely shares the outer frames, into an entry the clock picks among
@@ -2443,7 +2503,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
         }
         victim->count = u32(outer + inner);
         victim->salt = salt;
-        remember_checks(*memories, *victim, salt);
+        remember_checks(*memories, *victim, salt, anchor_key(t), t.anchor);
         promote_hint(hint, u32(victim - memories->entry));
         victim->stack_id = 0;
         victim->id_first = first;
@@ -2556,27 +2616,63 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fp(ThreadSt
 #define LEAKSCOPE_FAST_UNWINDER 0   // elsewhere `fast` means libgcc
 #endif
 
-// Inline in its callers: the walk starts at the frame of the function it is inlined into (the
-// registers are read there), so a caller that captures often saves a call level per capture.
-LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE std::size_t capture_fast_here(ThreadState& t, std::uintptr_t first,
-                                                                                std::uintptr_t* out, std::size_t max,
-                                                                                WalkResult& result) noexcept {
+// A LeakScope opening at `at` as scope `scope` (t.current already): the thread's anchor, if the
+// object is on this thread's stack. Each field is written while the pair cannot hold (anchor_scope
+// is not yet, or no longer, t.current), so a signal handler's capture never sees half of one.
+inline void set_anchor(ThreadState& t, std::uintptr_t at, u64 scope) noexcept {
+    std::uintptr_t lo, hi;
+    bool on_stack = thread_stack(t, lo, hi) && at >= lo && at < hi;
+    t.anchor_scope = 0;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t.anchor = at;
+    t.anchor_epoch = ++t.anchor_openings;
+    t.anchor_mark = on_stack ? st.anchor_breaks.load(acquire) + 1 : 0;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t.anchor_scope = scope;
+}
+// Its close, in order on its own thread (t.current restored already): the enclosing opening's.
+inline void restore_anchor(ThreadState& t, std::uintptr_t at, u64 scope, u64 epoch, u64 mark) noexcept {
+    t.anchor_scope = 0;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t.anchor = at;
+    t.anchor_epoch = epoch;
+    t.anchor_mark = mark;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t.anchor_scope = scope;
+}
+
+// The registers of the frame this is inlined into, as the walk's start. One asm block: the three
+// values describe the same instruction's frame row.
 #if LEAKSCOPE_FAST_UNWINDER
-    std::uintptr_t pc, sp, fp, lo, hi;
-    // One asm block: the three values describe the same instruction's frame row.
-    asm volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(pc), "=r"(sp), "=r"(fp));
+#define LEAKSCOPE_WALK_REGS_HERE(regs)                                                                     \
+    std::uintptr_t regs##_pc, regs##_sp, regs##_fp;                                                      \
+    asm volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2"                                \
+                 : "=r"(regs##_pc), "=r"(regs##_sp), "=r"(regs##_fp));                                   \
+    const WalkRegs regs { regs##_pc, regs##_sp, regs##_fp, true }
+#else
+#define LEAKSCOPE_WALK_REGS_HERE(regs) const WalkRegs regs { 0, 0, 0, true }
+#endif
+
+// A capture from `regs`, the registers of a frame that is still live (its caller's or its own):
+// its saved slots and its callers' are what the walk reads, and they stay put while it runs.
+// try_known: first ask known_walk (a caller that already did says false).
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE std::size_t capture_fast_from(ThreadState& t, const WalkRegs& regs,
+                                                                                std::uintptr_t first, std::uintptr_t* out,
+                                                                                std::size_t max, WalkResult& result,
+                                                                                bool try_known) noexcept {
+#if LEAKSCOPE_FAST_UNWINDER
+    std::uintptr_t lo, hi;
     if (max == 0) return 0;
     u64 generation = st.loader_generation.load(acquire);
-    bool on_thread_stack = thread_stack(t, lo, hi) && sp >= lo && sp < hi;
+    bool on_thread_stack = thread_stack(t, lo, hi) && regs.sp >= lo && regs.sp < hi;
     if (on_thread_stack && st.unloading.load(acquire) == 0) {
         bool fallback = false;
-        WalkRegs regs{pc, sp, fp, true};
         u64 salt = rule_salt(generation);
         std::size_t n = 0;
-        if (u32 id = known_walk(t, regs, salt, first, max))
+        if (u32 id = try_known ? known_walk(t, regs, salt, first, max) : 0)
             result.known_id = id;
         else
-            n = walk_remembered(t, regs, sp, hi, salt, first, out, max, fallback, result);
+            n = walk_remembered(t, regs, regs.sp, hi, salt, first, out, max, fallback, result);
         // A dlclose meanwhile may have turned cached rules stale: trust nothing from this walk.
         if (!fallback && st.loader_generation.load(acquire) == generation) return n;
         result = WalkResult{0, nullptr};
@@ -2586,9 +2682,19 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE std::size_t capture_fast_here
     return on_thread_stack ? capture_libgcc(first, out, max, 0, hi) : capture_libgcc(first, out, max);
 #else
     (void)t;
+    (void)regs;
     (void)result;
+    (void)try_known;
     return capture_libgcc(first, out, max);
 #endif
+}
+// Inline in its callers: the walk starts at the frame of the function it is inlined into (the
+// registers are read there), so a caller that captures often saves a call level per capture.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE std::size_t capture_fast_here(ThreadState& t, std::uintptr_t first,
+                                                                                std::uintptr_t* out, std::size_t max,
+                                                                                WalkResult& result) noexcept {
+    LEAKSCOPE_WALK_REGS_HERE(regs);
+    return capture_fast_from(t, regs, first, out, max, result, true);
 }
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::size_t capture_fast(ThreadState& t, std::uintptr_t first,
                                                                           std::uintptr_t* out, std::size_t max,
@@ -2700,19 +2806,45 @@ inline std::size_t stack_depth_setting() noexcept {
     u32 d = st.depth.load(relaxed);
     return d ? d : kDefaultStackDepth;
 }
-// The hook's capture: the stack above the hooked call, `first` being its return address.
-LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first) noexcept {
+inline std::size_t capture_depth() noexcept { return std::min<std::size_t>(stack_depth_setting(), kMaxStackDepth); }
+// capture_for_block's walk and interning: what a capture that is not a remembered walk needs
+// (the frame buffer, the bounds, the unwinders). `regs` are capture_for_block's, whose frame is
+// live while this runs: passing their address also keeps the call from being a tail call, which
+// would pop the very frame they describe.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_walked(ThreadState& t, std::uintptr_t first,
+                                                                    const WalkRegs& regs) noexcept {
     std::uintptr_t frames[kMaxStackDepth];
     WalkResult walk{0, nullptr};
-    std::size_t max = std::min<std::size_t>(stack_depth_setting(), kMaxStackDepth);
+    std::size_t max = capture_depth();
     auto how = Unwinder(st.unwinder.load(relaxed));
-    // The fast unwinder inline: most captures are a remembered walk, where calls are the cost.
-    std::size_t n = how == Unwinder::fast ? capture_fast_here(t, first, frames, max, walk)
+    std::size_t n = how == Unwinder::fast ? capture_fast_from(t, regs, first, frames, max, walk, false)
                                           : capture(t, how, first, frames, max, walk);
     if (walk.known_id) return walk.known_id;
     u32 id = intern_stack(frames, n);
     if (walk.stored) walk.stored->stack_id = id;   // the next identical walk reuses it
     return id;
+}
+// The hook's capture: the stack above the hooked call, `first` being its return address. Most
+// captures are a remembered walk (known_walk), tried here with nothing else on the frame; the
+// rest goes to capture_walked. What the lean path leaves out, and why that is safe:
+//  - the thread's stack bounds: a remembered walk starts on this thread's stack (walks elsewhere
+//    are never remembered), so a start frame equal to one is on it again;
+//  - dlcloses in flight, and the generation read again afterwards: a walk reads rules, which a
+//    dlclose may turn stale while it runs; this path reads only the thread's own memory and its
+//    own stack. Its one shared read is the generation: equal to the one the walk was stored
+//    under (which was stored only if no dlclose began or ended while it ran), so no object was
+//    unloaded since, and the answer is the stack as of that read. An unload after it cannot
+//    change the frames of a live stack (their code is running).
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first) noexcept {
+    LEAKSCOPE_WALK_REGS_HERE(regs);
+#if LEAKSCOPE_FAST_UNWINDER
+    if (LEAKSCOPE_LIKELY(Unwinder(st.unwinder.load(relaxed)) == Unwinder::fast)) {
+        u64 salt = rule_salt(st.loader_generation.load(acquire));
+        u32 depth = st.depth.load(relaxed);   // unclamped: a depth over the limit never matches
+        if (u32 id = known_walk(t, regs, salt, first, depth ? depth : kDefaultStackDepth)) return id;
+    }
+#endif
+    return capture_walked(t, first, regs);
 }
 
 // -- stacks on demand: names of scopes that leaked --------------------------------------------------
@@ -3553,6 +3685,11 @@ LeakScope::LeakScope(std::string_view name, Threads threads, const char* file, u
     generation_ = s.generation.load(relaxed);
     saved_current_ = t.current;
     t.current = handle_of(index, generation_);
+    saved_anchor_ = t.anchor;
+    saved_anchor_scope_ = t.anchor_scope;
+    saved_anchor_epoch_ = t.anchor_epoch;
+    saved_anchor_mark_ = t.anchor_mark;
+    set_anchor(t, reinterpret_cast<std::uintptr_t>(this), t.current);
     uncaught_at_open_ = std::uncaught_exceptions();
     open_ = true;
     if (s.threads_all) {
@@ -5093,6 +5230,11 @@ void LeakScope::close(bool report) noexcept {
     Slot& s = slot_ref(slot_);
     // Restore the thread's scope first: what the report allocates belongs to no one.
     t.current = saved_current_;
+    u64 self_handle = handle_of(slot_, generation_);
+    if (t.anchor == reinterpret_cast<std::uintptr_t>(this) && t.anchor_scope == self_handle)
+        restore_anchor(t, saved_anchor_, saved_anchor_scope_, saved_anchor_epoch_, saved_anchor_mark_);
+    else   // closed out of order, or on another thread: anchors set before may outlive their frames
+        st.anchor_breaks.fetch_add(1, acq_rel);
     if (s.threads_all) {
         SpinGuard guard(g.all_lock);
         u64 self = handle_of(slot_, generation_);

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 using leakscope::Report;
@@ -303,4 +305,126 @@ TEST_CASE("current_stack: the caller's frames, capped at 256", "[stacks]") {
     for (std::size_t i = 1; i < n_fast; ++i) CHECK(fast[i] == gcc[i]);
     CHECK(leakscope::current_stack(fast, 0) == 0);
     CHECK(leakscope::current_stack(fast, 1) == 1);
+}
+
+// A remembered walk checked only below the scope's anchor (the LeakScope object: frames outside
+// it cannot change while it is the thread's scope) must still tell apart stacks that differ
+// below it, and never use an anchor that no longer holds: after a nested scope closed, under an
+// Adopt (another thread's scope), and on a thread with its own scope under that Adopt. The same
+// allocation site at the same depth (the same start frame) is reached from two outer functions
+// whose frames lie below every anchor in force; each block's stack must name its own.
+namespace {
+volatile int anchor_calls_a, anchor_calls_b;
+__attribute__((noinline)) int* anchor_leaf() {
+    int* p = test::kept(new int(3));
+    asm volatile("" ::: "memory");   // not a tail call
+    return p;
+}
+// Opens a nested scope in its own frame when asked: its anchor then lies below this frame's
+// return address, the slot that tells the two outer functions apart. The scope is dismissed
+// before returning, and the next call comes from the other outer function.
+__attribute__((noinline)) int* anchor_middle(bool nest) {
+    alignas(leakscope::LeakScope) unsigned char storage[sizeof(leakscope::LeakScope)];
+    leakscope::LeakScope* nested = nest ? new (storage) leakscope::LeakScope("anchor-nested") : nullptr;
+    int* p = anchor_leaf();
+    if (nested) {
+        nested->dismiss();   // its leftover goes to the enclosing scope
+        nested->~LeakScope();
+    }
+    asm volatile("" ::: "memory");
+    return p;
+}
+__attribute__((noinline)) int* anchor_outer_a(bool nest) {
+    int* p = anchor_middle(nest);
+    anchor_calls_a = anchor_calls_a + 1;
+    return p;
+}
+__attribute__((noinline)) int* anchor_outer_b(bool nest) {
+    int* p = anchor_middle(nest);
+    anchor_calls_b = anchor_calls_b + 2;
+    return p;
+}
+// Alternates the two outer functions from one frame, `rounds` times each; the first call via A
+// opens the nested scope when asked.
+__attribute__((noinline)) void anchor_alternate(int** out, int rounds, bool nest_first) {
+    for (int i = 0; i < rounds; ++i) {
+        out[2 * i] = anchor_outer_a(nest_first && i == 0);
+        out[2 * i + 1] = anchor_outer_b(false);
+    }
+}
+// The report's two sites of anchor_leaf: `rounds` blocks each, the third address in A / in B.
+void check_anchor_sites(const Report& r, int rounds) {
+    const leakscope::Site* a = nullptr;
+    const leakscope::Site* b = nullptr;
+    for (const auto& site : r.sites) {
+        if (addresses_in(site) < 3 || !inside(nth_address(site, 0), reinterpret_cast<const void*>(&anchor_leaf))) continue;
+        CHECK(inside(nth_address(site, 1), reinterpret_cast<const void*>(&anchor_middle)));
+        // The outer function is the one starting last at or before the address (they are adjacent).
+        std::uintptr_t at = nth_address(site, 2);
+        auto start_a = reinterpret_cast<std::uintptr_t>(&anchor_outer_a);
+        auto start_b = reinterpret_cast<std::uintptr_t>(&anchor_outer_b);
+        bool in_a = inside(at, reinterpret_cast<const void*>(&anchor_outer_a)) && !(start_b > start_a && at > start_b);
+        bool in_b = inside(at, reinterpret_cast<const void*>(&anchor_outer_b)) && !(start_a > start_b && at > start_a);
+        if (in_a) a = &site;
+        else if (in_b) b = &site;
+        else FAIL("a site of anchor_leaf reached from neither outer function");
+    }
+    REQUIRE(a != nullptr);
+    REQUIRE(b != nullptr);
+    CHECK(a->blocks == std::size_t(rounds));
+    CHECK(b->blocks == std::size_t(rounds));
+    // The frames above: the same driver for both.
+    CHECK(inside(nth_address(*a, 3), reinterpret_cast<const void*>(&anchor_alternate)));
+    CHECK(inside(nth_address(*b, 3), reinterpret_cast<const void*>(&anchor_alternate)));
+}
+}  // namespace
+
+TEST_CASE("remembered walks under a scope's anchor: stacks that differ below it stay apart", "[stacks]") {
+    DefaultOptionsAfter restore;
+    leakscope::configure("stacks=on unwinder=fast stack_depth=32");
+    constexpr int kRounds = 20;
+    int* blocks[2 * kRounds] = {};
+    auto free_all = [&] {
+        for (int*& p : blocks) {
+            delete p;
+            p = nullptr;
+        }
+    };
+    SECTION("inside one scope, after a nested scope closed") {
+        int rounds = kRounds;
+        rounds = *test::opaque(&rounds);   // not unrolled: one call site each
+        Report r = test::leftovers_of([&] { anchor_alternate(blocks, rounds, true); });
+        check_anchor_sites(r, kRounds);
+        free_all();
+    }
+    SECTION("under an Adopt on a second thread, with and without its own scope") {
+        for (bool own_scope : {false, true}) {
+            Report r;
+            {
+                leakscope::LeakScope scope("anchor-adopted");
+                leakscope::Token token = scope.token();
+                std::thread([&] {
+                    alignas(leakscope::LeakScope) unsigned char storage[sizeof(leakscope::LeakScope)];
+                    leakscope::LeakScope* mine = own_scope ? new (storage) leakscope::LeakScope("anchor-own") : nullptr;
+                    int* before[2] = {};
+                    if (mine) anchor_alternate(before, 1, false);   // remembered under its anchor
+                    {
+                        leakscope::Adopt adopt(token);
+                        anchor_alternate(blocks, kRounds, false);
+                    }
+                    if (mine) {
+                        mine->dismiss();
+                        mine->~LeakScope();
+                    }
+                    delete before[0];
+                    delete before[1];
+                }).join();
+                r = scope.leftovers();
+                scope.dismiss();
+            }
+            INFO("own scope: " << own_scope);
+            check_anchor_sites(r, kRounds);
+            free_all();
+        }
+    }
 }
