@@ -1648,6 +1648,15 @@ void release_ref(ThreadState& t, u32 scope, u32 seq) noexcept {
     drop_ref(t, scope);
 }
 
+// Logs an owner birth in the current chunk, which has room (owner thread only); its seq.
+LEAKSCOPE_HOT_INLINE u32 owner_log_append(Slot& s, std::uintptr_t value) noexcept {
+    u32 seq = s.log_size;
+    LogChunkRef* c = s.log_current;
+    __atomic_store_n(&c->entries.load(relaxed)[seq % kLogChunk], value, __ATOMIC_RELAXED);
+    ++c->live;
+    s.log_size = seq + 1;
+    return seq;
+}
 // Takes a reference on `scope` for a birth logged as `value` (0: a child scope) on thread t.
 // Returns the seq to store with the block, or false when the scope no longer accepts births.
 // `s`: the handle's slot, when the caller has it already.
@@ -1658,12 +1667,7 @@ LEAKSCOPE_HOT_INLINE bool take_ref(ThreadState& t, u64 handle, std::uintptr_t va
             seq = kNoSeq;
         } else {
             if (LEAKSCOPE_UNLIKELY(s.log_size == s.log_end) && !next_log_chunk(s)) return false;
-            seq = s.log_size;
-            LogChunkRef* c = s.log_current;
-            std::uintptr_t* entries = c->entries.load(relaxed);
-            __atomic_store_n(&entries[seq % kLogChunk], value, __ATOMIC_RELAXED);
-            ++c->live;
-            s.log_size = seq + 1;
+            seq = owner_log_append(s, value);
         }
         s.owner_live.store(s.owner_live.load(relaxed) + 1, relaxed);
         return true;
@@ -2969,6 +2973,26 @@ inline u32 header_stack(u64 what) noexcept { return u32(what >> 40) & kMaxHeader
 inline void site_death(ThreadState& t, u64 what) noexcept {
     if (u32 stack = header_stack(what)) site_change(t, stack, -i64(what & kMaxHeaderSize), -1);
 }
+// An owner death on the owner thread: true, with its entry cleared, its counts moved and the block
+// freed, when entry `seq` of s's owner log is `p` (the proof the block is that birth).
+LEAKSCOPE_HOT_INLINE bool owner_log_death(ThreadState& t, Slot& s, u32 seq, std::uintptr_t p, const BlockHeader& h) noexcept {
+    u32 ci = seq / kLogChunk;
+    LogChunkRef* c = log_chunk_ref(s, ci, false);
+    std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
+    if (LEAKSCOPE_UNLIKELY(!entries || entries[seq % kLogChunk] != p)) return false;
+    __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
+    count_death(t, h.what & kMaxHeaderSize);
+    if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(t, h.what);
+    s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
+    if (--c->live == 0) {
+        if (is_current_chunk(s, ci))
+            s.log_size = ci * kLogChunk;   // (what retire_log_chunk does for it, inline)
+        else
+            retire_log_chunk(s, c, ci);
+    }
+    std::free(raw_of(p, h.what));
+    return true;
+}
 inline Record record_of_header(std::uintptr_t p, u32 scope, u32 seq) noexcept {
     u64 what = read_header(p).what;
     return Record{p, what & kMaxHeaderSize, scope, seq, u32(what >> 40) & kMaxHeaderStack, 0};
@@ -3252,17 +3276,7 @@ LEAKSCOPE_NOINLINE void deallocate_watched(ThreadState& t, void* block, std::siz
             if (scope != 0 && (scope == slot_of(t.current) || (scope == slot_of(t.heap) && !counting_frees(t, mode))) &&
                 !(seq & kSharedSeq)) {
                 Slot& s = slot_ref(scope);
-                LogChunkRef* c = owned_here(s, t) ? log_chunk_ref(s, seq / kLogChunk, false) : nullptr;
-                std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
-                if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
-                    __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
-                    count_death(t, h.what & kMaxHeaderSize);
-                    if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(t, h.what);
-                    s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
-                    if (--c->live == 0) retire_log_chunk(s, c, seq / kLogChunk);
-                    std::free(raw_of(p, h.what));
-                    return;
-                }
+                if (owned_here(s, t) && owner_log_death(t, s, seq, p, h)) return;
             }
             bool ours = false;
             if (scope == kDetachedScope) {
@@ -8442,21 +8456,12 @@ LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_
                 u32 stack = s.stacks ? capture_for_block(t, caller) : 0;   // never allocates
                 if (stack > kMaxHeaderStack) stack = 0;
                 write_header_what(p, size | u64(stack) << 40);
-                u32 seq = s.log_size;
-                LogChunkRef* c = s.log_current;
-                __atomic_store_n(&c->entries.load(relaxed)[seq % kLogChunk], p, __ATOMIC_RELAXED);
-                ++c->live;
-                s.log_size = seq + 1;
+                u32 seq = owner_log_append(s, p);
                 s.owner_live.store(s.owner_live.load(relaxed) + 1, relaxed);
                 write_header_where(p, header_where(t.lane_scope, seq, p));
-                // count_born for a lane: never a sample slot (its blocks stand for themselves),
-                // and the thread counts locally.
+                // count_born for a lane's slot, never a sample slot: its blocks stand for themselves.
                 if (stack && s.site_totals) site_change(t, stack, i64(size), 1);
-                t.born_bytes.store(t.born_bytes.load(relaxed) + size, relaxed);
-                t.live_blocks.store(t.live_blocks.load(relaxed) + 1, relaxed);
-                t.live_bytes.store(t.live_bytes.load(relaxed) + i64(size), relaxed);
-                t.pending_bytes += i64(size);
-                if (t.pending_bytes >= LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
+                count_birth(t, size);
                 return raw + kHeaderBytes;
             }
             std::free(raw);   // the block would start a page: the slow path moves it
@@ -8474,25 +8479,8 @@ LEAKSCOPE_NOINLINE void lane_death(ThreadState& t, void* block, std::size_t size
     u32 seq = where_seq(h.where);
     Slot& s = *t.lane;
     if (LEAKSCOPE_LIKELY(where_scope(h.where) == t.lane_scope && t.lane_current == t.current && t.lane_mode == mode &&
-                         !(seq & kSharedSeq) && owned_here(s, t))) {
-        u32 ci = seq / kLogChunk;
-        LogChunkRef* c = log_chunk_ref(s, ci, false);
-        std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
-        if (LEAKSCOPE_LIKELY(entries && entries[seq % kLogChunk] == p)) {
-            __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
-            count_death(t, h.what & kMaxHeaderSize);
-            if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(t, h.what);
-            s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
-            if (--c->live == 0) {
-                if (is_current_chunk(s, ci))
-                    s.log_size = ci * kLogChunk;   // (what retire_log_chunk does for it, inline)
-                else
-                    retire_log_chunk(s, c, ci);
-            }
-            std::free(raw_of(p, h.what));
-            return;
-        }
-    }
+                         !(seq & kSharedSeq) && owned_here(s, t) && owner_log_death(t, s, seq, p, h)))
+        return;
     deallocate_watched(t, block, size_hint, mode, true);
 }
 
