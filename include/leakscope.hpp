@@ -941,6 +941,10 @@ struct ThreadState {
                                    // on the thread)
     u64 anchor_mark;               // st.anchor_breaks + 1 when set; 0: not on this stack
     u64 anchor_openings;           // epochs handed out
+    // Chunks malloc gave whose block would have started a page (park_chunk): kept, not freed,
+    // linked through their first word.
+    void* parked;
+    u64 parked_bytes;
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -2380,7 +2384,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
     WalkMemory& m = all->entry[i];
     if (m.stack_id == 0 || m.id_first != first || m.id_max != max) return 0;
     all->start[i].last_use = ++all->clock;
-    if (LEAKSCOPE_UNLIKELY(m.verified_under != key)) tag_walk(m, key, t.anchor, r.sp);   // all checks ran
+    if (key != kNoAnchor && LEAKSCOPE_UNLIKELY(m.verified_under != key)) tag_walk(m, key, t.anchor, r.sp);   // all checks ran
     return m.stack_id;
 }
 
@@ -2963,6 +2967,28 @@ LEAKSCOPE_FOREIGN_READ inline BlockHeader read_header(std::uintptr_t p) noexcept
     return BlockHeader{w[0], w[1]};
 }
 inline bool may_have_header(std::uintptr_t p) noexcept { return (p & 4095u) != 0; }
+// A chunk whose block would start a page, so can carry no header. Freed, it would be the next
+// chunk malloc hands out for its size (tcache and fastbins are last in, first out), and every
+// later birth of that size would be moved again: 10 % of the births in bench/tools/churn.cpp.
+// So a registered thread keeps such small chunks (at most kParkedBytes of them) until it exits or
+// the program does; each takes a page start out of circulation, so few are ever needed.
+constexpr u64 kParkedBytes = 64 * 1024;
+inline void park_chunk(ThreadState& t, void* raw, std::size_t bytes) noexcept {
+    if (bytes > 1024 || t.parked_bytes + bytes > kParkedBytes || !counts_locally(t)) {
+        std::free(raw);
+        return;
+    }
+    *static_cast<void**>(raw) = t.parked;
+    t.parked = raw;
+    t.parked_bytes += bytes;
+}
+inline void free_parked_chunks(ThreadState& t) noexcept {
+    while (void* raw = t.parked) {
+        t.parked = *static_cast<void**>(raw);
+        std::free(raw);
+    }
+    t.parked_bytes = 0;
+}
 inline void write_header_what(std::uintptr_t p, u64 what) noexcept { reinterpret_cast<u64_alias*>(p - 8)[0] = what; }
 inline void write_header_where(std::uintptr_t p, u64 where) noexcept { reinterpret_cast<u64_alias*>(p - 16)[0] = where; }
 inline void* raw_of(std::uintptr_t p, u64 what) noexcept {
@@ -3196,7 +3222,7 @@ LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::siz
         if (!may_have_header(reinterpret_cast<std::uintptr_t>(block))) {
             // The block would start a page: move it one pad further (two pads cannot both start
             // a page, as pad < 4096).
-            std::free(raw);
+            park_chunk(t, raw, size + pad);
             raw = static_cast<char*>(raw_allocate(size + 2 * pad, alignment, nothrow));
             if (!raw) return nullptr;
             block = raw + pad;
@@ -8343,6 +8369,7 @@ void thread_exit(void* arg) noexcept {
         close_heap_slot(t, handle);
     }
     if (t.walks) os_free(t.walks, sizeof(WalkMemories));
+    free_parked_chunks(t);
     flush_site_deltas(t);             // any since (from now on changes go straight to the totals)
     os_free(t.site_deltas, sizeof(SiteDeltas));
     t.site_deltas = nullptr;
@@ -8358,6 +8385,7 @@ void thread_exit(void* arg) noexcept {
 }
 
 void flush_at_exit() noexcept {
+    free_parked_chunks(tls);   // (not in use at exit: Valgrind's count and the exit report agree)
     flush_deferred(tls, true, true);
     settle_all_now();
 }
@@ -8464,7 +8492,7 @@ LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_
                 count_birth(t, size);
                 return raw + kHeaderBytes;
             }
-            std::free(raw);   // the block would start a page: the slow path moves it
+            park_chunk(t, raw, size + kHeaderBytes);   // the block would start a page: the slow path moves it
         }
     }
     return allocate_slow(size, alignment, nothrow, caller);

@@ -121,3 +121,47 @@ TEST_CASE("a scope's births freed by other threads while it is open, and after i
     b.join();
     CHECK(live_blocks() == blocks0);
 }
+
+TEST_CASE("a chunk whose block would start a page is kept, not handed out again and again", "[registry]") {
+    // A block behind its 16-byte header cannot start a page (delete never reads in front of a page
+    // start). malloc reuses the chunk freed last first, so a rejected chunk given back would come
+    // back at the next birth of its size, and the next: the hook keeps it instead. Find such a
+    // chunk: requests whose chunks are an odd multiple of 16 bytes reach every 16-byte position.
+    void* page_start_chunk = nullptr;
+    std::size_t request = 0;
+    std::vector<void*> held;
+    held.reserve(1 << 16);
+    for (std::size_t r = 40; r <= 1000 && !page_start_chunk; r += 16) {
+        for (int i = 0; i < 1024; ++i) {
+            void* raw = std::malloc(r);
+            if (((reinterpret_cast<std::uintptr_t>(raw) + 16) & 4095) == 0) {
+                page_start_chunk = raw;
+                request = r;
+                break;
+            }
+            held.push_back(raw);
+        }
+    }
+    REQUIRE(page_start_chunk != nullptr);
+    std::free(page_start_chunk);   // freed last (the others stay held): malloc's next of this size
+    const std::size_t size = request - 16;
+    void* block = nullptr;
+    Report born = leftovers_of([&] { block = test::opaque(::operator new(size)); });
+    CHECK(born.blocks == 1);
+    CHECK(born.bytes == size);
+    CHECK((reinterpret_cast<std::uintptr_t>(block) & 4095) != 0);
+    // Without the keeping, page_start_chunk is among the next few chunks of this size again
+    // (under what the scope's close freed since).
+    std::vector<void*> next(64);
+    bool met_again = false;
+    for (void*& raw : next) met_again = met_again || (raw = std::malloc(request)) == page_start_chunk;
+    CHECK_FALSE(met_again);
+    for (void* raw : next) std::free(raw);
+    ::operator delete(block, size);
+    for (void* raw : held) std::free(raw);
+    // The scope's births go the lane's way too: none of them meets the chunk.
+    Report again = leftovers_of([&] {
+        for (int i = 0; i < 8; ++i) ::operator delete(test::opaque(::operator new(size)), size);
+    });
+    CHECK(again.blocks == 0);
+}
