@@ -24,24 +24,14 @@ OUT=$ROOT/build/heaptrack_compare
 ITERATIONS=${1:-1000000}
 RUNS=${2:-3}
 CXX=${CXX:-g++}
-SRC=$ROOT/bench/tools/churn.cpp
-HEADER=$ROOT/include/leakscope.hpp
 
 command -v heaptrack >/dev/null || {
   echo "heaptrack_compare.sh: heaptrack not found (Debian: apt-get install -y heaptrack)" >&2
   exit 1
 }
-mkdir -p "$OUT"
-build() {   # build BINARY FLAGS...: rebuilt when the source or the header is newer
-  local bin=$1
-  shift
-  if [ ! -x "$bin" ] || [ "$SRC" -nt "$bin" ] || [ "$HEADER" -nt "$bin" ]; then
-    echo "building $bin" >&2
-    "$CXX" -std=c++17 -O2 -g "$@" "$SRC" -o "$bin"
-  fi
-}
-build "$OUT/churn_plain"
-build "$OUT/churn_leakscope" -DCHURN_LEAKSCOPE -I"$ROOT/include" -pthread -ldl
+# shellcheck source=tools/churn_build.sh
+source "$ROOT/bench/tools/churn_build.sh"
+build_churn_pair "$OUT"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -88,7 +78,6 @@ for ((k = 0; k < RUNS; ++k)); do
   echo "run $((k + 1)) of $RUNS done" >&2
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 echo
 echo "churn: $ITERATIONS iterations (18 allocations each), $CXX -O2 -g, minimum of $RUNS runs"
 echo
