@@ -2,7 +2,6 @@
 // still names the library (module), and — the library's file being still on disk — its function,
 // file and line. With the file deleted too: module + address, never a crash. The library is
 // compiled here, in a temporary directory (c++, or $CXX). Exit status 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <dlfcn.h>

@@ -3,7 +3,6 @@
 // options are parsed where nothing may allocate), with a malformed line: one stderr line naming
 // the file and line 3, and the rules around it still apply; group_depth=1 from the environment
 // too (rules see whole stacks; grouping merges what they left). Exit status 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <fcntl.h>

@@ -1,7 +1,6 @@
 // Nothing is lost at exit: a scope ended by an exception on a thread that is still inside the
 // catch handler when the process exits has its deferred report written by the exit hook.
 // main returns 1; the writer turns the expected report into exit status 0.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <condition_variable>

@@ -1,6 +1,5 @@
 // fork while other threads allocate inside their scopes: the child finds every lock free and the
 // registry consistent, allocates, reports exactly, and exits cleanly. Exit status 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <atomic>

@@ -2,7 +2,6 @@
 // (Valgrind's "in use at exit"). This program runs itself as a child with the option and a JSON
 // writer, then checks the child's report: exactly the blocks it left, at their lines, and none of
 // what static destructors freed. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <sys/wait.h>

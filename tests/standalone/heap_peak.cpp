@@ -3,7 +3,6 @@
 // the block when each step of the growth is larger than the copy margin (1/64 of the heap). Blocks
 // freed before the peak, or born after it, are not in it; a thread's blocks are; reset_peak()
 // starts a new mark whose sites are those of now. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include "../support/expect.hpp"

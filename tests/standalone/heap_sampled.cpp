@@ -3,7 +3,6 @@
 // a block much larger than N is always sampled (so it is exact); scopes stay exact; freed
 // sampled blocks leave the estimate; sample_bytes=0 returns to exact whole-heap tracking.
 // Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <cmath>

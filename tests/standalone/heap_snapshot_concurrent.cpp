@@ -4,7 +4,6 @@
 // live throughout a snapshot is in it, and once the threads have freed everything the count is
 // exact again. (A snapshot of a moving heap is not one instant: a block born or dead meanwhile may
 // or may not be in it.) Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <atomic>

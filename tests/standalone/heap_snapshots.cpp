@@ -2,7 +2,6 @@
 // track=all: every block allocated through new is tracked, with no scope open. Snapshots of the
 // whole heap and their difference, exact to the block and byte, with the allocating lines; blocks
 // of a thread that exited stay known. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include "../support/expect.hpp"

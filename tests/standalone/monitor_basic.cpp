@@ -4,7 +4,6 @@
 // with an oracle computed from the reports themselves (so the test does not depend on timing);
 // the monitor's own allocations are nobody's; a threshold keeps reports from the writers while
 // latest() still has them; stop() returns without waiting for the interval. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <chrono>

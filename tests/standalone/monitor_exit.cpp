@@ -2,7 +2,6 @@
 // exit() while a Monitor writes every millisecond and the signal dumper is busy: leakscope stops
 // and joins both before the program's static destructors run, so no writer is called on a
 // destroyed object (the writer below would say so and _exit(3)), and exit completes. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <atomic>

@@ -5,7 +5,6 @@
 // least the threshold's byte; a site growing in every interval is marked, with exact counts;
 // configure() with a new interval restarts it (a new baseline, intervals from 1); monitor=0
 // stops it (joined: no report after configure() returns, no thread left). Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <chrono>

@@ -1,7 +1,6 @@
 // leakscope-test-env: LEAKSCOPE_OPTIONS=stacks=off:bogus=1:stack_depth=4
 // LEAKSCOPE_OPTIONS is read once, at the tracker's first use (here: before main), and a malformed
 // entry in it does not stop the others from applying. Code can then override it. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <cstdio>

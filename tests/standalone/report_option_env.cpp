@@ -2,7 +2,6 @@
 // report= from LEAKSCOPE_OPTIONS: read before main (inside the allocation hook, where no writer
 // can be built), the writers are made at the first report. Two leaking scopes give two files per
 // writer, numbered by %n, named by %p; nothing goes to the default text writer. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include "../writers/checks.hpp"

@@ -2,7 +2,6 @@
 // never sampled must pass them to free untouched: the bytes in front of such a block are malloc's
 // or a neighbour's, and may look like a header of slot 0 (a regression: that dereferenced slot 0
 // before any slot existed). Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <cstdio>

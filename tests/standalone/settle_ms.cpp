@@ -3,7 +3,6 @@
 // leakscope thread. A block handed to another thread and freed there moments later is no leak;
 // one still live is reported, exactly once, with the scope's name; a scope whose leftovers all
 // die in time gives no report; and at exit, a parked report is written at once. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include "../support/expect.hpp"

@@ -3,7 +3,6 @@
 // the whole heap is tracked (signal= implies track=all), and a SIGUSR2 — raised on this thread,
 // sent to the process from another one, or a burst of them — makes a heap report reach the
 // writer, with the exact blocks at the allocating line, followed by the peak report. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <chrono>

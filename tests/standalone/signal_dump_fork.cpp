@@ -4,7 +4,6 @@
 // configure() (any text), which starts a dumper of its own; a child's signal never makes the
 // parent dump; the inherited Monitor stops at once and is destroyed without waiting for the
 // thread that is not there. The parent's dumper and monitor go on. Exit 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <atomic>

@@ -1,7 +1,6 @@
 // Allocation before main and after static destruction: leakscope's state is constant-initialised
 // POD, so a scope works in a static initialiser (whichever translation unit runs first) and in
 // a destructor that runs after main returned. Exit status 0 means every check passed.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <cstdio>

@@ -4,7 +4,6 @@
 // do exactly the same: never a crash, never a guess past the JIT frame that disagrees with libgcc,
 // the callback's caller frame (the return address inside the JIT code) present. Unwinder::fp and
 // the allocation hook's stack there are bounded and do not crash. Exit status 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <cerrno>

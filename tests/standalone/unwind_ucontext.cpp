@@ -6,7 +6,6 @@
 // stack is not the thread's stack: an unwinder that bounds reads by the thread's stack may
 // stop early — that is then reported as a mismatch, on purpose. An allocation inside a LeakScope
 // from within the coroutine reports a non-empty, bounded stack. Exit status 0 = pass.
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 #include <cstdint>

@@ -1,9 +1,7 @@
-// The test runner, and the one translation unit of the test program that holds leakscope's
-// implementation (and so replaces operator new/delete for the whole program).
+// The test runner. leakscope's implementation is tests/support/implementation.cpp, linked in.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
-#define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
 int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }
