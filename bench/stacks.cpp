@@ -162,23 +162,34 @@ void BM_capture(benchmark::State& state, ChainFn chain, leakscope::Unwinder how)
 }
 
 // ---- 2. the churn, on any allocator ---------------------------------------------------------------
-template <class T>
-struct MallocAlloc {
+// The churn's allocators: std::allocator's interface around a pair of raw functions (Raw::get,
+// Raw::put), so that every row runs the same inline container code.
+template <class T, class Raw>
+struct RawAlloc {
     using value_type = T;
-    MallocAlloc() noexcept = default;
+    RawAlloc() noexcept = default;
     template <class U>
-    MallocAlloc(const MallocAlloc<U>&) noexcept {}
+    RawAlloc(const RawAlloc<U, Raw>&) noexcept {}
     T* allocate(std::size_t n) {
         if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
-        if (void* p = std::malloc(n * sizeof(T))) return static_cast<T*>(p);
+        return static_cast<T*>(Raw::get(n * sizeof(T)));
+    }
+    void deallocate(T* p, std::size_t n) noexcept { Raw::put(p, n * sizeof(T)); }
+    template <class U>
+    bool operator==(const RawAlloc<U, Raw>&) const noexcept { return true; }
+    template <class U>
+    bool operator!=(const RawAlloc<U, Raw>&) const noexcept { return false; }
+};
+
+struct MallocRaw {
+    static void* get(std::size_t bytes) {
+        if (void* p = std::malloc(bytes)) return p;
         throw std::bad_alloc();
     }
-    void deallocate(T* p, std::size_t) noexcept { std::free(p); }
-    template <class U>
-    bool operator==(const MallocAlloc<U>&) const noexcept { return true; }
-    template <class U>
-    bool operator!=(const MallocAlloc<U>&) const noexcept { return false; }
+    static void put(void* p, std::size_t) noexcept { std::free(p); }
 };
+template <class T>
+using MallocAlloc = RawAlloc<T, MallocRaw>;
 
 // libstdc++'s own operator new(size_t) and operator delete(void*): the next definitions after
 // this program's (leakscope's) in symbol search order. Unsized delete: libstdc++'s sized one calls
@@ -192,60 +203,35 @@ bool resolve_libstdcxx() {
     g_lib_delete = reinterpret_cast<LibDelete>(::dlsym(RTLD_NEXT, "_ZdlPv"));
     return g_lib_new && g_lib_delete;
 }
-template <class T>
-struct LibstdcxxAlloc {
-    using value_type = T;
-    LibstdcxxAlloc() noexcept = default;
-    template <class U>
-    LibstdcxxAlloc(const LibstdcxxAlloc<U>&) noexcept {}
-    T* allocate(std::size_t n) {
-        if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
-        return static_cast<T*>(g_lib_new(n * sizeof(T)));
-    }
-    void deallocate(T* p, std::size_t) noexcept { g_lib_delete(p); }
-    template <class U>
-    bool operator==(const LibstdcxxAlloc<U>&) const noexcept { return true; }
-    template <class U>
-    bool operator!=(const LibstdcxxAlloc<U>&) const noexcept { return false; }
+struct LibstdcxxRaw {
+    static void* get(std::size_t bytes) { return g_lib_new(bytes); }
+    static void put(void* p, std::size_t) noexcept { g_lib_delete(p); }
 };
+template <class T>
+using LibstdcxxAlloc = RawAlloc<T, LibstdcxxRaw>;
 
 // leakscope's replaced operator new and sized delete, called as std::allocator calls them, but
 // through a custom allocator: so the churn's strings run the same inline code as with the two
 // allocators above. (With std::allocator, std::string runs its out-of-line instantiations in
 // libstdc++.so instead: other code, whose cost is not leakscope's; row (f) shows it.)
-template <class T>
-struct HookedAlloc {
-    using value_type = T;
-    HookedAlloc() noexcept = default;
-    template <class U>
-    HookedAlloc(const HookedAlloc<U>&) noexcept {}
-    T* allocate(std::size_t n) {
-        if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
-        return static_cast<T*>(::operator new(n * sizeof(T)));
-    }
-    void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, n * sizeof(T)); }
-    template <class U>
-    bool operator==(const HookedAlloc<U>&) const noexcept { return true; }
-    template <class U>
-    bool operator!=(const HookedAlloc<U>&) const noexcept { return false; }
+struct HookedRaw {
+    static void* get(std::size_t bytes) { return ::operator new(bytes); }
+    static void put(void* p, std::size_t bytes) noexcept { ::operator delete(p, bytes); }
 };
+template <class T>
+using HookedAlloc = RawAlloc<T, HookedRaw>;
 
 // Counts the churn's allocations once, untimed (the per-allocation cost of stacks in the table).
 std::size_t g_counted_allocations = 0;
-template <class T>
-struct CountingAlloc : MallocAlloc<T> {
-    CountingAlloc() noexcept = default;
-    template <class U>
-    CountingAlloc(const CountingAlloc<U>&) noexcept {}
-    template <class U>
-    struct rebind {
-        using other = CountingAlloc<U>;
-    };
-    T* allocate(std::size_t n) {
+struct CountingRaw {
+    static void* get(std::size_t bytes) {
         ++g_counted_allocations;
-        return MallocAlloc<T>::allocate(n);
+        return MallocRaw::get(bytes);
     }
+    static void put(void* p, std::size_t bytes) noexcept { MallocRaw::put(p, bytes); }
 };
+template <class T>
+using CountingAlloc = RawAlloc<T, CountingRaw>;
 
 template <template <class> class Alloc>
 struct Churn {
