@@ -45,11 +45,9 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 command_of() {   # command_of I THREADS: sets the global cmd (LEAKSCOPE_OPTIONS: options[I])
-  if [ "$1" -eq 0 ]; then
-    cmd=("$OUT/churn_plain" "$ITERATIONS" "$2" scope)
-  else
-    cmd=("$OUT/churn_leakscope" "$ITERATIONS" "$2" scope)
-  fi
+  local bin=churn_leakscope
+  [ "$1" -ne 0 ] || bin=churn_plain
+  cmd=("$OUT/$bin" "$ITERATIONS" "$2" scope)
 }
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { r = a / b; printf "%s", (r <= 2.0 ? "met" : "**missed**") }'; }
 

@@ -93,9 +93,9 @@ function(leakscope_add_dev_executable target)
 endfunction()
 
 # leakscope_link_shared_implementation(<target> <sources>...)
-# Links tests/support/implementation.cpp (compiled once: the implementation is most of a test's
-# compile time, ~16 s at -O2) into <target>, unless one of <sources> defines
-# LEAKSCOPE_IMPLEMENTATION itself (a test that needs it configured differently).
+# Links the OBJECT library leakscope_test_implementation (tests/CMakeLists.txt) into <target>,
+# unless one of <sources> defines LEAKSCOPE_IMPLEMENTATION itself (a test that needs it
+# configured differently).
 function(leakscope_link_shared_implementation target)
   foreach(_src IN LISTS ARGN)
     file(STRINGS "${_src}" _own REGEX "^[ \t]*#[ \t]*define[ \t]+LEAKSCOPE_IMPLEMENTATION")
@@ -103,11 +103,5 @@ function(leakscope_link_shared_implementation target)
       return()
     endif()
   endforeach()
-  if(NOT TARGET leakscope_test_implementation)
-    add_library(leakscope_test_implementation OBJECT
-      "${PROJECT_SOURCE_DIR}/tests/support/implementation.cpp")
-    target_link_libraries(leakscope_test_implementation PRIVATE
-      leakscope::leakscope leakscope_project_options)
-  endif()
   target_sources(${target} PRIVATE $<TARGET_OBJECTS:leakscope_test_implementation>)
 endfunction()
