@@ -802,6 +802,7 @@ struct LogDir { LogChunkRef chunks[kLogDirChunks]; };
 // for a dead block never matches a new block that a reused slot puts at the same address.
 struct SharedEntry { std::uintptr_t addr; u32 scope, seq, generation, unused; };
 
+struct PendingStacks;   // deferred stacks (see defer_capture)
 struct alignas(64) Slot {
     // --- owner-thread line: written only by the thread that opened the scope ---
     std::atomic<i64> owner_live;
@@ -828,6 +829,7 @@ struct alignas(64) Slot {
     std::atomic<u32> log_chunks;   // chunk indices used since the slot was last freed (others
                                    // read it to list the slot's births)
     u32 next_free;
+    PendingStacks* pending;        // deferred stacks of owner births (mmap'd on first use, kept)
     // --- shared line ---
     alignas(64) SpinLock lock;
     std::atomic<i64> refs;
@@ -882,6 +884,7 @@ struct WalkStart {
     u64 last_use;      // for choosing which walk to forget
 };
 constexpr u32 kWalkHints = 64;        // start frame -> the walk last found for it (hashed)
+constexpr u32 kDeferredSites = 512;   // sites a thread knows it deferred (hashed, one way)
 struct WalkMemories {
     WalkStart start[kWalkMemories];   // sp 0: entry empty
     WalkMemory entry[kWalkMemories];
@@ -890,6 +893,33 @@ struct WalkMemories {
     u32 latest;                       // the entry used last, + 1 (0: none)
     u8 hint[kWalkHints][2];           // an allocation site seen again is found without a scan
                                       // (two ways: sites sharing a hint do not evict each other)
+    u64 deferred_site[kDeferredSites];   // allocation sites whose capture was deferred (see
+                                         // defer_capture): a hash, bit 0 set once walked after all
+};
+
+// Deferred stacks (see defer_capture): per slot, the copied stack words of owner births whose
+// capture was not a remembered walk, walked only if the block outlives what decides.
+constexpr u32 kHeaderStackBits = 22;                      // a block header holds 22 bits of stack id
+constexpr u32 kMaxHeaderStack = (1u << kHeaderStackBits) - 1;   // a later stack id is kept as "none"
+constexpr u32 kPendingStacks = 128;                       // deferred captures a slot holds at once
+constexpr u32 kPendingBase = kMaxHeaderStack + 1 - kPendingStacks;   // header ids from here: deferred
+constexpr std::size_t kDeferMaxWords = 512;               // deeper stacks (4 KiB) are walked at once
+// Room for kPendingStacks of the largest copies, so that the area fills by their number alone:
+// 512 KiB per slot that deferred, mmap'd, its pages touched as copies need them.
+constexpr std::size_t kPendingWords = kPendingStacks * kDeferMaxWords;
+struct PendingStack {
+    std::uintptr_t block;          // the birth (0: not bound to one: it did not happen)
+    std::uintptr_t pc, sp, fp;     // the capture's start frame, as the walk would begin
+    std::uintptr_t first;          // the hooked call's return address: the stack starts there
+    u32 seq;                       // the birth's position in the slot's owner log
+    u32 max;                       // the depth asked for
+    u32 offset, words;             // its copy: words[offset, offset + words) = [sp, sp + 8 * words)
+};
+struct PendingStacks {
+    u32 count;                     // records in use
+    u32 used;                      // words in use
+    PendingStack record[kPendingStacks];
+    std::uintptr_t words[kPendingWords];
 };
 
 struct SiteDeltas;
@@ -945,6 +975,12 @@ struct ThreadState {
     // linked through their first word.
     void* parked;
     u64 parked_bytes;
+    // Deferred captures: the stack's top as this thread's walks see it (the outermost frame's
+    // sp; 0: not learnt yet, 1: cannot be), and >0 while a pending area is being written or
+    // settled (a signal handler's births in between capture at once).
+    std::uintptr_t walk_top;
+    u32 deferring;
+    u64 deferred;                  // captures deferred on this thread (a count for tests)
 };
 
 constexpr u32 kMaxThreads = 1u << 16;
@@ -1622,6 +1658,7 @@ inline void slot_open(Slot& s, const ThreadState& t, bool threads_all, bool stac
     s.stacks = stacks;
     s.site_totals = (g.mode.load(relaxed) & kTrackAll) != 0;
     s.sample_bytes.store(0, relaxed);
+    if (s.pending) s.pending->count = s.pending->used = 0;   // a scope closed elsewhere left some
     reset_log_cursor(s);
     s.holds.store(0, relaxed);
     s.refs.store(kOpenBias, relaxed);
@@ -1757,6 +1794,7 @@ struct StackGlobals {
     std::uintptr_t* arena;                           // frames of interned stacks
     std::size_t arena_used, arena_capacity;          // in words
     std::atomic<u64> wanted[kWantedNames];           // name hashes; 0: empty
+    std::atomic<u64> settled;                        // deferred captures walked later (for tests)
 };
 LEAKSCOPE_CONSTINIT static StackGlobals st{};
 
@@ -2165,6 +2203,16 @@ LEAKSCOPE_HOT_INLINE u64 rule_for(std::uintptr_t lookup, std::uintptr_t pc, u64 
 #else
 #define LEAKSCOPE_NO_SANITIZE_ADDRESS
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#define LEAKSCOPE_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LEAKSCOPE_UNDER_ASAN 1
+#endif
+#endif
+#ifndef LEAKSCOPE_UNDER_ASAN
+#define LEAKSCOPE_UNDER_ASAN 0
+#endif
 
 // Reads a word of the thread's own stack: possibly inside another frame's ASan redzone, which is
 // not a bug here, so never instrumented.
@@ -2180,7 +2228,9 @@ enum StepResult { kStepped, kEnded, kNeedLibgcc };
 struct WalkRegs { std::uintptr_t pc, sp, fp; bool exact; };
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE StepResult step_frame(WalkRegs& r, std::uintptr_t lo, std::uintptr_t hi, u64 salt,
                                                            std::uintptr_t& ra_at, std::uintptr_t& fp_at,
-                                                           bool& uses_fp, bool& signal) noexcept {
+                                                           bool& uses_fp, bool& signal,
+                                                           std::intptr_t shift = 0) noexcept {
+    // shift: where the stack words are read, relative to where they lay (a deferred capture's copy).
     if (r.sp < lo || r.sp >= hi) return kEnded;
     u64 rule = rule_for(r.exact ? r.pc : r.pc - 1, r.pc, salt);
     RuleKind kind = rule_kind(rule);
@@ -2189,10 +2239,10 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE StepResult step_frame(WalkReg
         if (kind != kRuleSignal || r.sp + 176 > hi) return kEnded;
         // sp is the kernel's ucontext_t: its mcontext gregs start at byte 40; rbp, rsp and rip are
         // gregs 10, 15 and 16. The interrupted pc is exact, not a return address.
-        std::uintptr_t next_sp = load_word(r.sp + 160);
+        std::uintptr_t next_sp = load_word(r.sp + 160 + shift);
         if (next_sp <= r.sp) return kEnded;
-        r.pc = load_word(r.sp + 168);
-        r.fp = load_word(r.sp + 120);
+        r.pc = load_word(r.sp + 168 + shift);
+        r.fp = load_word(r.sp + 120 + shift);
         r.sp = next_sp;
         r.exact = true;
         signal = true;
@@ -2206,9 +2256,9 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE StepResult step_frame(WalkReg
     if (rule & 16) {
         fp_at = cfa + std::uintptr_t(rule_fp_offset(rule));
         if (fp_at < lo || fp_at + 8 > hi) return kEnded;
-        r.fp = load_word(fp_at);
+        r.fp = load_word(fp_at + shift);
     }
-    r.pc = load_word(ra_at);
+    r.pc = load_word(ra_at + shift);
     r.sp = cfa;
     r.exact = false;
     return r.pc ? kStepped : kEnded;
@@ -2227,6 +2277,27 @@ inline std::size_t walk_cfi(WalkRegs r, std::uintptr_t lo, std::uintptr_t hi, st
         if (s != kStepped) break;
     }
     return n;
+}
+
+// The walk a deferred capture stands for (see defer_capture), over its copy of the stack: the
+// same frames the walk from the same registers gave then, from `first` outward.
+LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_pending(const PendingStack& p, const std::uintptr_t* copy,
+                                                              std::uintptr_t* out, std::size_t max, u64 salt) noexcept {
+    WalkRegs r{p.pc, p.sp, p.fp, true};
+    std::uintptr_t lo = p.sp, hi = p.sp + 8 * std::uintptr_t(p.words);
+    auto shift = std::intptr_t(reinterpret_cast<std::uintptr_t>(copy) - p.sp);
+    std::size_t n = 0;
+    u32 skipped = 0;
+    bool found = p.first == 0;
+    while (r.pc && n < max) {
+        if (!found && r.pc == p.first) found = true;
+        if (found) out[n++] = r.pc;
+        else if (++skipped > 64) return 0;
+        std::uintptr_t ra_at = 0, fp_at = 0;
+        bool uses_fp = false, signal = false;
+        if (step_frame(r, lo, hi, salt, ra_at, fp_at, uses_fp, signal, shift) != kStepped) break;
+    }
+    return found ? n : 0;
 }
 
 // The walk the hook uses. Successive allocations on a thread mostly share their outer frames
@@ -2379,10 +2450,13 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
     WalkMemories* all = t.walks;
     if (!all) return 0;
     u64 key = anchor_key(t);
-    u32 i = hinted_walk(*all, all->hint[walk_hint(r, first)], r, salt, key);
+    // Only a walk interned from this very site can answer: the others are not checked at all.
+    const u8* hint = all->hint[walk_hint(r, first)];
+    auto answers = [&](u32 i) { return all->entry[i].id_first == first && starts_walk(*all, i, r, salt, key); };
+    u32 i = answers(hint[0]) ? hint[0] : answers(hint[1]) ? hint[1] : kWalkMemories;
     if (i == kWalkMemories) return 0;
     WalkMemory& m = all->entry[i];
-    if (m.stack_id == 0 || m.id_first != first || m.id_max != max) return 0;
+    if (m.stack_id == 0 || m.id_max != max) return 0;
     all->start[i].last_use = ++all->clock;
     if (key != kNoAnchor && LEAKSCOPE_UNLIKELY(m.verified_under != key)) tag_walk(m, key, t.anchor, r.sp);   // all checks ran
     return m.stack_id;
@@ -2815,6 +2889,97 @@ inline std::size_t stack_depth_setting() noexcept {
     return d ? d : kDefaultStackDepth;
 }
 inline std::size_t capture_depth() noexcept { return std::min<std::size_t>(stack_depth_setting(), kMaxStackDepth); }
+// ---- deferred captures ---------------------------------------------------------------------------
+// A capture that is no remembered walk walks frames the thread has not seen, reading their rules
+// from .eh_frame (~4,000 instructions in a test suite, where every test is new code), yet most
+// blocks die before anyone asks for their stack. So an owner birth in a scope that keeps no
+// per-site totals may copy the stack words such a walk reads instead — from the capture's frame
+// up to the thread's outermost frame, where every walk of the thread ends; the walk from the same
+// registers over the copy gives the same frames — and its header names the copy (kPendingBase +
+// its index in the slot's area). settle_pending walks the copies of the births still alive: when
+// the scope closes, when its leftovers are asked for, when the area is full. A site deferred once
+// is walked the next time (and remembered: its captures after that are remembered walks), unless
+// that was done and the site missed again (its callers vary: a test fixture's constructor, called
+// from every test's).
+constexpr u32 kDeferredFlag = 1u << 31;   // capture_for_block's answer: a deferred capture's index
+
+LEAKSCOPE_NO_SANITIZE_ADDRESS inline void copy_stack_words(std::uintptr_t* to, std::uintptr_t from, std::size_t words) noexcept {
+#if LEAKSCOPE_UNDER_ASAN
+    // Word by word, unvectorised: a memcpy here would be ASan's, which checks the redzones of
+    // the frames it copies.
+    for (std::size_t i = 0; i < words; ++i) {
+        to[i] = load_word(from + 8 * i);
+        asm volatile("" ::: "memory");
+    }
+#else
+    std::memcpy(to, reinterpret_cast<const void*>(from), words * sizeof *to);
+#endif
+}
+
+// Where every walk of this thread ends: the sp of the outermost frame a walk from `start` reaches
+// (_start's, or the thread entry's). 1: no walk ends cleanly here (a frame the rules cannot
+// express, a stack out of bounds), so this thread never defers.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::uintptr_t learn_walk_top(WalkRegs r, std::uintptr_t hi,
+                                                                              u64 salt) noexcept {
+    std::uintptr_t lo = r.sp;
+    for (u32 n = 0; n < 4 * kRawFrames; ++n) {
+        std::uintptr_t ra_at = 0, fp_at = 0, sp = r.sp;
+        bool uses_fp = false, signal = false;
+        StepResult s = step_frame(r, lo, hi, salt, ra_at, fp_at, uses_fp, signal);
+        if (s == kStepped) continue;
+        if (s == kNeedLibgcc) return 1;
+        if (r.pc == 0) return r.sp;   // ended on a zero return address, read just below r.sp
+        bool outermost = r.sp == sp && r.sp < hi && rule_kind(rule_for(r.exact ? r.pc : r.pc - 1, r.pc, salt)) == kRuleStop;
+        return outermost ? r.sp : 1;
+    }
+    return 1;
+}
+
+void settle_pending(ThreadState& t, Slot& s, bool in_birth) noexcept;
+
+// The deferred capture of an owner birth in s from `regs` (capture_for_block's, whose frame is
+// live): kDeferredFlag | its index, or 0 to capture at once.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 defer_capture(ThreadState& t, Slot& s, std::uintptr_t first,
+                                                                   const WalkRegs& regs, std::size_t max,
+                                                                   u64 salt) noexcept {
+    WalkMemories* memories = t.walks;   // none yet: the first capture walks (and makes them)
+    if (t.deferring || !memories || st.unloading.load(acquire) != 0) return 0;
+    u64 key = ((regs.pc ^ (regs.sp << 17) ^ first) * 0x9E3779B97F4A7C15ull) & ~u64(1);
+    u64& seen = memories->deferred_site[key >> 55];   // (kDeferredSites: 9 bits)
+    if (seen == key) {   // deferred before: walk it this time, so that it is remembered
+        seen = key | 1;
+        return 0;
+    }
+    std::uintptr_t lo, hi;
+    if (!thread_stack(t, lo, hi) || regs.sp < lo || regs.sp >= hi) return 0;
+    if (t.walk_top == 0) t.walk_top = learn_walk_top(regs, hi, salt);
+    std::uintptr_t top = t.walk_top;
+    if (top <= regs.sp || top > hi || top - regs.sp > kDeferMaxWords * 8) return 0;
+    std::size_t words = (top - regs.sp + 7) / 8;
+    PendingStacks* area = s.pending;
+    if (!area) {
+        area = static_cast<PendingStacks*>(os_alloc(sizeof(PendingStacks)));
+        if (!area) return 0;
+        s.pending = area;
+    }
+    if (area->count == kPendingStacks) {
+        settle_pending(t, s, true);
+        if (area->count != 0) return 0;
+    }
+    ++t.deferring;   // a signal handler's birth meanwhile captures at once
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    u32 index = area->count;
+    area->record[index] = PendingStack{0, regs.pc, regs.sp, regs.fp, first, 0, u32(max), area->used, u32(words)};
+    copy_stack_words(area->words + area->used, regs.sp, words);
+    area->used += u32(words);
+    area->count = index + 1;
+    if ((seen & ~u64(1)) != key) seen = key;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    --t.deferring;
+    ++t.deferred;   // (for tests)
+    return kDeferredFlag | index;
+}
+
 // capture_for_block's walk and interning: what a capture that is not a remembered walk needs
 // (the frame buffer, the bounds, the unwinders). `regs` are capture_for_block's, whose frame is
 // live while this runs: passing their address also keeps the call from being a tail call, which
@@ -2843,16 +3008,29 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_walked(ThreadState&
 //    under (which was stored only if no dlclose began or ended while it ran), so no object was
 //    unloaded since, and the answer is the stack as of that read. An unload after it cannot
 //    change the frames of a live stack (their code is running).
-LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first) noexcept {
+// defer_to: the slot of an owner birth whose capture may be deferred (see defer_capture), whose
+// answer is then kDeferredFlag | its index.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first,
+                                                                       Slot* defer_to = nullptr) noexcept {
     LEAKSCOPE_WALK_REGS_HERE(regs);
 #if LEAKSCOPE_FAST_UNWINDER
     if (LEAKSCOPE_LIKELY(Unwinder(st.unwinder.load(relaxed)) == Unwinder::fast)) {
         u64 salt = rule_salt(st.loader_generation.load(acquire));
         u32 depth = st.depth.load(relaxed);   // unclamped: a depth over the limit never matches
         if (u32 id = known_walk(t, regs, salt, first, depth ? depth : kDefaultStackDepth)) return id;
+        if (defer_to)
+            if (u32 deferred = defer_capture(t, *defer_to, first, regs, capture_depth(), salt)) return deferred;
     }
+#else
+    (void)defer_to;
 #endif
     return capture_walked(t, first, regs);
+}
+// What a block's header keeps of capture_for_block's answer: a deferred capture's pending id, an
+// interned id below the pending ids, else 0 (none).
+inline u32 header_stack_value(u32 id) noexcept {
+    if (id & kDeferredFlag) return kPendingBase + (id & ~kDeferredFlag);
+    return id < kPendingBase ? id : 0;
 }
 
 // -- stacks on demand: names of scopes that leaked --------------------------------------------------
@@ -2934,7 +3112,6 @@ struct BlockHeader { u64 where, what; };
 constexpr std::size_t kHeaderBytes = 16;
 constexpr u32 kDetachedScope = kMaxScopeSlots;           // ignore()d: logged in g.detached
 constexpr u64 kMaxHeaderSize = (u64(1) << 40) - 1;
-constexpr u32 kMaxHeaderStack = (1u << 22) - 1;          // a later stack id is kept as "none"
 constexpr u64 kUncounted = u64(1) << 62;                 // what: leakscope's own, never in stats
 constexpr u64 kRawBelow = u64(1) << 63;                  // what: malloc's pointer is at block - 24
 constexpr std::uintptr_t kExternal = std::uintptr_t(1) << 63;   // log value of a side-table block
@@ -2995,7 +3172,53 @@ inline void* raw_of(std::uintptr_t p, u64 what) noexcept {
     if (what & kRawBelow) return reinterpret_cast<void*>(reinterpret_cast<const u64_alias*>(p - 24)[0]);
     return reinterpret_cast<void*>(p - kHeaderBytes);
 }
-inline u32 header_stack(u64 what) noexcept { return u32(what >> 40) & kMaxHeaderStack; }
+// The interned stack a header names (0: none, or a deferred capture not settled yet).
+inline u32 header_stack(u64 what) noexcept {
+    u32 id = u32(what >> 40) & kMaxHeaderStack;
+    return id < kPendingBase ? id : 0;
+}
+// A deferred capture's birth took place: its block and log position (an owner birth).
+inline void bind_pending(Slot& s, u32 stack, std::uintptr_t p, u32 seq) noexcept {
+    PendingStack& r = s.pending->record[stack - kPendingBase];
+    r.seq = seq;
+    r.block = p;
+}
+// Walks the copies of s's deferred captures whose blocks are still alive and writes what they
+// interned as into their headers; the area is empty afterwards. On the owner thread only (its
+// births write the area without a lock), under the slot's lock: a death on another thread waits,
+// so no header is written after its block was freed. in_birth: inside a birth, which must not
+// wait for the lock (a signal handler's birth may interrupt this thread holding it): the area
+// stays as it is if the lock is taken.
+LEAKSCOPE_NOINLINE void settle_pending(ThreadState& t, Slot& s, bool in_birth) noexcept {
+    PendingStacks* area = s.pending;
+    if (!area || area->count == 0) return;
+    if (in_birth ? !s.lock.try_lock() : (s.lock.lock(), false)) return;
+    ++t.deferring;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    u64 salt = rule_salt(st.loader_generation.load(acquire));
+    for (u32 i = 0; i < area->count; ++i) {
+        const PendingStack& r = area->record[i];
+        if (!r.block) continue;   // its birth did not happen
+        // Alive and still that birth: its log entry is the block, its header names this record.
+        LogChunkRef* c = log_chunk_ref(s, r.seq / kLogChunk, false);
+        const std::uintptr_t* entries = c ? c->entries.load(acquire) : nullptr;
+        if (!entries || __atomic_load_n(&entries[r.seq % kLogChunk], __ATOMIC_RELAXED) != r.block) continue;
+        u64 what = read_header(r.block).what;
+        if ((u32(what >> 40) & kMaxHeaderStack) != kPendingBase + i) continue;
+        std::uintptr_t frames[kMaxStackDepth];
+        std::size_t n = walk_pending(r, area->words + r.offset, frames, r.max, salt);
+        u32 id = header_stack_value(intern_stack(frames, n));
+        u64 settled = (what & ~(u64(kMaxHeaderStack) << 40)) | u64(id) << 40;
+        __atomic_store_n(reinterpret_cast<u64_alias*>(r.block - 8), settled, __ATOMIC_RELAXED);
+        st.settled.fetch_add(1, relaxed);
+    }
+    area->count = 0;
+    area->used = 0;
+    s.lock.unlock();
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    --t.deferring;
+}
+
 inline void site_death(ThreadState& t, u64 what) noexcept {
     if (u32 stack = header_stack(what)) site_change(t, stack, -i64(what & kMaxHeaderSize), -1);
 }
@@ -3021,7 +3244,7 @@ LEAKSCOPE_HOT_INLINE bool owner_log_death(ThreadState& t, Slot& s, u32 seq, std:
 }
 inline Record record_of_header(std::uintptr_t p, u32 scope, u32 seq) noexcept {
     u64 what = read_header(p).what;
-    return Record{p, what & kMaxHeaderSize, scope, seq, u32(what >> 40) & kMaxHeaderStack, 0};
+    return Record{p, what & kMaxHeaderSize, scope, seq, header_stack(what), 0};
 }
 
 // A block was born in slot s: stats, and the per-site totals when s keeps them; a sampled block
@@ -3240,8 +3463,9 @@ LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::siz
             if (!t.internal) count_birth(t, size);
         } else {
             Slot& born_in = slot_ref(scope);
-            u32 stack = born_in.stacks ? capture_for_block(t, caller) : 0;   // never allocates
-            if (stack > kMaxHeaderStack) stack = 0;
+            // (never allocates; an owner birth in a scope without per-site totals may defer it)
+            Slot* defer_to = !born_in.site_totals && handle == t.current && owned_here(born_in, t) ? &born_in : nullptr;
+            u32 stack = born_in.stacks ? header_stack_value(capture_for_block(t, caller, defer_to)) : 0;
             // `what` first: a report may read it as soon as the birth is logged.
             write_header_what(p, size | u64(stack) << 40 | (raw_below ? kRawBelow : 0));
             u32 seq = 0;
@@ -3250,6 +3474,7 @@ LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::siz
                 return raw_allocate(size ? size : 1, alignment, nothrow);
             }
             write_header_where(p, header_where(scope, seq, p));
+            if (LEAKSCOPE_UNLIKELY(stack >= kPendingBase) && !(seq & kSharedSeq)) bind_pending(born_in, stack, p, seq);
             count_born(t, born_in, stack, size);
             if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
             // An owner birth in the scope counting this thread (or its heap slot): the next ones
@@ -3496,7 +3721,7 @@ inline void collect_heap(OsVector<Record>& out) noexcept {
                 u64 word = what.data[w++];
                 if (!readable || !still_there(r)) continue;
                 r.size = word & kMaxHeaderSize;
-                r.stack = u32(word >> 40) & kMaxHeaderStack;
+                r.stack = header_stack(word);
             }
             r.flags = sampled;
             if (r.addr) out.data[kept++] = r;
@@ -5232,6 +5457,11 @@ void build_sites(std::vector<SiteItem>& items, Report& out, bool suppress) {
 }
 
 void build_leftovers(u32 index, Report& out) {
+    // Stacks deferred so far, walked on the thread whose births wrote them (a closed scope's were
+    // walked when it closed).
+    ThreadState& t = tls;
+    Slot& slot = slot_ref(index);
+    if (slot.pending && slot.owner.load(relaxed) == t.serial) settle_pending(t, slot, false);
     std::vector<SiteItem> items;
     for_each_leftover(index, [&](const Record& r) { items.push_back(SiteItem{r.stack, r.size}); });
     build_sites(items, out);
@@ -5300,6 +5530,12 @@ void LeakScope::close(bool report) noexcept {
         SpinGuard guard(s.lock);
         s.closed.store(1, relaxed);
         live = live_count(s);
+    }
+    // Deferred stacks: walked for the leftovers (on the owner thread, whose births wrote them),
+    // forgotten for a clean scope.
+    if (s.pending && s.owner.load(relaxed) == t.serial) {
+        if (live > 0) settle_pending(t, s, false);
+        else s.pending->count = s.pending->used = 0;
     }
     if (live > 0) {
         // stacks=demand: this name leaked, so its next runs capture stacks.
@@ -8481,10 +8717,11 @@ LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_
             auto p = reinterpret_cast<std::uintptr_t>(raw + kHeaderBytes);
             if (LEAKSCOPE_LIKELY(may_have_header(p))) {
                 t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
-                u32 stack = s.stacks ? capture_for_block(t, caller) : 0;   // never allocates
-                if (stack > kMaxHeaderStack) stack = 0;
+                // (never allocates; a scope without per-site totals may defer it)
+                u32 stack = s.stacks ? header_stack_value(capture_for_block(t, caller, s.site_totals ? nullptr : &s)) : 0;
                 write_header_what(p, size | u64(stack) << 40);
                 u32 seq = owner_log_append(s, p);
+                if (LEAKSCOPE_UNLIKELY(stack >= kPendingBase)) bind_pending(s, stack, p, seq);
                 s.owner_live.store(s.owner_live.load(relaxed) + 1, relaxed);
                 write_header_where(p, header_where(t.lane_scope, seq, p));
                 // count_born for a lane's slot, never a sample slot: its blocks stand for themselves.
