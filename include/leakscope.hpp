@@ -5886,10 +5886,19 @@ inline bool birth_before(const Record& a, const Record& b) noexcept {
     return a.seq < b.seq;
 }
 inline bool same_birth(const Record& a, const Record& b) noexcept {
-    return a.addr == b.addr && a.scope == b.scope && a.seq == b.seq && a.size == b.size && a.stack == b.stack;
+    // (A stack may be 0 in one view and known in the next: a deferred capture walked in between.)
+    return a.addr == b.addr && a.scope == b.scope && a.seq == b.seq && a.size == b.size &&
+           (a.stack == b.stack || a.stack == 0 || b.stack == 0);
 }
 inline std::shared_ptr<SnapshotData> heap_now() {
     InternalGuard internal;
+    // The stacks this thread deferred in its open scopes are walked first (other threads' wait for
+    // their scopes to close: until then their blocks show no stack).
+    ThreadState& t = tls;
+    for (u32 x = slot_of(t.current); x; x = slot_ref(x).parent) {
+        Slot& s = slot_ref(x);
+        if (s.pending && s.owner.load(relaxed) == t.serial) settle_pending(t, s, false);
+    }
     auto data = std::make_shared<SnapshotData>();
     OsVector<Record> found{};
     collect_heap(found);

@@ -9,7 +9,9 @@
 //    (128 copies) once, which is walked inside a birth; blocks freed before the end are not walked;
 //  - deaths on another thread while the owner keeps deferring, a child scope's deferred leftovers
 //    seen by its parent, ignore() of a deferred block, a scope closed on another thread: exact
-//    leftover counts, no crash (ThreadSanitizer and AddressSanitizer builds run this too).
+//    leftover counts, no crash (ThreadSanitizer and AddressSanitizer builds run this too);
+//  - a snapshot on the owner thread walks the copies first: its blocks have their stacks; one
+//    taken on another thread before shows the same births (without stacks), not other ones.
 // Exit status 0 = pass. Needs the fast unwinder (x86-64 Linux); elsewhere it passes trivially.
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
@@ -287,6 +289,39 @@ __attribute__((noinline)) void closed_elsewhere() {
     }
 }
 
+__attribute__((noinline)) void whole_heap_views() {
+    // 5. A snapshot taken on the owner thread while its scope is open walks the copies first: the
+    //    blocks born since the last one show their stacks, and stay the same births in a diff.
+    const std::vector<SiteFn> fresh = sites_of<7>(std::make_integer_sequence<int, 8>{});
+    std::vector<int*> kept;
+    kept.reserve(8);
+    leakscope::LeakScope scope("whole heap");
+    delete call_site(&site<7, 100>, nullptr);   // the lane (see 2.)
+    leakscope::Snapshot before = leakscope::Snapshot::take();
+    std::uint64_t d0 = deferred(), s0 = settled();
+    for (int n = 0; n < 8; ++n) kept.push_back(call_site(fresh[std::size_t(n)], nullptr));
+    std::uint64_t deferred_here = deferred() - d0;
+    leakscope::Snapshot elsewhere;   // another thread's: the copies are not walked yet
+    {
+        leakscope::Ignore bookkeeping;
+        std::thread([&] { elsewhere = leakscope::Snapshot::take(); }).join();
+    }
+    leakscope::Snapshot after = leakscope::Snapshot::take();
+    EXPECT(deferred_here >= 6 && settled() - s0 == deferred_here, "%llu deferred, %llu walked",
+           (unsigned long long)deferred_here, (unsigned long long)(settled() - s0));
+    leakscope::Snapshot again = leakscope::Snapshot::take();
+    leakscope::Report d = after - before, same = again - after, walked_meanwhile = after - elsewhere;
+    leakscope::Ignore bookkeeping;
+    EXPECT(d.blocks == 8 && d.sites.size() == 8, "%zu blocks, %zu sites", d.blocks, d.sites.size());
+    for (const leakscope::Site& site : d.sites) EXPECT(!site.frames.empty(), "a site without a stack");
+    EXPECT(same.blocks == 0 && same.released_blocks == 0, "%zu born, %zu gone between two snapshots",
+           same.blocks, same.released_blocks);
+    EXPECT(walked_meanwhile.blocks == 0 && walked_meanwhile.released_blocks == 0,
+           "%zu born, %zu gone while the stacks were walked", walked_meanwhile.blocks, walked_meanwhile.released_blocks);
+    for (int* p : kept) delete p;
+    scope.dismiss();
+}
+
 int main() {
 #if LEAKSCOPE_FAST_UNWINDER
     std::thread([] {
@@ -298,6 +333,7 @@ int main() {
         deferred_walked_remembered();
         remote_deaths_and_children();
         closed_elsewhere();
+        whole_heap_views();
     }).join();
 #endif
     if (failures) std::fprintf(stderr, "unwind_deferred: %d failures\n", failures);
