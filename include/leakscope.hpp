@@ -2443,6 +2443,11 @@ inline void promote_hint(u8* hint, u32 index) noexcept {
     hint[0] = u8(index);
 }
 
+// Whether remembered walk i, interned from the allocation site `first`, starts here unchanged.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool answers_site(const WalkMemories& all, u32 i, const WalkRegs& r,
+                                                                   u64 salt, u64 key, std::uintptr_t first) noexcept {
+    return all.entry[i].id_first == first && starts_walk(all, i, r, salt, key);
+}
 // The common capture, without the walk's machinery: the same site at the same depth as a
 // remembered walk whose stack is unchanged and which interned as asked. 0: not that.
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t, const WalkRegs& r, u64 salt,
@@ -2452,8 +2457,9 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
     u64 key = anchor_key(t);
     // Only a walk interned from this very site can answer: the others are not checked at all.
     const u8* hint = all->hint[walk_hint(r, first)];
-    auto answers = [&](u32 i) { return all->entry[i].id_first == first && starts_walk(*all, i, r, salt, key); };
-    u32 i = answers(hint[0]) ? hint[0] : answers(hint[1]) ? hint[1] : kWalkMemories;
+    u32 i = answers_site(*all, hint[0], r, salt, key, first)   ? hint[0]
+            : answers_site(*all, hint[1], r, salt, key, first) ? hint[1]
+                                                                : kWalkMemories;
     if (i == kWalkMemories) return 0;
     WalkMemory& m = all->entry[i];
     if (m.stack_id == 0 || m.id_max != max) return 0;
