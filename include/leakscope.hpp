@@ -643,6 +643,18 @@ inline std::atomic<std::size_t>& os_bytes() noexcept {
     static std::atomic<std::size_t> bytes;   // constant-initialised: no guard, no constructor
     return bytes;
 }
+// Maps [p, p + bytes) in now instead of page by page on first touch, where the kernel can
+// (MADV_POPULATE_WRITE, Linux 5.14); a no-op elsewhere. For memory touched at random (hashed).
+inline void populate(void* p, std::size_t bytes) noexcept {
+#if defined(MADV_POPULATE_WRITE)
+    auto from = reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t(4095);
+    auto to = (reinterpret_cast<std::uintptr_t>(p) + bytes + 4095) & ~std::uintptr_t(4095);
+    ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
 inline void* os_alloc(std::size_t bytes) noexcept {
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return nullptr;
@@ -2173,7 +2185,17 @@ inline u64 compute_rule_from_cfi(std::uintptr_t lookup, std::uintptr_t pc, std::
 
 // Computes the rule for the frame whose code address is `lookup` (a return address minus one, or
 // an exact pc). `pc` is the address itself, for the signal-trampoline check.
+// The rule cache is 256 KiB of .bss that lookups touch at random: page by page, each first touch
+// is a page fault (~2 µs on a VM), up to 64 of them in a process's first walks — a fifth of what
+// stacks cost a short test suite. One madvise maps it all at once.
+inline void populate_rule_cache() noexcept {
+    static std::atomic<u32> done{0};
+    if (done.load(relaxed) || done.exchange(1, relaxed)) return;
+    populate(&st.rules[0], sizeof st.rules);
+}
+
 LEAKSCOPE_NOINLINE u64 compute_rule(std::uintptr_t lookup, std::uintptr_t pc) noexcept {
+    populate_rule_cache();
     std::uintptr_t begin = pc;   // (unknown: no look-back)
     u64 rule = compute_rule_from_cfi(lookup, pc, begin);
     // libgcc re-walks the whole stack without bounds checks: hand it only stacks whose frame that
@@ -2443,11 +2465,6 @@ inline void promote_hint(u8* hint, u32 index) noexcept {
     hint[0] = u8(index);
 }
 
-// Whether remembered walk i, interned from the allocation site `first`, starts here unchanged.
-LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool answers_site(const WalkMemories& all, u32 i, const WalkRegs& r,
-                                                                   u64 salt, u64 key, std::uintptr_t first) noexcept {
-    return all.entry[i].id_first == first && starts_walk(all, i, r, salt, key);
-}
 // The common capture, without the walk's machinery: the same site at the same depth as a
 // remembered walk whose stack is unchanged and which interned as asked. 0: not that.
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t, const WalkRegs& r, u64 salt,
@@ -2455,14 +2472,10 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
     WalkMemories* all = t.walks;
     if (!all) return 0;
     u64 key = anchor_key(t);
-    // Only a walk interned from this very site can answer: the others are not checked at all.
-    const u8* hint = all->hint[walk_hint(r, first)];
-    u32 i = answers_site(*all, hint[0], r, salt, key, first)   ? hint[0]
-            : answers_site(*all, hint[1], r, salt, key, first) ? hint[1]
-                                                                : kWalkMemories;
+    u32 i = hinted_walk(*all, all->hint[walk_hint(r, first)], r, salt, key);
     if (i == kWalkMemories) return 0;
     WalkMemory& m = all->entry[i];
-    if (m.stack_id == 0 || m.id_max != max) return 0;
+    if (m.stack_id == 0 || m.id_first != first || m.id_max != max) return 0;
     all->start[i].last_use = ++all->clock;
     if (key != kNoAnchor && LEAKSCOPE_UNLIKELY(m.verified_under != key)) tag_walk(m, key, t.anchor, r.sp);   // all checks ran
     return m.stack_id;
@@ -2838,6 +2851,7 @@ inline u32 find_stack(const StackIndex* index, u64 h, const std::uintptr_t* fram
 inline StackIndex* new_stack_index(u32 log2) noexcept {
     std::size_t bytes = sizeof(StackIndex) + ((std::size_t(1) << log2) - 1) * sizeof(std::atomic<u64>);
     auto* index = static_cast<StackIndex*>(os_alloc(bytes));
+    if (index) populate(index, bytes);   // probed at random, like the rule cache
     if (index) index->log2 = log2;
     return index;
 }
@@ -2907,8 +2921,6 @@ inline std::size_t capture_depth() noexcept { return std::min<std::size_t>(stack
 // is walked the next time (and remembered: its captures after that are remembered walks), unless
 // that was done and the site missed again (its callers vary: a test fixture's constructor, called
 // from every test's).
-constexpr u32 kDeferredFlag = 1u << 31;   // capture_for_block's answer: a deferred capture's index
-
 LEAKSCOPE_NO_SANITIZE_ADDRESS inline void copy_stack_words(std::uintptr_t* to, std::uintptr_t from, std::size_t words) noexcept {
 #if LEAKSCOPE_UNDER_ASAN
     // Word by word, unvectorised: a memcpy here would be ASan's, which checks the redzones of
@@ -2944,7 +2956,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE std::uintptr_t learn_walk_top(W
 void settle_pending(ThreadState& t, Slot& s, bool in_birth) noexcept;
 
 // The deferred capture of an owner birth in s from `regs` (capture_for_block's, whose frame is
-// live): kDeferredFlag | its index, or 0 to capture at once.
+// live): kPendingBase + its index, or 0 to capture at once.
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 defer_capture(ThreadState& t, Slot& s, std::uintptr_t first,
                                                                    const WalkRegs& regs, std::size_t max,
                                                                    u64 salt) noexcept {
@@ -2983,7 +2995,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 defer_capture(ThreadState& 
     std::atomic_signal_fence(std::memory_order_seq_cst);
     --t.deferring;
     ++t.deferred;   // (for tests)
-    return kDeferredFlag | index;
+    return kPendingBase + index;
 }
 
 // capture_for_block's walk and interning: what a capture that is not a remembered walk needs
@@ -3000,8 +3012,21 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_walked(ThreadState&
                                           : capture(t, how, first, frames, max, walk);
     if (walk.known_id) return walk.known_id;
     u32 id = intern_stack(frames, n);
+    if (id >= kPendingBase) id = 0;   // a header could not tell it from a deferred capture
     if (walk.stored) walk.stored->stack_id = id;   // the next identical walk reuses it
     return id;
+}
+// A capture that is no remembered walk: deferred (see defer_capture) or walked.
+LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_missed(ThreadState& t, std::uintptr_t first, const WalkRegs& regs,
+                                                                    Slot* defer_to) noexcept {
+#if LEAKSCOPE_FAST_UNWINDER
+    if (defer_to && Unwinder(st.unwinder.load(relaxed)) == Unwinder::fast)
+        if (u32 deferred = defer_capture(t, *defer_to, first, regs, capture_depth(), rule_salt(st.loader_generation.load(acquire))))
+            return deferred;
+#else
+    (void)defer_to;
+#endif
+    return capture_walked(t, first, regs);
 }
 // The hook's capture: the stack above the hooked call, `first` being its return address. Most
 // captures are a remembered walk (known_walk), tried here with nothing else on the frame; the
@@ -3014,8 +3039,8 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_walked(ThreadState&
 //    under (which was stored only if no dlclose began or ended while it ran), so no object was
 //    unloaded since, and the answer is the stack as of that read. An unload after it cannot
 //    change the frames of a live stack (their code is running).
-// defer_to: the slot of an owner birth whose capture may be deferred (see defer_capture), whose
-// answer is then kDeferredFlag | its index.
+// What a block's header keeps: an interned id below kPendingBase (0: none), or, for a birth in
+// defer_to (an owner birth in a scope that may defer, see defer_capture), its deferred capture's.
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadState& t, std::uintptr_t first,
                                                                        Slot* defer_to = nullptr) noexcept {
     LEAKSCOPE_WALK_REGS_HERE(regs);
@@ -3024,19 +3049,9 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadSta
         u64 salt = rule_salt(st.loader_generation.load(acquire));
         u32 depth = st.depth.load(relaxed);   // unclamped: a depth over the limit never matches
         if (u32 id = known_walk(t, regs, salt, first, depth ? depth : kDefaultStackDepth)) return id;
-        if (defer_to)
-            if (u32 deferred = defer_capture(t, *defer_to, first, regs, capture_depth(), salt)) return deferred;
     }
-#else
-    (void)defer_to;
 #endif
-    return capture_walked(t, first, regs);
-}
-// What a block's header keeps of capture_for_block's answer: a deferred capture's pending id, an
-// interned id below the pending ids, else 0 (none).
-inline u32 header_stack_value(u32 id) noexcept {
-    if (id & kDeferredFlag) return kPendingBase + (id & ~kDeferredFlag);
-    return id < kPendingBase ? id : 0;
+    return capture_missed(t, first, regs, defer_to);
 }
 
 // -- stacks on demand: names of scopes that leaked --------------------------------------------------
@@ -3213,7 +3228,8 @@ LEAKSCOPE_NOINLINE void settle_pending(ThreadState& t, Slot& s, bool in_birth) n
         if ((u32(what >> 40) & kMaxHeaderStack) != kPendingBase + i) continue;
         std::uintptr_t frames[kMaxStackDepth];
         std::size_t n = walk_pending(r, area->words + r.offset, frames, r.max, salt);
-        u32 id = header_stack_value(intern_stack(frames, n));
+        u32 id = intern_stack(frames, n);
+        if (id >= kPendingBase) id = 0;
         u64 settled = (what & ~(u64(kMaxHeaderStack) << 40)) | u64(id) << 40;
         __atomic_store_n(reinterpret_cast<u64_alias*>(r.block - 8), settled, __ATOMIC_RELAXED);
         st.settled.fetch_add(1, relaxed);
@@ -3471,7 +3487,7 @@ LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::siz
             Slot& born_in = slot_ref(scope);
             // (never allocates; an owner birth in a scope without per-site totals may defer it)
             Slot* defer_to = !born_in.site_totals && handle == t.current && owned_here(born_in, t) ? &born_in : nullptr;
-            u32 stack = born_in.stacks ? header_stack_value(capture_for_block(t, caller, defer_to)) : 0;
+            u32 stack = born_in.stacks ? capture_for_block(t, caller, defer_to) : 0;
             // `what` first: a report may read it as soon as the birth is logged.
             write_header_what(p, size | u64(stack) << 40 | (raw_below ? kRawBelow : 0));
             u32 seq = 0;
@@ -8733,7 +8749,7 @@ LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_
             if (LEAKSCOPE_LIKELY(may_have_header(p))) {
                 t.allocations.store(t.allocations.load(relaxed) + 1, relaxed);
                 // (never allocates; a scope without per-site totals may defer it)
-                u32 stack = s.stacks ? header_stack_value(capture_for_block(t, caller, s.site_totals ? nullptr : &s)) : 0;
+                u32 stack = s.stacks ? capture_for_block(t, caller, s.site_totals ? nullptr : &s) : 0;
                 write_header_what(p, size | u64(stack) << 40);
                 u32 seq = owner_log_append(s, p);
                 if (LEAKSCOPE_UNLIKELY(stack >= kPendingBase)) bind_pending(s, stack, p, seq);
