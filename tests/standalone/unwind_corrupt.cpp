@@ -15,6 +15,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "unwind_frames.hpp"
+
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -33,15 +35,7 @@ constexpr std::size_t kMax = 64;
 int failures = 0;
 std::size_t page_size() { return static_cast<std::size_t>(sysconf(_SC_PAGESIZE)); }
 
-void describe(uptr a) {
-    Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(a), &info) && info.dli_fname)
-        std::fprintf(stderr, "    %#18lx  %s+%#lx %s\n", static_cast<unsigned long>(a), info.dli_fname,
-                     static_cast<unsigned long>(a - reinterpret_cast<uptr>(info.dli_fbase)),
-                     info.dli_sname ? info.dli_sname : "");
-    else
-        std::fprintf(stderr, "    %#18lx  ?\n", static_cast<unsigned long>(a));
-}
+using unwind_frames::describe;
 
 // Stack slots are read and written with plain moves the compiler (and sanitizers) do not see.
 uptr load(const uptr* p) {

@@ -16,6 +16,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "unwind_frames.hpp"
+
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -75,15 +77,7 @@ __attribute__((noinline)) int* call_site(SiteFn f, Truth* t) {
     return p;
 }
 
-bool after_call_to_operator_new(uptr ret) {
-    using NewFn = void* (*)(std::size_t);
-    const uptr target = reinterpret_cast<uptr>(static_cast<NewFn>(&::operator new));
-    const unsigned char* insn = reinterpret_cast<const unsigned char*>(ret - 5);
-    if (insn[0] != 0xe8) return false;
-    std::int32_t rel;
-    std::memcpy(&rel, insn + 1, 4);
-    return ret + static_cast<uptr>(static_cast<std::intptr_t>(rel)) == target;
-}
+using unwind_frames::after_call_to_operator_new;
 
 // The addresses a site captured (symbolization expands one into its inlined calls).
 std::vector<uptr> addresses_of(const leakscope::Site& s) {
@@ -96,15 +90,7 @@ std::vector<uptr> addresses_of(const leakscope::Site& s) {
 // Is `a` the stack truth `t` describes? frames[0] right after the call to operator new inside the
 // allocating function, then exactly libgcc's callers.
 bool is_truth_quiet(const std::vector<uptr>& a, const Truth& t);
-void describe(uptr a) {
-    Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(a), &info) && info.dli_fname)
-        std::fprintf(stderr, "    %#18lx  %s+%#lx %s\n", static_cast<unsigned long>(a), info.dli_fname,
-                     static_cast<unsigned long>(a - reinterpret_cast<uptr>(info.dli_fbase)),
-                     info.dli_sname ? info.dli_sname : "");
-    else
-        std::fprintf(stderr, "    %#18lx  ?\n", static_cast<unsigned long>(a));
-}
+using unwind_frames::describe;
 bool is_truth(const std::vector<uptr>& a, const Truth& t) {
     if (is_truth_quiet(a, t)) return true;
     std::fprintf(stderr, "  captured (%zu frames):\n", a.size());

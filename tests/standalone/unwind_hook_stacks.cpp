@@ -24,6 +24,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "unwind_frames.hpp"
+
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -40,15 +42,7 @@ int failures = 0;
 void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
 void opaque(int& v) { asm volatile("" : "+r"(v)); }   // the compiler no longer knows v
 
-void describe(uptr a) {
-    Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(a), &info) && info.dli_fname)
-        std::fprintf(stderr, "    %#18lx  %s+%#lx %s\n", static_cast<unsigned long>(a), info.dli_fname,
-                     static_cast<unsigned long>(a - reinterpret_cast<uptr>(info.dli_fbase)),
-                     info.dli_sname ? info.dli_sname : "");
-    else
-        std::fprintf(stderr, "    %#18lx  ?\n", static_cast<unsigned long>(a));
-}
+using unwind_frames::describe;
 
 // What leak_here() saw: its return address and libgcc's stack from inside it.
 struct Truth {
@@ -86,16 +80,7 @@ __attribute__((noinline)) int* recurse(int depth, Truth* t) {
     return p;
 }
 
-// Is `ret` the return address of a direct call to ::operator new(std::size_t)?
-bool after_call_to_operator_new(uptr ret) {
-    using NewFn = void* (*)(std::size_t);
-    const uptr target = reinterpret_cast<uptr>(static_cast<NewFn>(&::operator new));
-    const unsigned char* insn = reinterpret_cast<const unsigned char*>(ret - 5);
-    if (insn[0] != 0xe8) return false;
-    std::int32_t rel;
-    std::memcpy(&rel, insn + 1, 4);
-    return ret + static_cast<uptr>(static_cast<std::intptr_t>(rel)) == target;
-}
+using unwind_frames::after_call_to_operator_new;
 
 // frames[0] in leak_here right after the call to operator new; frames[1..] == truth.ref[1..].
 // prefix: a frame-pointer walk stops where code without frame pointers begins (glibc's

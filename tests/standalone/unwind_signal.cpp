@@ -17,6 +17,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "unwind_frames.hpp"
+
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -54,15 +56,7 @@ int failures = 0;
 
 void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
 
-void describe(uptr a) {
-    Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(a), &info) && info.dli_fname)
-        std::fprintf(stderr, "    %#18lx  %s+%#lx %s\n", static_cast<unsigned long>(a), info.dli_fname,
-                     static_cast<unsigned long>(a - reinterpret_cast<uptr>(info.dli_fbase)),
-                     info.dli_sname ? info.dli_sname : "");
-    else
-        std::fprintf(stderr, "    %#18lx  ?\n", static_cast<unsigned long>(a));
-}
+using unwind_frames::describe;
 void dump(const char* label, const uptr* s, std::size_t n) {
     std::fprintf(stderr, "  %s (%zu frames):\n", label, n);
     for (std::size_t i = 0; i < n; ++i) describe(s[i]);

@@ -10,6 +10,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "unwind_frames.hpp"
+
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -49,15 +51,7 @@ int failures = 0;
 
 void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
 
-void describe(uptr a) {
-    Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(a), &info) && info.dli_fname)
-        std::fprintf(stderr, "    %#18lx  %s+%#lx %s\n", static_cast<unsigned long>(a), info.dli_fname,
-                     static_cast<unsigned long>(a - reinterpret_cast<uptr>(info.dli_fbase)),
-                     info.dli_sname ? info.dli_sname : "");
-    else
-        std::fprintf(stderr, "    %#18lx  ?\n", static_cast<unsigned long>(a));
-}
+using unwind_frames::describe;
 
 // Prints a stack; long ones as their first and last 12 frames.
 void dump(const char* label, const uptr* s, std::size_t n) {

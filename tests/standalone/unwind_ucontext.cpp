@@ -8,6 +8,8 @@
 // from within the coroutine reports a non-empty, bounded stack. Exit status 0 = pass.
 #include <leakscope.hpp>
 
+#include "unwind_frames.hpp"
+
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -42,15 +44,7 @@ int failures = 0;
 
 void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
 
-void describe(uptr a) {
-    Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(a), &info) && info.dli_fname)
-        std::fprintf(stderr, "    %#18lx  %s+%#lx %s\n", static_cast<unsigned long>(a), info.dli_fname,
-                     static_cast<unsigned long>(a - reinterpret_cast<uptr>(info.dli_fbase)),
-                     info.dli_sname ? info.dli_sname : "");
-    else
-        std::fprintf(stderr, "    %#18lx  ?\n", static_cast<unsigned long>(a));
-}
+using unwind_frames::describe;
 void dump(const char* label, const uptr* s, std::size_t n) {
     std::fprintf(stderr, "  %s (%zu frames):\n", label, n);
     for (std::size_t i = 0; i < n; ++i) describe(s[i]);
