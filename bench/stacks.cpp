@@ -145,6 +145,32 @@ void BM_chain_alone(benchmark::State& state) {
     }
 }
 
+// ---- 1b. captures that no remembered walk answers: deferred -----------------------------------
+// new/delete from 256 call sites in turn inside one scope: more sites than a thread remembers
+// walks, so after each site's first two captures none is a remembered walk and every one is a
+// deferred capture (a copy of the stack words, see defer_capture in leakscope.hpp), which its
+// block's death drops unwalked. Against the same pairs with stacks=off.
+template <int N>
+__attribute__((noinline)) void site_pair() {
+    int* p = new int(N);
+    benchmark::DoNotOptimize(p);
+    delete p;
+}
+using SiteFn = void (*)();
+template <std::size_t... I>
+constexpr std::array<SiteFn, sizeof...(I)> make_sites(std::index_sequence<I...>) {
+    return {&site_pair<int(I)>...};
+}
+constexpr auto kSites = make_sites(std::make_index_sequence<256>{});
+
+void BM_scope_pairs(benchmark::State& state, const char* options) {
+    leakscope::configure(options);
+    leakscope::LeakScope scope("pairs");
+    std::size_t i = 0;
+    for (auto _ : state) kSites[i++ % kSites.size()]();
+    scope.dismiss();
+}
+
 void BM_capture(benchmark::State& state, ChainFn chain, leakscope::Unwinder how) {
     std::uintptr_t out[kCaptureDepth] = {}, ref[kCaptureDepth] = {};
     const std::size_t got = chain(out, kCaptureDepth, how);
@@ -364,6 +390,9 @@ void register_benchmarks() {
     for (const CaptureRow& r : kCaptureRows)
         with_min(benchmark::RegisterBenchmark(r.key, BM_capture, r.chain, r.how)
                      ->Setup(restore_defaults)->Teardown(restore_defaults));
+    with_min(benchmark::RegisterBenchmark("BM_scope_pairs_stacks_off", BM_scope_pairs, "stacks=off")
+                 ->Teardown(restore_defaults));
+    with_min(benchmark::RegisterBenchmark("BM_scope_pairs_deferred", BM_scope_pairs, kDefaults)->Teardown(restore_defaults));
     register_churn(std::make_index_sequence<kNumVariants>{});
 }
 
@@ -474,6 +503,14 @@ void print_table(const RecordingReporter& rep, const ColdCaptures& cold, std::si
                         ratio(m, ns - alone_ns, pair_ns).c_str(),
                         r.target ? verdict(true, ns - alone_ns, 250, "<= 250 ns").c_str() : "");
     }
+    const Measured* pairs_off = rep.find("BM_scope_pairs_stacks_off");
+    const Measured* pairs_deferred = rep.find("BM_scope_pairs_deferred");
+    const double off_ns = pairs_off ? pairs_off->cpu_ns : 0, deferred_ns = pairs_deferred ? pairs_deferred->cpu_ns : 0;
+    std::printf("| new/delete in a scope, 256 call sites in turn, stacks=off | %s | %s | |\n",
+                pairs_off ? fmt("%.1f", off_ns).c_str() : "n/a", ratio(pairs_off, off_ns, pair_ns).c_str());
+    std::printf("| ... stacks=on: every capture deferred (a stack copy, dropped at the death) | %s | %s | %s |\n",
+                pairs_deferred ? fmt("%.1f", deferred_ns).c_str() : "n/a", ratio(pairs_deferred, deferred_ns, pair_ns).c_str(),
+                pairs_off && pairs_deferred ? fmt("+%.1f ns over stacks=off", deferred_ns - off_ns).c_str() : "");
     std::printf("| fast, first capture of the process (one-time set-up included; %zu frames), one-off | %.1f | %s | |\n",
                 cold.first_frames, cold.first_ns, pair_ns > 0 ? fmt("%.2fx", cold.first_ns / pair_ns).c_str() : "n/a");
     std::printf("| fast, first capture through 16 new return addresses (cold cache), min of %d chains, one-off | %.1f | %s | |\n",
