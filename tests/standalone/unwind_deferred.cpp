@@ -282,6 +282,20 @@ __attribute__((noinline)) void closed_elsewhere() {
     }
 }
 
+// (The reports in a function of their own: built after the births, their frames would otherwise
+// lie above the births' stacks, and a -O0 build's frames are large.)
+__attribute__((noinline)) void check_views(const leakscope::Snapshot& before, const leakscope::Snapshot& elsewhere,
+                                           const leakscope::Snapshot& after, const leakscope::Snapshot& again) {
+    leakscope::Ignore bookkeeping;
+    leakscope::Report d = after - before, same = again - after, walked_meanwhile = after - elsewhere;
+    EXPECT(d.blocks == 8 && d.sites.size() == 8, "%zu blocks, %zu sites", d.blocks, d.sites.size());
+    for (const leakscope::Site& site : d.sites) EXPECT(!site.frames.empty(), "a site without a stack");
+    EXPECT(same.blocks == 0 && same.released_blocks == 0, "%zu born, %zu gone between two snapshots",
+           same.blocks, same.released_blocks);
+    EXPECT(walked_meanwhile.blocks == 0 && walked_meanwhile.released_blocks == 0,
+           "%zu born, %zu gone while the stacks were walked", walked_meanwhile.blocks, walked_meanwhile.released_blocks);
+}
+
 __attribute__((noinline)) void whole_heap_views() {
     // 5. A snapshot taken on the owner thread while its scope is open walks the copies first: the
     //    blocks born since the last one show their stacks, and stay the same births in a diff.
@@ -303,14 +317,7 @@ __attribute__((noinline)) void whole_heap_views() {
     EXPECT(deferred_here >= 6 && settled() - s0 == deferred_here, "%llu deferred, %llu walked",
            (unsigned long long)deferred_here, (unsigned long long)(settled() - s0));
     leakscope::Snapshot again = leakscope::Snapshot::take();
-    leakscope::Report d = after - before, same = again - after, walked_meanwhile = after - elsewhere;
-    leakscope::Ignore bookkeeping;
-    EXPECT(d.blocks == 8 && d.sites.size() == 8, "%zu blocks, %zu sites", d.blocks, d.sites.size());
-    for (const leakscope::Site& site : d.sites) EXPECT(!site.frames.empty(), "a site without a stack");
-    EXPECT(same.blocks == 0 && same.released_blocks == 0, "%zu born, %zu gone between two snapshots",
-           same.blocks, same.released_blocks);
-    EXPECT(walked_meanwhile.blocks == 0 && walked_meanwhile.released_blocks == 0,
-           "%zu born, %zu gone while the stacks were walked", walked_meanwhile.blocks, walked_meanwhile.released_blocks);
+    check_views(before, elsewhere, after, again);
     for (int* p : kept) delete p;
     scope.dismiss();
 }
