@@ -3205,14 +3205,14 @@ inline void bind_pending(Slot& s, u32 stack, std::uintptr_t p, u32 seq) noexcept
     r.block = p;
 }
 // Walks the copies of s's deferred captures whose blocks are still alive and writes what they
-// interned as into their headers; the area is empty afterwards. On the owner thread only (its
-// births write the area without a lock), under the slot's lock: a death on another thread waits,
-// so no header is written after its block was freed. in_birth: inside a birth, which must not
+// interned as into their headers; the area is empty afterwards. Only on the owner thread (its
+// births write the area without a lock; elsewhere a no-op), under the slot's lock: a death on
+// another thread waits, so no header is written after its block was freed. in_birth: inside a birth, which must not
 // wait for the lock (a signal handler's birth may interrupt this thread holding it): the area
 // stays as it is if the lock is taken.
 LEAKSCOPE_NOINLINE void settle_pending(ThreadState& t, Slot& s, bool in_birth) noexcept {
     PendingStacks* area = s.pending;
-    if (!area || area->count == 0) return;
+    if (!area || area->count == 0 || s.owner.load(relaxed) != t.serial) return;   // (another thread's copies)
     if (in_birth ? !s.lock.try_lock() : (s.lock.lock(), false)) return;
     ++t.deferring;
     std::atomic_signal_fence(std::memory_order_seq_cst);
@@ -5483,7 +5483,7 @@ void build_leftovers(u32 index, Report& out) {
     // walked when it closed).
     ThreadState& t = tls;
     Slot& slot = slot_ref(index);
-    if (slot.pending && slot.owner.load(relaxed) == t.serial) settle_pending(t, slot, false);
+    settle_pending(t, slot, false);
     std::vector<SiteItem> items;
     for_each_leftover(index, [&](const Record& r) { items.push_back(SiteItem{r.stack, r.size}); });
     build_sites(items, out);
@@ -5919,7 +5919,7 @@ inline std::shared_ptr<SnapshotData> heap_now() {
     ThreadState& t = tls;
     for (u32 x = slot_of(t.current); x; x = slot_ref(x).parent) {
         Slot& s = slot_ref(x);
-        if (s.pending && s.owner.load(relaxed) == t.serial) settle_pending(t, s, false);
+        settle_pending(t, s, false);
     }
     auto data = std::make_shared<SnapshotData>();
     OsVector<Record> found{};
