@@ -4128,7 +4128,11 @@ inline void remember_unloading(void* handle) noexcept {
     ++t.count;
 }
 inline Symbolizer& symbolizer() {
-    static Symbolizer* instance = new Symbolizer();   // never destroyed: reports at exit use it
+    // Never destroyed (reports at exit use it), and leakscope's own: never a user scope's birth.
+    static Symbolizer* instance = [] {
+        InternalGuard internal;
+        return new Symbolizer();
+    }();
     return *instance;
 }
 
@@ -5134,7 +5138,12 @@ struct Suppressions {
     u32 loaded = 0;                       // the suppressions_set value from_file was read for
 };
 inline Suppressions& suppression_rules() {
-    static Suppressions* rules = new Suppressions();   // never destroyed: reports at exit use it
+    // Never destroyed (reports at exit use it), and leakscope's own: clean() reaches here from a
+    // user's scope, whose leftovers it would otherwise join.
+    static Suppressions* rules = [] {
+        InternalGuard internal;
+        return new Suppressions();
+    }();
     return *rules;
 }
 // Are there rules (or a file named, not read yet)? Lets clean() stay cheap without them.
