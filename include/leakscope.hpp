@@ -596,6 +596,7 @@ bool writers_configured() noexcept;
 #include <signal.h>
 #include <time.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
@@ -2620,8 +2621,26 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
 // This thread's stack: learnt when the thread registers (pthread_getattr_np allocates and is not
 // async-signal-safe, so never during a capture, which may run in a signal handler).
 inline void learn_thread_stack(ThreadState& t) noexcept {
+    if (t.stack_high != 0) return;
+#if defined(__GLIBC__)
+    // The main thread: glibc's answer reads /proc/self/maps (~80 µs at every program's start, most
+    // of what the hook alone costs a short test suite). Its top is what glibc would say (the page
+    // above __libc_stack_end); its bottom, as far as the stack may grow (nothing is mapped there:
+    // the kernel keeps that room below the stack). Unlimited: ask glibc.
+    struct rlimit limit{};
+    if (::getpid() == static_cast<pid_t>(::syscall(SYS_gettid)) && ::getrlimit(RLIMIT_STACK, &limit) == 0 &&
+        limit.rlim_cur != RLIM_INFINITY) {
+        const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+        std::uintptr_t top = (reinterpret_cast<std::uintptr_t>(__libc_stack_end) & ~(page - 1)) + page;
+        if (top > limit.rlim_cur) {
+            t.stack_low = top - limit.rlim_cur;
+            t.stack_high = top;
+            return;
+        }
+    }
+#endif
     pthread_attr_t attr;
-    if (t.stack_high != 0 || pthread_getattr_np(pthread_self(), &attr) != 0) return;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return;
     void* addr = nullptr;
     std::size_t size = 0;
     if (pthread_attr_getstack(&attr, &addr, &size) == 0 && addr) {
@@ -3451,6 +3470,19 @@ LEAKSCOPE_NOINLINE void* raw_allocate(std::size_t request, std::size_t alignment
     }
 }
 
+// Points the thread's lane at slot s (index `scope`), for t.current and g.mode as they are now.
+// The lane is off while its fields change: a signal handler's birth meanwhile goes the slow way.
+inline void set_lane(ThreadState& t, Slot& s, u32 scope, u32 generation) noexcept {
+    t.lane = nullptr;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t.lane_current = t.current;
+    t.lane_mode = g.mode.load(relaxed);
+    t.lane_scope = scope;
+    t.lane_generation = generation;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t.lane = &s;
+}
+
 // A birth while a scope counts this thread: a block with a header (see above) or, where none
 // fits, a side-table record. `handle` 0: the birth counts for no one (Ignore, leakscope's own)
 // and goes to the detached log. `caller`: the return address of the replaced operator, where
@@ -3502,11 +3534,7 @@ LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::siz
             // An owner birth in the scope counting this thread (or its heap slot): the next ones
             // take the lane while nothing that decided this changes.
             if (!(seq & kSharedSeq) && (handle == t.current || (t.current == 0 && handle == t.heap))) {
-                t.lane = &born_in;
-                t.lane_current = t.current;
-                t.lane_mode = g.mode.load(relaxed);
-                t.lane_scope = scope;
-                t.lane_generation = generation_of(handle);
+                set_lane(t, born_in, scope, generation_of(handle));
             }
             return block;
         }
@@ -3979,6 +4007,10 @@ LeakScope::LeakScope(std::string_view name, Threads threads, const char* file, u
     set_anchor(t, reinterpret_cast<std::uintptr_t>(this), t.current);
     uncaught_at_open_ = std::uncaught_exceptions();
     open_ = true;
+    // From the first birth on, the lane (allocate_counted would set both at that birth; lane_birth
+    // leaves kEverTracked alone, and a delete must look for headers once a block may have one).
+    if ((g.mode.load(relaxed) & kEverTracked) == 0) g.mode.fetch_or(kEverTracked, relaxed);
+    set_lane(t, s, index, generation_);
     if (s.threads_all) {
         SpinGuard guard(g.all_lock);
         s.prev_all = u32(g.all_scope.load(relaxed));
@@ -8751,7 +8783,8 @@ LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_
     if (LEAKSCOPE_LIKELY(t.lane_current == t.current && t.lane_mode == g.mode.load(relaxed) &&
                          (t.internal | t.ignore_depth) == 0 && alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ &&
                          size <= kMaxHeaderSize && counts_locally(t) && owned_here(s, t) &&
-                         s.generation.load(relaxed) == t.lane_generation && s.log_size != s.log_end)) {
+                         s.generation.load(relaxed) == t.lane_generation &&
+                         (s.log_size != s.log_end || next_log_chunk(s)))) {
         auto raw = static_cast<char*>(std::malloc(size + kHeaderBytes));
         if (LEAKSCOPE_LIKELY(raw != nullptr)) {
             auto p = reinterpret_cast<std::uintptr_t>(raw + kHeaderBytes);

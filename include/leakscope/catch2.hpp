@@ -375,6 +375,37 @@ struct Rob {
 };
 template struct Rob<RunReporter, &Catch::RunContext::m_reporter>;
 
+#if CATCH_VERSION_MAJOR < 3
+// Catch2 v2 hands every passing assertion to the reporters as soon as any listener is registered
+// ("listeners will always want all assertions"), building its stats and expansion each time:
+// ~1,100 instructions per passing CHECK, two thirds of what the adapter cost a trivial test. This
+// listener wants failures only, which Catch2 reports regardless; so when it is the only listener,
+// the run reports passing assertions only if the reporter (JUnit, XML) or -s asks for them.
+struct RunIncludesSuccessful {
+    using type = bool Catch::RunContext::*;
+};
+RunIncludesSuccessful::type member_of(RunIncludesSuccessful) noexcept;
+template struct Rob<RunIncludesSuccessful, &Catch::RunContext::m_includeSuccessfulResults>;
+struct MultiReporter {
+    using type = ReporterPtr Catch::ListeningReporter::*;
+};
+MultiReporter::type member_of(MultiReporter) noexcept;
+template struct Rob<MultiReporter, &Catch::ListeningReporter::m_reporter>;
+struct MultiListeners {
+    using type = std::vector<ReporterPtr> Catch::ListeningReporter::*;
+};
+MultiListeners::type member_of(MultiListeners) noexcept;
+template struct Rob<MultiListeners, &Catch::ListeningReporter::m_listeners>;
+
+inline void report_passing_assertions_as_asked(Catch::RunContext& run, Catch::IStreamingReporter* reporter) {
+    auto* multi = dynamic_cast<Catch::ListeningReporter*>(reporter);
+    if (!multi || (multi->*member_of(MultiListeners{})).size() != 1) return;   // others may want them
+    const ReporterPtr& main = multi->*member_of(MultiReporter{});
+    run.*member_of(RunIncludesSuccessful{}) = Catch::getCurrentContext().getConfig()->includeSuccessfulResults() ||
+                                              (main && main->getPreferences().shouldReportAllAssertions);
+}
+#endif
+
 // Called from the listener's testRunStarting, which the run context's constructor triggers once
 // it is the result capture: the reporter it holds goes behind a QuietReporter.
 inline void quieten_run_reporter() {
@@ -382,6 +413,9 @@ inline void quieten_run_reporter() {
     auto* run = static_cast<Catch::RunContext*>(&Catch::getResultCapture());
     ReporterPtr& reporter = run->*member_of(RunReporter{});
     if (!reporter) return;
+#if CATCH_VERSION_MAJOR < 3
+    report_passing_assertions_as_asked(*run, reporter.get());
+#endif
     reporter = ReporterPtr(new QuietReporter(std::move(reporter)));
 }
 inline const bool quieten_set = (quieten_reporter() = &quieten_run_reporter, true);

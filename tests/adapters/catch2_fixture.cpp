@@ -8,6 +8,7 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope/catch2.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "kept.hpp"
 
 #if CATCH_VERSION_MAJOR >= 3
+#include <catch2/internal/catch_run_context.hpp>
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/generators/catch_generators_range.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -130,6 +132,30 @@ TEST_CASE("reporters: two passing assertions, run first", "[reporters]") {
 }
 
 // ---- judged by the listener -------------------------------------------------------------------
+// Whether this run hands passing assertions to its reporters (Catch2's private switch, read the
+// way the adapter writes it): only when the reporter or -s asks, as without the adapter. Catch2 v2
+// turns it on for any listener; the adapter, the only listener here, turns it back.
+struct IncludesSuccessful {
+    using type = bool Catch::RunContext::*;
+};
+IncludesSuccessful::type includes_successful(IncludesSuccessful) noexcept;
+template <class Tag, typename Tag::type Member>
+struct ReadPrivate {
+    friend typename Tag::type includes_successful(Tag) noexcept { return Member; }
+};
+template struct ReadPrivate<IncludesSuccessful, &Catch::RunContext::m_includeSuccessfulResults>;
+
+TEST_CASE("reporters see passing assertions only when asked", "[successes]") {
+    Catch::IResultCapture* capture = &Catch::getResultCapture();
+#if CATCH_VERSION_MAJOR < 3
+    // (v2: the adapter's stand-in forwards to the run context while a test case runs)
+    if (auto* quiet = dynamic_cast<leakscope::test::catch2_detail::QuietCapture*>(capture)) capture = quiet->inner;
+#endif
+    auto& run = static_cast<Catch::RunContext&>(*capture);
+    std::printf("fixture: passing assertions reported: %d\n", int(run.*includes_successful(IncludesSuccessful{})));
+    CHECK(true);
+}
+
 TEST_CASE("listener: leaks one block", "[listener]") {
     keep(new int(42));   // LEAK:catch2_one_block
 }

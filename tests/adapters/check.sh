@@ -245,6 +245,18 @@ check_catch2() {
     LEAKSCOPE_OPTIONS=stacks=off run "$out.reporters.$rep" 0 "[reporters]" -r "$rep" -s
     lacks "$out.reporters.$rep" "leakscope" "[reporters] with -r $rep -s, stacks=off: nothing from leakscope"
   done
+  # Passing assertions reach the reporters only when they ask (JUnit, XML) or -s does: a listener
+  # alone does not make Catch2 v2 build a report of each one.
+  run "$out.successes" 0 "[successes]"
+  contains "$out.successes" "fixture: passing assertions reported: 0" "console reporter: passing assertions not reported"
+  run "$out.successes.s" 0 "[successes]" -s
+  contains "$out.successes.s" "fixture: passing assertions reported: 1" "-s: passing assertions reported"
+  local wanting=xml   # the reporters that ask for them (v3's JUnit reporter does not)
+  [ "$major" -ge 3 ] || wanting="junit xml"
+  for rep in $wanting; do
+    run "$out.successes.$rep" 0 "[successes]" -r "$rep"
+    contains "$out.successes.$rep" "fixture: passing assertions reported: 1" "-r $rep: passing assertions reported"
+  done
   # The listener: each leaking run named, with its sections; exit status 1 though Catch2 says 0.
   run "$out.listener" 1 "[listener]"
   contains "$out.listener" "All tests passed" "Catch2 itself saw no failure"

@@ -218,7 +218,32 @@ void run_on_custom_stack(std::size_t stack_bytes) {
 }
 }  // namespace
 
+// The main thread's stack as leakscope knows it, learnt without glibc's pthread_getattr_np
+// (which reads /proc/self/maps there): the same top as glibc's, a bottom no higher than glibc's.
+void main_stack_bounds() {
+    leakscope::detail::ThreadState& t = leakscope::detail::tls;
+    leakscope::detail::ensure_registered(t);
+    std::uintptr_t lo = 0, hi = 0;
+    pthread_attr_t attr;
+    void* addr = nullptr;
+    std::size_t size = 0;
+    if (!leakscope::detail::thread_stack(t, lo, hi) || pthread_getattr_np(pthread_self(), &attr) != 0 ||
+        pthread_attr_getstack(&attr, &addr, &size) != 0) {
+        std::printf("FAIL main thread's stack: no bounds\n");
+        ++failures;
+        return;
+    }
+    pthread_attr_destroy(&attr);
+    auto glibc_lo = reinterpret_cast<std::uintptr_t>(addr), glibc_hi = glibc_lo + size;
+    if (hi != glibc_hi || lo > glibc_lo || lo == 0) {
+        std::printf("FAIL main thread's stack: [%#lx, %#lx), glibc says [%#lx, %#lx)\n", (unsigned long)lo,
+                    (unsigned long)hi, (unsigned long)glibc_lo, (unsigned long)glibc_hi);
+        ++failures;
+    }
+}
+
 int main() {
+    main_stack_bounds();
     run_depths("main thread");
     hook_stack("main thread");
 
