@@ -549,12 +549,7 @@ class Listener : public ListenerBase {
         if (r.failed || detail::globals().run.guarded) {
             scope_->dismiss();   // failed already, or judged by its guard
         } else {
-            std::string display;
-            {
-                Ignore quiet;
-                display = display_name(r);
-            }
-            verdict = detail::judge(*scope_, display, kPatterns);
+            verdict = detail::judge(*scope_, [&r] { return display_name(r); }, kPatterns);
         }
         scope_.reset();
         if (!verdict.failed) return;

@@ -218,12 +218,7 @@ class Listener : public doctest::IReporter {
         if (r.failed || detail::globals().run.guarded) {
             scope_->dismiss();
         } else {
-            std::string display;
-            {
-                Ignore quiet;
-                display = display_name(r);
-            }
-            verdict = detail::judge(*scope_, display, kPatterns);
+            verdict = detail::judge(*scope_, [&r] { return display_name(r); }, kPatterns);
         }
         scope_.reset();
         if (!verdict.failed) return;

@@ -95,7 +95,7 @@ class Listener : public ::testing::EmptyTestEventListener {
         if (result.Failed() || result.Skipped())
             scope_->dismiss();   // already failed: the leftovers are likely its consequence
         else
-            verdict = detail::judge(*scope_, name_, kPatterns);
+            verdict = detail::judge(*scope_, [this] { return name_; }, kPatterns);
         scope_.reset();
         // This listener runs before the default printer's OnTestEnd (GoogleTest calls the end
         // events in reverse order), so the failure is part of the test's result when printed.

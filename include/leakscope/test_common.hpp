@@ -237,10 +237,11 @@ inline std::string render(const Report& r) {
     return out;
 }
 
-// Judges the scope's leftovers and closes it. `display` names the run in the report (test,
-// sections); `patterns` are the framework's. A failing run's report is the verdict's message and,
-// when the program chose writers of its own, goes to them as well.
-inline Verdict judge(LeakScope& scope, const std::string& display, const FrameworkPatterns& patterns) {
+// Judges the scope's leftovers and closes it. `display()` names the run in the report (test,
+// sections), asked only for a report; `patterns` are the framework's. A failing run's report is
+// the verdict's message and, when the program chose writers of its own, goes to them as well.
+template <class Display>
+inline Verdict judge(LeakScope& scope, const Display& display, const FrameworkPatterns& patterns) {
     Verdict v;
     RunState& run = globals().run;
     // Nearly every run: nothing left (or leaks allowed) and none expected; nothing to build.
@@ -267,7 +268,7 @@ inline Verdict judge(LeakScope& scope, const std::string& display, const Framewo
     }
     v.blocks = report.blocks;
     v.bytes = report.bytes;
-    report.scope = display;
+    report.scope = display();
     if (run.expected >= 0) {
         if (v.blocks == std::size_t(run.expected)) return v;
         v.failed = true;
@@ -341,12 +342,7 @@ class Guard {
             scope_.dismiss();   // the test is failing already
             return;
         }
-        std::string display;
-        {
-            Ignore quiet;
-            display = Framework::display_name(Framework::run_info());
-        }
-        Verdict verdict = judge(scope_, display, Framework::patterns);
+        Verdict verdict = judge(scope_, [] { return Framework::display_name(Framework::run_info()); }, Framework::patterns);
         if (verdict.failed) Framework::fail_at(file_, line_, verdict.message);
     }
 
