@@ -895,6 +895,7 @@ struct WalkStart {
     std::uintptr_t pc, sp, fp;
     u64 salt_and_fp;   // bit 0: fp matters
     u64 last_use;      // for choosing which walk to forget
+    std::uintptr_t first;   // the entry's id_first, here too: a miss is told without the entry
 };
 constexpr u32 kWalkHints = 64;        // start frame -> the walk last found for it (hashed)
 constexpr u32 kDeferredSites = 512;   // sites a thread knows it deferred (hashed, one way)
@@ -2429,7 +2430,7 @@ inline void remember_checks(WalkMemories& all, WalkMemory& m, u64 salt, u64 key,
     m.checks = n;
     const WalkFrame& start = m.frames[m.count - 1];
     WalkStart& s = all.start[&m - all.entry];
-    s = WalkStart{start.pc, start.sp, start.fp, (salt & ~u64(1)) | (start.fp_matters ? 1 : 0), s.last_use};
+    s = WalkStart{start.pc, start.sp, start.fp, (salt & ~u64(1)) | (start.fp_matters ? 1 : 0), s.last_use, s.first};
     tag_walk(m, key, anchor, start.sp);   // just walked: every slot holds what it read
 }
 
@@ -2473,10 +2474,16 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
     WalkMemories* all = t.walks;
     if (!all) return 0;
     u64 key = anchor_key(t);
-    u32 i = hinted_walk(*all, all->hint[walk_hint(r, first)], r, salt, key);
+    // The two walks the hint names, each only if it was interned for this very `first` (compared
+    // in its start record): a capture that is no remembered walk (a test suite's, new code every
+    // test) is told so without reading the entries' check slots, which such a suite leaves cold.
+    const u8* hint = all->hint[walk_hint(r, first)];
+    u32 i = all->start[hint[0]].first == first && starts_walk(*all, hint[0], r, salt, key)   ? hint[0]
+            : all->start[hint[1]].first == first && starts_walk(*all, hint[1], r, salt, key) ? hint[1]
+                                                                                             : kWalkMemories;
     if (i == kWalkMemories) return 0;
     WalkMemory& m = all->entry[i];
-    if (m.stack_id == 0 || m.id_first != first || m.id_max != max) return 0;
+    if (m.stack_id == 0 || m.id_max != max) return 0;   // (its id_first is start[i].first: `first`)
     all->start[i].last_use = ++all->clock;
     if (key != kNoAnchor && LEAKSCOPE_UNLIKELY(m.verified_under != key)) tag_walk(m, key, t.anchor, r.sp);   // all checks ran
     return m.stack_id;
@@ -2590,6 +2597,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     if (whole) {   // remembered exactly as it is: only what it interned as is not known yet
         victim->stack_id = 0;
         victim->id_first = first;
+        memories->start[victim - memories->entry].first = first;
         victim->id_max = u32(max);
         result.stored = victim;
     } else if (remember && ended && victim && outer + inner <= kWalkMemory) {
@@ -2609,6 +2617,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
         promote_hint(hint, u32(victim - memories->entry));
         victim->stack_id = 0;
         victim->id_first = first;
+        memories->start[victim - memories->entry].first = first;
         victim->id_max = u32(max);
         result.stored = victim;
     }
