@@ -2441,12 +2441,14 @@ inline bool same_frame(const WalkFrame& m, const WalkRegs& r) noexcept {
 }
 
 // Whether remembered walk i began with this very frame (the same allocation site at the same
-// depth) and its stack is unchanged: then it is this entire stack.
+// depth: `first`, the hooked call's return address, compared in the start record too, so that
+// another site at this depth is told apart without reading the entry) and its stack is unchanged:
+// then it is this entire stack.
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool starts_walk(const WalkMemories& all, u32 i, const WalkRegs& r, u64 salt,
-                                                                  u64 key) noexcept {
+                                                                  u64 key, std::uintptr_t first) noexcept {
     const WalkStart& s = all.start[i];
-    return s.sp == r.sp && s.pc == r.pc && (s.salt_and_fp | 1) == (salt | 1) && (!(s.salt_and_fp & 1) || s.fp == r.fp) &&
-           unchanged(all.entry[i], checks_under(all.entry[i], key));
+    return s.sp == r.sp && s.pc == r.pc && s.first == first && (s.salt_and_fp | 1) == (salt | 1) &&
+           (!(s.salt_and_fp & 1) || s.fp == r.fp) && unchanged(all.entry[i], checks_under(all.entry[i], key));
 }
 // With the hooked call's return address: every allocation site at one depth starts from the same
 // frame, and two ways would not hold them all.
@@ -2455,9 +2457,10 @@ inline u32 walk_hint(const WalkRegs& r, std::uintptr_t first) noexcept {
 }
 // The remembered walk one of the start frame's two hints names that starts here, or kWalkMemories.
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 hinted_walk(const WalkMemories& all, const u8* hint,
-                                                                  const WalkRegs& r, u64 salt, u64 key) noexcept {
-    if (starts_walk(all, hint[0], r, salt, key)) return hint[0];
-    if (starts_walk(all, hint[1], r, salt, key)) return hint[1];
+                                                                  const WalkRegs& r, u64 salt, u64 key,
+                                                                  std::uintptr_t first) noexcept {
+    if (starts_walk(all, hint[0], r, salt, key, first)) return hint[0];
+    if (starts_walk(all, hint[1], r, salt, key, first)) return hint[1];
     return kWalkMemories;
 }
 // Most recent first: the other way keeps the site that shared the hint.
@@ -2474,13 +2477,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
     WalkMemories* all = t.walks;
     if (!all) return 0;
     u64 key = anchor_key(t);
-    // The two walks the hint names, each only if it was interned for this very `first` (compared
-    // in its start record): a capture that is no remembered walk (a test suite's, new code every
-    // test) is told so without reading the entries' check slots, which such a suite leaves cold.
-    const u8* hint = all->hint[walk_hint(r, first)];
-    u32 i = all->start[hint[0]].first == first && starts_walk(*all, hint[0], r, salt, key)   ? hint[0]
-            : all->start[hint[1]].first == first && starts_walk(*all, hint[1], r, salt, key) ? hint[1]
-                                                                                             : kWalkMemories;
+    u32 i = hinted_walk(*all, all->hint[walk_hint(r, first)], r, salt, key, first);
     if (i == kWalkMemories) return 0;
     WalkMemory& m = all->entry[i];
     if (m.stack_id == 0 || m.id_max != max) return 0;   // (its id_first is start[i].first: `first`)
@@ -2503,7 +2500,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     u8* hint = nullptr;   // the start frame's hints: every remembered walk is reachable by its own
     if (memories) {
         hint = memories->hint[walk_hint(r, first)];
-        u32 hit = hinted_walk(*memories, hint, r, salt, kNoAnchor);   // every check: rare enough
+        u32 hit = hinted_walk(*memories, hint, r, salt, kNoAnchor, first);   // every check: rare enough
         if (hit == kWalkMemories) {
             // Not remembered (or its hint lost to two other sites): splice from the latest walk,
             // which most likely shares the outer frames, into an entry the clock picks among
