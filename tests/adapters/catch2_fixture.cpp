@@ -132,18 +132,17 @@ TEST_CASE("reporters: two passing assertions, run first", "[reporters]") {
 }
 
 // ---- judged by the listener -------------------------------------------------------------------
-// Whether this run hands passing assertions to its reporters (Catch2's private switch, read the
-// way the adapter writes it): only when the reporter or -s asks, as without the adapter. Catch2 v2
-// turns it on for any listener; the adapter, the only listener here, turns it back.
-struct IncludesSuccessful {
+// Whether this run hands passing assertions to its reporters (Catch2's private switch, read with
+// the adapter's own device for naming private members): only when the reporter or -s asks, as
+// without the adapter. Catch2 v2 turns it on for any listener; the adapter, the only listener
+// here, turns it back.
+namespace leakscope::test::catch2_detail {
+struct FixtureIncludesSuccessful {
     using type = bool Catch::RunContext::*;
 };
-IncludesSuccessful::type includes_successful(IncludesSuccessful) noexcept;
-template <class Tag, typename Tag::type Member>
-struct ReadPrivate {
-    friend typename Tag::type includes_successful(Tag) noexcept { return Member; }
-};
-template struct ReadPrivate<IncludesSuccessful, &Catch::RunContext::m_includeSuccessfulResults>;
+FixtureIncludesSuccessful::type member_of(FixtureIncludesSuccessful) noexcept;
+template struct Rob<FixtureIncludesSuccessful, &Catch::RunContext::m_includeSuccessfulResults>;
+}  // namespace leakscope::test::catch2_detail
 
 TEST_CASE("reporters see passing assertions only when asked", "[successes]") {
     Catch::IResultCapture* capture = &Catch::getResultCapture();
@@ -152,7 +151,7 @@ TEST_CASE("reporters see passing assertions only when asked", "[successes]") {
     if (auto* quiet = dynamic_cast<leakscope::test::catch2_detail::QuietCapture*>(capture)) capture = quiet->inner;
 #endif
     auto& run = static_cast<Catch::RunContext&>(*capture);
-    std::printf("fixture: passing assertions reported: %d\n", int(run.*includes_successful(IncludesSuccessful{})));
+    std::printf("fixture: passing assertions reported: %d\n", int(run.*member_of(leakscope::test::catch2_detail::FixtureIncludesSuccessful{})));
     CHECK(true);
 }
 
