@@ -873,7 +873,8 @@ struct WalkFrame {
 };
 constexpr u32 kWalkMemory = 64;       // frames a remembered walk holds
 constexpr u32 kWalkMemories = 32;     // walks a thread remembers
-struct WalkMemory {
+// 16-aligned: an entry's size a multiple of 16 makes entry[i] cheaper to index on the hook's path.
+struct alignas(16) WalkMemory {
     WalkFrame frames[kWalkMemory];
     // The same slots flat, with the values the walk found there: "is this still that stack?" is
     // one pass of independent loads.
@@ -884,8 +885,7 @@ struct WalkMemory {
     // force (0: never), and of them only the first `inner_checks` lie below its LeakScope.
     u64 verified_under;
     u32 inner_checks;
-    u32 stack_id;                     // what the walk interned as, for (id_first, id_max); 0: none
-    std::uintptr_t id_first;
+    u32 stack_id;                     // what the walk interned as, for (its start's first, id_max); 0: none
     u32 id_max;
     u64 salt;                         // the rule-cache salt it was walked with (a dlclose: stale)
 };
@@ -895,7 +895,8 @@ struct WalkStart {
     std::uintptr_t pc, sp, fp;
     u64 salt_and_fp;   // bit 0: fp matters
     u64 last_use;      // for choosing which walk to forget
-    std::uintptr_t first;   // the entry's id_first, here too: a miss is told without the entry
+    std::uintptr_t first;   // the hooked call's return address it was interned for: here, not in
+                            // the entry, so that another site is told apart without the entry
 };
 constexpr u32 kWalkHints = 64;        // start frame -> the walk last found for it (hashed)
 constexpr u32 kDeferredSites = 512;   // sites a thread knows it deferred (hashed, one way)
@@ -2480,7 +2481,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE u32 known_walk(ThreadState& t
     u32 i = hinted_walk(*all, all->hint[walk_hint(r, first)], r, salt, key, first);
     if (i == kWalkMemories) return 0;
     WalkMemory& m = all->entry[i];
-    if (m.stack_id == 0 || m.id_max != max) return 0;   // (its id_first is start[i].first: `first`)
+    if (m.stack_id == 0 || m.id_max != max) return 0;   // (hinted_walk matched start[i].first)
     all->start[i].last_use = ++all->clock;
     if (key != kNoAnchor && LEAKSCOPE_UNLIKELY(m.verified_under != key)) tag_walk(m, key, t.anchor, r.sp);   // all checks ran
     return m.stack_id;
@@ -2522,7 +2523,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
             promote_hint(hint, hit);
             source = victim = &memories->entry[hit];
             whole = true;
-            if (source->stack_id && source->id_first == first && source->id_max == max) {
+            if (source->stack_id && source->id_max == max) {   // (hinted_walk matched `first`)
                 memories->start[hit].last_use = ++memories->clock;
                 result.known_id = source->stack_id;   // the very stack interned last time
                 return 0;
@@ -2593,7 +2594,6 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     std::size_t inner = own;
     if (whole) {   // remembered exactly as it is: only what it interned as is not known yet
         victim->stack_id = 0;
-        victim->id_first = first;
         memories->start[victim - memories->entry].first = first;
         victim->id_max = u32(max);
         result.stored = victim;
@@ -2613,7 +2613,6 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
         remember_checks(*memories, *victim, salt, anchor_key(t), t.anchor);
         promote_hint(hint, u32(victim - memories->entry));
         victim->stack_id = 0;
-        victim->id_first = first;
         memories->start[victim - memories->entry].first = first;
         victim->id_max = u32(max);
         result.stored = victim;
@@ -2624,6 +2623,9 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline std::size_t walk_remembered(ThreadState& t,
     return n;
 }
 
+#if defined(__GLIBC__)
+inline bool on_main_thread() noexcept { return ::getpid() == static_cast<pid_t>(::syscall(SYS_gettid)); }
+#endif
 // This thread's stack: learnt when the thread registers (pthread_getattr_np allocates and is not
 // async-signal-safe, so never during a capture, which may run in a signal handler).
 inline void learn_thread_stack(ThreadState& t) noexcept {
@@ -2634,7 +2636,7 @@ inline void learn_thread_stack(ThreadState& t) noexcept {
     // above __libc_stack_end); its bottom, as far as the stack may grow (nothing is mapped there:
     // the kernel keeps that room below the stack). Unlimited: ask glibc.
     struct rlimit limit{};
-    if (::getpid() == static_cast<pid_t>(::syscall(SYS_gettid)) && ::getrlimit(RLIMIT_STACK, &limit) == 0 &&
+    if (on_main_thread() && ::getrlimit(RLIMIT_STACK, &limit) == 0 &&
         limit.rlim_cur != RLIM_INFINITY) {
         const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
         std::uintptr_t top = (reinterpret_cast<std::uintptr_t>(__libc_stack_end) & ~(page - 1)) + page;
@@ -2664,7 +2666,7 @@ inline bool thread_stack(const ThreadState& t, std::uintptr_t& lo, std::uintptr_
     if (LEAKSCOPE_LIKELY(hi != 0)) return true;
 #if defined(__GLIBC__)
     lo = 0;
-    hi = ::getpid() == static_cast<pid_t>(::syscall(SYS_gettid)) ? reinterpret_cast<std::uintptr_t>(__libc_stack_end)
+    hi = on_main_thread() ? reinterpret_cast<std::uintptr_t>(__libc_stack_end)
                                                                 : static_cast<std::uintptr_t>(pthread_self());
     return hi != 0;
 #else
@@ -3476,6 +3478,11 @@ LEAKSCOPE_NOINLINE void* raw_allocate(std::size_t request, std::size_t alignment
     }
 }
 
+// A block may carry a header from now on: every delete looks in front of its block.
+inline void mark_ever_tracked() noexcept {
+    if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
+}
+
 // Points the thread's lane at slot s (index `scope`), for t.current and g.mode as they are now.
 // The lane is off while its fields change: a signal handler's birth meanwhile goes the slow way.
 inline void set_lane(ThreadState& t, Slot& s, u32 scope, u32 generation) noexcept {
@@ -3536,7 +3543,7 @@ LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::siz
             write_header_where(p, header_where(scope, seq, p));
             if (LEAKSCOPE_UNLIKELY(stack >= kPendingBase) && !(seq & kSharedSeq)) bind_pending(born_in, stack, p, seq);
             count_born(t, born_in, stack, size);
-            if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
+            mark_ever_tracked();
             // An owner birth in the scope counting this thread (or its heap slot): the next ones
             // take the lane while nothing that decided this changes.
             if (!(seq & kSharedSeq) && (handle == t.current || (t.current == 0 && handle == t.heap))) {
@@ -3544,7 +3551,7 @@ LEAKSCOPE_HOT_INLINE void* allocate_counted(ThreadState& t, u64 handle, std::siz
             }
             return block;
         }
-        if (LEAKSCOPE_UNLIKELY((g.mode.load(relaxed) & kEverTracked) == 0)) g.mode.fetch_or(kEverTracked, relaxed);
+        mark_ever_tracked();
         return block;
     }
     void* p = raw_allocate(size ? size : 1, alignment, nothrow);
@@ -4015,7 +4022,7 @@ LeakScope::LeakScope(std::string_view name, Threads threads, const char* file, u
     open_ = true;
     // From the first birth on, the lane (allocate_counted would set both at that birth; lane_birth
     // leaves kEverTracked alone, and a delete must look for headers once a block may have one).
-    if ((g.mode.load(relaxed) & kEverTracked) == 0) g.mode.fetch_or(kEverTracked, relaxed);
+    mark_ever_tracked();
     set_lane(t, s, index, generation_);
     if (s.threads_all) {
         SpinGuard guard(g.all_lock);

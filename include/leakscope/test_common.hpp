@@ -244,14 +244,19 @@ template <class Display>
 inline Verdict judge(LeakScope& scope, const Display& display, const FrameworkPatterns& patterns) {
     Verdict v;
     RunState& run = globals().run;
-    // Nearly every run: nothing left (or leaks allowed) and none expected; nothing to build.
-    if (run.allowed || (run.expected <= 0 && scope.clean())) {
+    if (run.allowed) {
+        scope.dismiss();
+        return v;
+    }
+    // Nearly every run: nothing left and none expected; nothing to build.
+    const bool clean = scope.clean();
+    if (clean && run.expected <= 0) {
         scope.dismiss();
         return v;
     }
     Ignore quiet;   // what the verdict allocates belongs to no one
     Report report;
-    if (!scope.clean()) report = scope.leftovers();
+    if (!clean) report = scope.leftovers();
     scope.dismiss();
     if (!report.sites.empty()) {
         std::vector<Site> kept;
