@@ -72,8 +72,10 @@
 //                              lists each rule that hid something (Report::suppressed). A malformed
 //                              line gets one stderr line with the file and line number.
 //   report=KIND[=DEST],...     the writers: text json jsonl folded html pprof; DEST stderr,
-//                              stdout or a path (%p pid, %n report number); in a quoted value
-//                              KIND:DEST too. Default text (on stderr). See the README.
+//                              stdout or a path (%p pid, %n report number). KIND:DEST too: in
+//                              report='s value a ':' separates entries only before another key=
+//                              (report=text:stderr,json:leaks-%p.json:stacks=on is two entries).
+//                              Default text (on stderr). See the README.
 //  Whole heap (leakscope::Snapshot, heap(), peak(), Monitor):
 //   track=scopes|all|sample    which births are tracked: those inside scopes (the default), every
 //                              block allocated through new (the whole heap), or the whole heap
@@ -158,6 +160,8 @@ struct Frame {
     std::string function, file, module;
     unsigned line = 0;
     bool inlined = false;
+    std::uintptr_t offset = 0;   // address - the module's load base: what addr2line and objdump
+                                 // take for `module` (0 when no module is known)
 };
 
 // Leftovers grouped by allocating stack (and type, where it is known).
@@ -240,7 +244,7 @@ class OutputWriter : public Writer {
 // largest, growing sites first and marked '*'), the top frames of the first 10, and for a diff or
 // monitor the 5 largest freed sites with their file:line. A sampled report's estimates carry '~'
 // and the header its error and sample rate. Fits 80 columns; colour only on a terminal (and not
-// with NO_COLOR set or TERM=dumb).
+// with a non-empty NO_COLOR or TERM=dumb).
 class TextWriter : public OutputWriter {
    public:
     using OutputWriter::OutputWriter;
@@ -4849,6 +4853,7 @@ inline std::vector<Frame> symbolize_uncached(Symbolizer& s, std::uintptr_t retur
         return frames;
     }
     base_frame.module = m->path;
+    base_frame.offset = return_address - m->base;
     ensure_indexed(*m);
     // the call instruction, as a file address
     return frames_in(*m, u64(return_address - 1 - m->base), base_frame);
@@ -4926,6 +4931,7 @@ inline std::vector<Frame> symbolize_file(const std::string& path, u64 file_addre
     ensure_indexed(m);
     Frame base_frame;
     base_frame.address = std::uintptr_t(file_address);
+    base_frame.offset = std::uintptr_t(file_address);
     base_frame.module = path;
     std::vector<Frame> frames = frames_in(m, file_address, base_frame);
     if (m.image) ::munmap(const_cast<u8*>(m.image), m.image_size);
@@ -5747,6 +5753,18 @@ LEAKSCOPE_NOINLINE std::size_t current_stack(std::uintptr_t* out, std::size_t ma
 namespace detail {
 inline bool option_separator(char c) noexcept { return c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+// True when `text` starts with "key=" for one of the options' keys: where a new entry begins.
+inline bool starts_option_entry(std::string_view text) noexcept {
+    static constexpr std::string_view keys[] = {"stacks", "unwinder",    "stack_depth",  "group_depth", "suppressions", "report",
+                                                "track",  "exit_report", "sample_bytes", "settle_ms",   "signal",       "monitor"};
+    std::size_t end = text.find('=');
+    if (end == std::string_view::npos) return false;
+    std::string_view key = text.substr(0, end);
+    for (std::string_view k : keys)
+        if (key == k || (k == "monitor" && key.substr(0, 8) == "monitor_")) return true;
+    return false;
+}
+
 inline void option_error(const char* source, const char* what, std::string_view entry) noexcept {
     char line[256];
     std::snprintf(line, sizeof line, "%s: %s '%.*s'; ignored", source, what, int(std::min<std::size_t>(entry.size(), 80)),
@@ -5885,8 +5903,15 @@ inline void apply_options(std::string_view text, const char* source) noexcept {
             value = text.substr(i, close - i);
             i = close + 1;
         } else {
+            // report='s destinations may be written kind:destination unquoted
+            // (report=text:stderr,json:leaks-%p.json): there a ':' ends the value only when
+            // another option's key= follows it.
             std::size_t value_start = i;
-            while (i < text.size() && !option_separator(text[i])) ++i;
+            for (;; ++i) {
+                while (i < text.size() && !option_separator(text[i])) ++i;
+                if (!(key == "report" && i < text.size() && text[i] == ':' && !starts_option_entry(text.substr(i + 1))))
+                    break;
+            }
             value = text.substr(value_start, i - value_start);
         }
         apply_option(key, value, text.substr(start, i - start), source);
@@ -7119,11 +7144,13 @@ inline std::string without_parameters(std::string name) {
 
 inline const char* plural(std::size_t n) noexcept { return n == 1 ? "" : "s"; }
 
+// A frame's function, or where it is when it has no name: module+offset (sanitizers' form, which
+// addr2line -e module takes), ??+address outside any module.
 inline std::string frame_function(const Frame& f) {
     if (!f.function.empty()) return clean(f.function);
     std::string out = f.module.empty() ? std::string("??") : clean(f.module);
     out += '+';
-    append_hex(out, f.address);
+    append_hex(out, f.module.empty() ? f.address : f.offset);
     return out;
 }
 
@@ -7540,7 +7567,9 @@ inline void json_frames(std::string& out, const std::vector<Frame>& frames) {
         append_hex(out, f.address);
         out += "\",\"inlined\":";
         out += f.inlined ? "true" : "false";
-        out += '}';
+        out += ",\"offset\":\"";
+        append_hex(out, f.offset);
+        out += "\"}";
     }
     out += ']';
 }
@@ -8443,7 +8472,8 @@ inline std::mutex& output_lock() {
 
 OutputWriter::OutputWriter(std::FILE* out) noexcept : file_(out ? out : stderr) {
     int fd = ::fileno(file_);
-    terminal_ = fd >= 0 && ::isatty(fd) && !std::getenv("NO_COLOR");
+    const char* no_color = std::getenv("NO_COLOR");   // no-color.org: set and not empty
+    terminal_ = fd >= 0 && ::isatty(fd) && !(no_color && *no_color);
     if (const char* term = std::getenv("TERM")) terminal_ = terminal_ && std::strcmp(term, "dumb") != 0;
 }
 

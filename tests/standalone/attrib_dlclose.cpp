@@ -1,6 +1,6 @@
 // A block allocated by a shared library that is unloaded (dlclose) before the report: its frame
 // still names the library (module), and — the library's file being still on disk — its function,
-// file and line. With the file deleted too: module + address, never a crash. The library is
+// file and line. With the file deleted too: module + offset (into the file), never a crash. The library is
 // compiled here, in a temporary directory (c++, or $CXX). Exit status 0 = pass.
 #include <leakscope.hpp>
 
@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <string>
 
 namespace {
@@ -38,15 +39,24 @@ const char* kLibrary =
     "}\n";
 constexpr unsigned kAllocatingLine = 3;
 
-struct Loaded { void* handle; void* (*allocate)(unsigned long); };
+struct Loaded {
+    void* handle;
+    void* (*allocate)(unsigned long);
+    std::uintptr_t base, function;   // the library's load base, unloaded_allocate's address
+};
 Loaded load(const std::string& path) {
-    Loaded l{::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL), nullptr};
+    Loaded l{::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL), nullptr, 0, 0};
     if (!l.handle) {
         std::fprintf(stderr, "dlopen: %s\n", ::dlerror());
         return l;
     }
     void* symbol = ::dlsym(l.handle, "unloaded_allocate");
     l.allocate = reinterpret_cast<void* (*)(unsigned long)>(symbol);
+    Dl_info info{};
+    if (symbol && ::dladdr(symbol, &info)) {
+        l.base = reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+        l.function = reinterpret_cast<std::uintptr_t>(symbol);
+    }
     return l;
 }
 
@@ -93,6 +103,7 @@ int main() {
                 EXPECT(f.function == "unloaded_allocate");
                 EXPECT(ends_with(f.file, "unloaded.cpp"));
                 EXPECT(f.line == kAllocatingLine);
+                EXPECT(f.offset == f.address - l.base);
                 // symbolize() of the same address agrees.
                 std::vector<leakscope::Frame> again = leakscope::symbolize(f.address);
                 EXPECT(!again.empty() && again[0].module == lib && again[0].function == "unloaded_allocate");
@@ -117,6 +128,16 @@ int main() {
             EXPECT(f.module == lib2);
             EXPECT(f.function.empty());
             EXPECT(f.address != 0);
+            // module + offset: the offset into the file (address - load base), inside
+            // unloaded_allocate, which is what addr2line -e the library would take.
+            EXPECT(f.offset == f.address - l.base);
+            EXPECT(f.address > l.function && f.address - l.function < 64);
+            char expected[64];
+            std::snprintf(expected, sizeof expected, "libgone.so+0x%lx", static_cast<unsigned long>(f.offset));
+            std::string text = leakscope::TextWriter(std::cerr).render(r);
+            std::fprintf(stderr, "%s", text.c_str());
+            EXPECT(text.find(expected) != std::string::npos);
+            EXPECT(f.offset < 0x100000);   // an offset, not a run-time address
         } else {
             ++failures;
         }

@@ -33,6 +33,13 @@ std::string slurp(const std::string& path) {
     return s.str();
 }
 
+// The text writer's output with no colour: on a stream, never a terminal (the suite's own stdout
+// may be one when a developer runs it by hand).
+std::string plain_text(const Report& r) {
+    std::ostringstream sink;
+    return leakscope::TextWriter(sink).render(r);
+}
+
 bool exists(const std::string& path) {
     struct stat st;
     return ::lstat(path.c_str(), &st) == 0;
@@ -87,23 +94,30 @@ std::vector<std::string> list_dir(const std::string& dir) {
     return names;
 }
 
-// What `body` writes to file descriptor 2 (leakscope's diagnostics use write(2) directly).
+// What `body` writes to file descriptor `target` (1 or 2; leakscope's diagnostics use write(2)
+// directly, so the descriptor is redirected, not the FILE*).
 template <class Body>
-std::string stderr_of(Body&& body) {
+std::string output_of(int target, Body&& body) {
+    std::fflush(stdout);
     std::fflush(stderr);
-    char name[] = "/tmp/leakscope-stderr-XXXXXX";
+    char name[] = "/tmp/leakscope-output-XXXXXX";
     int fd = ::mkstemp(name);
     REQUIRE(fd >= 0);
-    int saved = ::dup(2);
-    ::dup2(fd, 2);
+    int saved = ::dup(target);
+    ::dup2(fd, target);
     body();
+    std::fflush(stdout);
     std::fflush(stderr);
-    ::dup2(saved, 2);
+    ::dup2(saved, target);
     ::close(saved);
     ::close(fd);
     std::string text = slurp(name);
     ::unlink(name);
     return text;
+}
+template <class Body>
+std::string stderr_of(Body&& body) {
+    return output_of(2, body);
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -150,7 +164,7 @@ void check_folded(const std::string& folded, std::size_t sites) {
 
 TEST_CASE("each writer's output for the fixed report matches its golden file", "[writers]") {
     Report r = checks::golden_report();
-    compare_with_golden("report.txt", leakscope::TextWriter(stdout).render(r));
+    compare_with_golden("report.txt", plain_text(r));
     compare_with_golden("report.json", leakscope::JsonWriter(stdout).render(r));
     compare_with_golden("report.folded", leakscope::FoldedWriter(stdout).render(r));
     compare_with_golden("report.html", leakscope::HtmlWriter(stdout).render(r));
@@ -158,7 +172,7 @@ TEST_CASE("each writer's output for the fixed report matches its golden file", "
 }
 
 TEST_CASE("the text writer fits 80 columns and keeps control characters away from the terminal", "[writers]") {
-    std::string text = leakscope::TextWriter(stdout).render(checks::golden_report());
+    std::string text = plain_text(checks::golden_report());
     for (const std::string& line : lines_of(text)) {
         INFO(line);
         CHECK(columns(line) <= 80);
@@ -170,10 +184,10 @@ TEST_CASE("the text writer fits 80 columns and keeps control characters away fro
     // Long names are cut in the middle, file:line kept whole.
     Report r = checks::golden_report();
     r.sites[0].frames[0].function = "std::vector<std::pair<std::string, std::map<int, std::string>>>::emplace_back<int, int>(int&&, int&&)";
-    for (const std::string& line : lines_of(leakscope::TextWriter(stdout).render(r))) CHECK(columns(line) <= 80);
-    CHECK(leakscope::TextWriter(stdout).render(r).find("...") != std::string::npos);
+    for (const std::string& line : lines_of(plain_text(r))) CHECK(columns(line) <= 80);
+    CHECK(plain_text(r).find("...") != std::string::npos);
     // Too long for one line with it: the place gets a line of its own, whole.
-    CHECK(leakscope::TextWriter(stdout).render(r).find("           /src/render.cpp:17\n") != std::string::npos);
+    CHECK(plain_text(r).find("           /src/render.cpp:17\n") != std::string::npos);
 }
 
 TEST_CASE("JSON: the schema's fields in order, any bytes escaped into valid UTF-8", "[writers]") {
@@ -200,6 +214,8 @@ TEST_CASE("JSON: the schema's fields in order, any bytes escaped into valid UTF-
     CHECK(weird["file"].text == "/src/dir with space/w\"e;ird.cpp");
     CHECK(j["sites"][0]["frames"][0]["inlined"].flag);
     CHECK(j["sites"][0]["frames"][0]["address"].text == "0x2010");
+    CHECK(j["sites"][1]["frames"][1]["address"].text == "0x3400");   // known only by its module
+    CHECK(j["sites"][1]["frames"][1]["offset"].text == "0x1400");
     CHECK(j["sites"][0]["allocator_frames"].items.size() == 2);
     CHECK(j["suppressed"][0]["rule"].text == "leak:Cache::warm");
     CHECK(j["suppressed"][0]["bytes"].value == 4096);
@@ -216,7 +232,7 @@ TEST_CASE("every writer gives valid output for an empty report", "[writers]") {
     CHECK(dump.find("sample_type { type: 1 unit: 2 }") == 0);
     std::string html = leakscope::HtmlWriter(stdout).render(empty);
     CHECK(html.find("\"sites\":[]") != std::string::npos);
-    std::string text = leakscope::TextWriter(stdout).render(empty);
+    std::string text = plain_text(empty);
     CHECK(lines_of(text).size() == 2);   // what is left and the minus side (no place of opening)
     CHECK(text.find("left 0 blocks (0 bytes) behind") != std::string::npos);
 }
@@ -239,7 +255,7 @@ TEST_CASE("100k sites: JSON parses, folded has a line per site, pprof decodes, H
     data = html.find('>', data) + 1;
     Json page = checks::parse_json(html.substr(data, html.find("</script>", data) - data));
     CHECK(page["sites"].items.size() == n);
-    std::string text = leakscope::TextWriter(stdout).render(r);
+    std::string text = plain_text(r);
     CHECK(text.find("... 99980 more sites") != std::string::npos);
 }
 
@@ -247,7 +263,7 @@ TEST_CASE("folded stacks: root first, one line per site, ';' and control charact
     std::string folded = leakscope::FoldedWriter(stdout).render(checks::golden_report());
     check_folded(folded, 3);
     CHECK(lines_of(folded)[0] == "main;handle(Request const&, Response&);render_page(Request const&) 120");
-    CHECK(lines_of(folded)[1] == "main;/build/libplugin.so+0x3400;Cache::fill(std::map<int, std::string>&) 64");
+    CHECK(lines_of(folded)[1] == "main;/build/libplugin.so+0x1400;Cache::fill(std::map<int, std::string>&) 64");
 }
 
 TEST_CASE("the HTML page is self-contained and cannot be broken out of by a name", "[writers]") {
@@ -270,23 +286,38 @@ TEST_CASE("pprof: inlined frames are lines of one location, functions carry file
     CHECK(dump.find("sample { location_id: [1 2] value: [3 120] label { key: ") != std::string::npos);
 }
 
+// Every built-in writer, made on a FILE*, an ostream or a path, writes what render() gives.
+template <class W>
+void check_same_bytes(const std::string& dir, const char* kind) {
+    INFO(kind);
+    Report r = checks::golden_report();
+    std::ostringstream rendered_on;
+    std::string expected = W(rendered_on).render(r);
+    REQUIRE(!expected.empty());
+    std::ostringstream stream;
+    W(stream).write(r);
+    CHECK(stream.str() == expected);
+    std::string file_path = dir + "/file." + kind;
+    std::FILE* f = std::fopen(file_path.c_str(), "w");
+    REQUIRE(f);
+    W(f).write(r);
+    std::fclose(f);
+    CHECK(slurp(file_path) == expected);
+    W(dir + "/path." + kind).write(r);
+    CHECK(slurp(dir + "/path." + kind) == expected);
+}
+
 TEST_CASE("a writer delivers the same bytes to a FILE*, an ostream and a path", "[writers]") {
     Scratch scratch("same");
     const std::string& dir = scratch.dir;
-    Report r = checks::golden_report();
-    std::string expected = leakscope::JsonWriter(stdout).render(r);
-    std::ostringstream stream;
-    leakscope::JsonWriter(stream).write(r);
-    CHECK(stream.str() == expected);
-    std::string file_path = dir + "/file.json";
-    std::FILE* f = std::fopen(file_path.c_str(), "w");
-    REQUIRE(f);
-    leakscope::JsonWriter(f).write(r);
-    std::fclose(f);
-    CHECK(slurp(file_path) == expected);
-    leakscope::JsonWriter(dir + "/path.json").write(r);
-    CHECK(slurp(dir + "/path.json") == expected);
-    CHECK(list_dir(dir) == std::vector<std::string>{"file.json", "path.json"});   // no temporary left
+    check_same_bytes<leakscope::TextWriter>(dir, "txt");
+    check_same_bytes<leakscope::JsonWriter>(dir, "json");
+    check_same_bytes<leakscope::FoldedWriter>(dir, "folded");
+    check_same_bytes<leakscope::HtmlWriter>(dir, "html");
+    check_same_bytes<leakscope::PprofWriter>(dir, "pb.gz");
+    CHECK(list_dir(dir) == std::vector<std::string>{"file.folded", "file.html", "file.json", "file.pb.gz", "file.txt",
+                                                    "path.folded", "path.html", "path.json", "path.pb.gz",
+                                                    "path.txt"});   // no temporary left
 }
 
 TEST_CASE("paths: %p is the pid, %n the report number; replace vs append (JSON Lines)", "[writers]") {
@@ -333,7 +364,7 @@ TEST_CASE("files: never through a planted symlink; an unwritable path warns once
         REQUIRE(lines.size() >= 2);
         CHECK(lines[0] == "leakscope: cannot write the report to '" + dir +
                               "/leaks.json': it is a symbolic link (not followed); it follows on stderr");
-        CHECK(err.substr(lines[0].size() + 1) == leakscope::TextWriter(stdout).render(r));   // the report, as text
+        CHECK(err.substr(lines[0].size() + 1) == plain_text(r));   // the report, as text
         CHECK(slurp(victim) == "precious");
         struct stat st;
         REQUIRE(::lstat((dir + "/leaks.json").c_str(), &st) == 0);
@@ -343,7 +374,7 @@ TEST_CASE("files: never through a planted symlink; an unwritable path warns once
     std::string err = stderr_of([&] { leakscope::JsonWriter(missing).write(r); });
     CHECK(lines_of(err)[0] == "leakscope: cannot write the report to '" + missing +
                                   "': cannot create a file in its directory (No such file or directory); it follows on stderr");
-    CHECK(lines_of(err).size() == 1 + lines_of(leakscope::TextWriter(stdout).render(r)).size());
+    CHECK(lines_of(err).size() == 1 + lines_of(plain_text(r)).size());
     CHECK(list_dir(dir) == std::vector<std::string>{"leaks.json", "victim"});
 }
 
@@ -425,6 +456,64 @@ TEST_CASE("report= selects the writers; a bad entry is one line on stderr", "[wr
     leakscope::set_writers({});
 }
 
+TEST_CASE("report=: every kind, stderr/stdout, the default destinations, kind:dest unquoted", "[writers][options]") {
+    Scratch scratch("kinds");
+    const std::string dir = scratch.dir;
+    std::vector<int*> kept;
+    kept.reserve(8);   // no growth inside the scopes: one leftover each
+    auto leak_once = [&](const char* name) {
+        leakscope::LeakScope scope(name);
+        kept.push_back(test::kept(new int(7)));
+    };
+    // The issue's own example, unquoted, followed by another option: the ':' before stack_depth=
+    // ends report='s value, the others are its destinations.
+    std::string err = stderr_of([&] {
+        leakscope::configure("report=text:stderr,json:" + dir + "/leaks-%p.json,html:" + dir + "/leaks.html:stack_depth=9");
+    });
+    CHECK(err.empty());   // (had stack_depth=9 joined report='s value, html's path would end in it)
+    std::string out;
+    err = stderr_of([&] { out = output_of(1, [&] { leak_once("example"); }); });
+    CHECK(out.empty());
+    CHECK(err.find("leakscope: scope \"example\"") == 0);
+    std::string pid = std::to_string(::getpid());
+    CHECK(list_dir(dir) == std::vector<std::string>{"leaks-" + pid + ".json", "leaks.html"});
+    CHECK(checks::parse_json(slurp(dir + "/leaks-" + pid + ".json"))["scope"].text == "example");
+    CHECK(slurp(dir + "/leaks.html").find("example") != std::string::npos);
+    leakscope::configure("stack_depth=32");
+
+    // pprof to a path, JSON Lines and folded to stdout, text and html to stderr.
+    err = stderr_of([&] {
+        leakscope::configure("report=pprof=" + dir + "/p-%n.pb.gz,folded=stdout,text=stderr,jsonl=stdout");
+    });
+    CHECK(err.empty());
+    err = stderr_of([&] { out = output_of(1, [&] { leak_once("streams"); }); });
+    std::vector<std::string> out_lines = lines_of(out);
+    REQUIRE(out_lines.size() == 2);   // the folded line, then the JSON document
+    CHECK(out_lines[0].compare(out_lines[0].size() - 2, 2, " 4") == 0);
+    CHECK(checks::parse_json(out_lines[1])["scope"].text == "streams");
+    CHECK(err.find("leakscope: scope \"streams\"") == 0);
+    std::string pprof = slurp(dir + "/p-1.pb.gz");
+    REQUIRE(pprof.size() > 2);
+    CHECK((static_cast<unsigned char>(pprof[0]) == 0x1f && static_cast<unsigned char>(pprof[1]) == 0x8b));   // gzip
+
+    // A bare kind writes to its default destination, in the working directory.
+    char cwd[4096];
+    REQUIRE(::getcwd(cwd, sizeof cwd));
+    REQUIRE(::chdir(dir.c_str()) == 0);
+    leakscope::configure("report=json,jsonl,folded,html,pprof");
+    err = stderr_of([&] { leak_once("defaults"); });
+    REQUIRE(::chdir(cwd) == 0);
+    leakscope::set_writers({});
+    CHECK(err.empty());   // no text writer among them
+    std::string stem = "leakscope-" + pid;
+    CHECK(list_dir(dir) == std::vector<std::string>{"leaks-" + pid + ".json", "leaks.html", "leakscope-" + pid + "-1.folded",
+                                                    "leakscope-" + pid + "-1.html", "leakscope-" + pid + "-1.json",
+                                                    "leakscope-" + pid + "-1.pb.gz", "leakscope-" + pid + ".jsonl",
+                                                    "p-1.pb.gz"});
+    CHECK(checks::parse_json(slurp(dir + "/" + stem + "-1.json"))["scope"].text == "defaults");
+    for (int* p : kept) delete p;
+}
+
 // ---- whole-heap reports (issue 7): heap, peak, monitor, diff; sampled estimates -----------------
 
 namespace {
@@ -461,7 +550,7 @@ TEST_CASE("a monitor report and a sampled heap report match their golden files i
     for (const auto& [stem, r] : {std::pair<const char*, Report>{"monitor", checks::monitor_report()},
                                   std::pair<const char*, Report>{"heap-sampled", checks::sampled_heap_report()}}) {
         std::string base = std::string("report-") + stem;
-        compare_with_golden(base + ".txt", leakscope::TextWriter(stdout).render(r));
+        compare_with_golden(base + ".txt", plain_text(r));
         compare_with_golden(base + ".json", leakscope::JsonWriter(stdout).render(r));
         compare_with_golden(base + ".folded", leakscope::FoldedWriter(stdout).render(r));
         compare_with_golden(base + ".pprof.txt", pprof_dump(leakscope::PprofWriter(stdout).render(r)));
@@ -470,7 +559,7 @@ TEST_CASE("a monitor report and a sampled heap report match their golden files i
 
 TEST_CASE("text: a monitor report lists growing sites first, marked, and the largest freed sites with their place",
           "[writers][heap]") {
-    std::string text = leakscope::TextWriter(stdout).render(checks::monitor_report());
+    std::string text = plain_text(checks::monitor_report());
     check_text_lines(text);
     std::vector<std::string> lines = lines_of(text);
     CHECK(lines[0] == "leakscope: interval 12 since baseline: +2.9 MiB / -1.2 MiB, RSS 88.2 MiB");
@@ -501,7 +590,7 @@ TEST_CASE("text: a monitor report lists growing sites first, marked, and the lar
 
 TEST_CASE("text: a sampled report marks every estimate and states the sample rate and the error", "[writers][heap]") {
     Report r = checks::sampled_heap_report();
-    std::string text = leakscope::TextWriter(stdout).render(r);
+    std::string text = plain_text(r);
     check_text_lines(text);
     std::vector<std::string> lines = lines_of(text);
     CHECK(lines[0] == "leakscope: live heap: ~10801 blocks, ~6 MiB \xC2\xB1" "3.1%, RSS 45.6 MiB");
@@ -512,7 +601,7 @@ TEST_CASE("text: a sampled report marks every estimate and states the sample rat
     // The error as a reader wants it; what is not a number says so instead of printing garbage.
     auto header = [&](double error) {
         r.error = error;
-        return lines_of(leakscope::TextWriter(stdout).render(r))[0];
+        return lines_of(plain_text(r))[0];
     };
     CHECK(header(0.25) == "leakscope: live heap: ~10801 blocks, ~6 MiB \xC2\xB1" "25%, RSS 45.6 MiB");
     CHECK(header(0.0004) == "leakscope: live heap: ~10801 blocks, ~6 MiB \xC2\xB1" "0%, RSS 45.6 MiB");
@@ -531,18 +620,18 @@ TEST_CASE("text: a header per kind; RSS only when known; a diff's freed sites", 
     r.suppressed.clear();
     r.kind = "heap";
     r.rss_bytes = 1572864;
-    CHECK(lines_of(leakscope::TextWriter(stdout).render(r))[0] == "leakscope: live heap: 6 blocks, 200 bytes, RSS 1.5 MiB");
+    CHECK(lines_of(plain_text(r))[0] == "leakscope: live heap: 6 blocks, 200 bytes, RSS 1.5 MiB");
     r.kind = "peak";
     r.bytes = 5000000;
     r.rss_bytes = 12 << 20;
-    CHECK(lines_of(leakscope::TextWriter(stdout).render(r))[0] ==
+    CHECK(lines_of(plain_text(r))[0] ==
           "leakscope: peak: 6 blocks, 5000000 bytes (4.8 MiB), RSS 12 MiB");
     r.rss_bytes = 0;   // unknown: not "RSS 0 bytes"
-    CHECK(lines_of(leakscope::TextWriter(stdout).render(r))[0] == "leakscope: peak: 6 blocks, 5000000 bytes (4.8 MiB)");
+    CHECK(lines_of(plain_text(r))[0] == "leakscope: peak: 6 blocks, 5000000 bytes (4.8 MiB)");
     r.kind = "exit";
     r.scope = "in use at exit";
     r.bytes = 200;
-    CHECK(lines_of(leakscope::TextWriter(stdout).render(r))[0] ==
+    CHECK(lines_of(plain_text(r))[0] ==
           "leakscope: exit report \"in use at exit\": 6 blocks (200 bytes) live");
     // A diff with nothing born and blocks freed: the minus side's table alone.
     Report diff;
@@ -550,7 +639,7 @@ TEST_CASE("text: a header per kind; RSS only when known; a diff's freed sites", 
     diff.released_blocks = 7;
     diff.released_bytes = 56;
     diff.released_sites = {checks::site(7, 56, "long", {checks::frame(0x10, "main", "/src/main.cpp", 62)})};
-    std::string text = leakscope::TextWriter(stdout).render(diff);
+    std::string text = plain_text(diff);
     check_text_lines(text);
     CHECK(text ==
           "leakscope: diff report: 0 blocks (0 bytes) live\n"
@@ -562,7 +651,7 @@ TEST_CASE("text: a header per kind; RSS only when known; a diff's freed sites", 
 }
 
 TEST_CASE("text: counts near SIZE_MAX keep 80 columns and never overflow", "[writers][heap]") {
-    std::string text = leakscope::TextWriter(stdout).render(checks::huge_report());
+    std::string text = plain_text(checks::huge_report());
     check_text_lines(text);
     std::vector<std::string> lines = lines_of(text);
     CHECK(lines[0] == "leakscope: interval 4294967295 since baseline: +~1 byte / -~16 EiB, RSS 16 EiB");
@@ -575,6 +664,45 @@ TEST_CASE("text: counts near SIZE_MAX keep 80 columns and never overflow", "[wri
     CHECK(line_starting(text, "     1  ~18.4E 100     ~16 EiB 100  Session  Cache::evict") != "");
     CHECK(text.find("... 2 more sites: ~18446744073709551615 blocks,\nleakscope:     ~18446744073709551615 bytes\n") !=
           std::string::npos);
+}
+
+TEST_CASE("text: colour only on a terminal, and not with NO_COLOR or TERM=dumb", "[writers]") {
+    std::string no_color = std::getenv("NO_COLOR") ? std::getenv("NO_COLOR") : "";
+    std::string term = std::getenv("TERM") ? std::getenv("TERM") : "";
+    bool had_no_color = std::getenv("NO_COLOR") != nullptr, had_term = std::getenv("TERM") != nullptr;
+    const Report r = checks::golden_report();
+    // A writer decides when it is made: render with each environment in force at construction.
+    auto coloured = [&](std::FILE* out, const char* no_color_value, const char* term_value) {
+        if (no_color_value) ::setenv("NO_COLOR", no_color_value, 1); else ::unsetenv("NO_COLOR");
+        ::setenv("TERM", term_value, 1);
+        leakscope::TextWriter writer(out);
+        if (had_no_color) ::setenv("NO_COLOR", no_color.c_str(), 1); else ::unsetenv("NO_COLOR");
+        if (had_term) ::setenv("TERM", term.c_str(), 1); else ::unsetenv("TERM");
+        return writer.render(r).find('\x1b') != std::string::npos;
+    };
+    int master = -1, slave = -1;
+    REQUIRE(::openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
+    std::FILE* tty = ::fdopen(slave, "w");
+    REQUIRE(tty);
+    int ends[2];
+    REQUIRE(::pipe(ends) == 0);
+    std::FILE* pipe_out = ::fdopen(ends[1], "w");
+    std::FILE* file_out = std::tmpfile();
+    REQUIRE(pipe_out);
+    REQUIRE(file_out);
+    CHECK(coloured(tty, nullptr, "xterm"));
+    CHECK_FALSE(coloured(tty, "1", "xterm"));
+    CHECK(coloured(tty, "", "xterm"));   // no-color.org: an empty NO_COLOR does not count
+    CHECK_FALSE(coloured(tty, nullptr, "dumb"));
+    CHECK_FALSE(coloured(pipe_out, nullptr, "xterm"));
+    CHECK_FALSE(coloured(file_out, nullptr, "xterm"));
+    std::ostringstream stream;
+    CHECK(leakscope::TextWriter(stream).render(r).find('\x1b') == std::string::npos);
+    std::fclose(file_out);
+    std::fclose(pipe_out);
+    ::close(ends[0]);
+    std::fclose(tty);
+    ::close(master);
 }
 
 TEST_CASE("text: colour on a terminal changes no layout", "[writers][heap]") {
@@ -601,7 +729,7 @@ TEST_CASE("text: colour on a terminal changes no layout", "[writers][heap]") {
             }
             plain += text[i];
         }
-        CHECK(plain == leakscope::TextWriter(stdout).render(r));
+        CHECK(plain == plain_text(r));
     }
     std::fclose(tty);
     ::close(master);
