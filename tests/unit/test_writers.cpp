@@ -274,7 +274,11 @@ TEST_CASE("the HTML page is self-contained and cannot be broken out of by a name
     CHECK(html.find("<script>alert") == std::string::npos);
     CHECK(html.find("http://") == std::string::npos);
     CHECK(html.find("https://") == std::string::npos);
-    CHECK(html.find(" src=") == std::string::npos);
+    // Nothing fetched from anywhere: no external script, style sheet, font, frame or request.
+    for (const char* fetches : {" src=", "<link", "url(", "@import", "<iframe", "fetch(", "XMLHttpRequest", "//cdn"}) {
+        INFO(fetches);
+        CHECK(html.find(fetches) == std::string::npos);
+    }
     CHECK(checks::valid_utf8(html));
 }
 
