@@ -119,7 +119,7 @@ std::vector<void* (*)(int)> library_leakers() {
         auto count = lib ? reinterpret_cast<std::size_t (*)()>(::dlsym(lib, "bench_function_count")) : nullptr;
         auto function = lib ? reinterpret_cast<const void* (*)(std::size_t)>(::dlsym(lib, "bench_function")) : nullptr;
         if (!count || !function) std::exit(1);
-        for (std::size_t i = 0; i < count(); ++i) out.push_back(reinterpret_cast<void* (*)(int)>(function(i)));
+        for (std::size_t i = 0; i < count(); ++i) out.push_back(reinterpret_cast<void* (*)(int)>(const_cast<void*>(function(i))));
     }
     return out;
 }
