@@ -1214,15 +1214,17 @@ LEAKSCOPE_NOINLINE void site_change_slow(ThreadState& t, u32 stack, i64 bytes, i
     e.bytes = bytes;
     e.blocks = blocks;
 }
-LEAKSCOPE_HOT_INLINE void site_change(ThreadState& t, u32 stack, i64 bytes, i64 blocks) noexcept {
+// The thread's pending change for `stack`, when its table holds one (the common case); else null.
+LEAKSCOPE_HOT_INLINE SiteDelta* site_delta_of(ThreadState& t, u32 stack) noexcept {
     SiteDeltas* d = t.site_deltas;
-    if (LEAKSCOPE_LIKELY(d != nullptr)) {
-        SiteDelta& e = d->entry[stack & (kSiteDeltas - 1)];
-        if (LEAKSCOPE_LIKELY(e.stack == stack)) {
-            e.bytes += bytes;
-            e.blocks += blocks;
-            return;
-        }
+    SiteDelta* e = d ? &d->entry[stack & (kSiteDeltas - 1)] : nullptr;
+    return LEAKSCOPE_LIKELY(e && e->stack == stack) ? e : nullptr;
+}
+LEAKSCOPE_HOT_INLINE void site_change(ThreadState& t, u32 stack, i64 bytes, i64 blocks) noexcept {
+    if (SiteDelta* e = site_delta_of(t, stack)) {
+        e->bytes += bytes;
+        e->blocks += blocks;
+        return;
     }
     site_change_slow(t, stack, bytes, blocks);
 }
@@ -1288,6 +1290,14 @@ inline void publish_bytes(ThreadState& t) noexcept {
     if (now >= site_totals.next_copy.load(relaxed) && (g.mode.load(relaxed) & kTrackAll)) copy_peak_sites(now, false);
 }
 
+// A birth on a thread known to count locally (counts_locally(t)).
+LEAKSCOPE_HOT_INLINE void count_birth_here(ThreadState& t, u64 size, i64 blocks = 1) noexcept {
+    t.born_bytes.store(t.born_bytes.load(relaxed) + size, relaxed);
+    t.live_blocks.store(t.live_blocks.load(relaxed) + blocks, relaxed);
+    t.live_bytes.store(t.live_bytes.load(relaxed) + i64(size), relaxed);
+    t.pending_bytes += i64(size);
+    if (t.pending_bytes >= LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
+}
 // `blocks`: 1, or what a sampled block stands for (its size is then the estimate's bytes too).
 LEAKSCOPE_HOT_INLINE void count_birth(ThreadState& t, u64 size, i64 blocks = 1) noexcept {
     if (!counts_locally(t)) {
@@ -1296,11 +1306,13 @@ LEAKSCOPE_HOT_INLINE void count_birth(ThreadState& t, u64 size, i64 blocks = 1) 
         g.retired_born_bytes.fetch_add(size, relaxed);
         return;
     }
-    t.born_bytes.store(t.born_bytes.load(relaxed) + size, relaxed);
-    t.live_blocks.store(t.live_blocks.load(relaxed) + blocks, relaxed);
-    t.live_bytes.store(t.live_bytes.load(relaxed) + i64(size), relaxed);
-    t.pending_bytes += i64(size);
-    if (t.pending_bytes >= LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
+    count_birth_here(t, size, blocks);
+}
+// A death on a thread known to count locally, without the publish check (see count_death).
+LEAKSCOPE_HOT_INLINE void count_death_unpublished(ThreadState& t, u64 size, i64 blocks = 1) noexcept {
+    t.live_blocks.store(t.live_blocks.load(relaxed) - blocks, relaxed);
+    t.live_bytes.store(t.live_bytes.load(relaxed) - i64(size), relaxed);
+    t.pending_bytes -= i64(size);
 }
 LEAKSCOPE_HOT_INLINE void count_death(ThreadState& t, u64 size, i64 blocks = 1) noexcept {
     if (!counts_locally(t)) {
@@ -1308,9 +1320,7 @@ LEAKSCOPE_HOT_INLINE void count_death(ThreadState& t, u64 size, i64 blocks = 1) 
         g.retired_live_bytes.fetch_sub(i64(size), relaxed);
         return;
     }
-    t.live_blocks.store(t.live_blocks.load(relaxed) - blocks, relaxed);
-    t.live_bytes.store(t.live_bytes.load(relaxed) - i64(size), relaxed);
-    t.pending_bytes -= i64(size);
+    count_death_unpublished(t, size, blocks);
     if (t.pending_bytes <= -LEAKSCOPE_PEAK_GRANULARITY) publish_bytes(t);
 }
 
@@ -3275,16 +3285,10 @@ LEAKSCOPE_NOINLINE void settle_pending(ThreadState& t, Slot& s, bool in_birth) n
 inline void site_death(ThreadState& t, u64 what) noexcept {
     if (u32 stack = header_stack(what)) site_change(t, stack, -i64(what & kMaxHeaderSize), -1);
 }
-// An owner death on the owner thread: true, with its entry cleared, its counts moved and the block
-// freed, when entry `seq` of s's owner log is `p` (the proof the block is that birth).
-LEAKSCOPE_HOT_INLINE bool owner_log_death(ThreadState& t, Slot& s, u32 seq, std::uintptr_t p, const BlockHeader& h) noexcept {
-    u32 ci = seq / kLogChunk;
-    LogChunkRef* c = log_chunk_ref(s, ci, false);
-    std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
-    if (LEAKSCOPE_UNLIKELY(!entries || entries[seq % kLogChunk] != p)) return false;
-    __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
-    count_death(t, h.what & kMaxHeaderSize);
-    if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(t, h.what);
+// What an owner death does once its log entry is cleared: counts, per-site totals, the chunk, free.
+LEAKSCOPE_NOINLINE void owner_death_counted(ThreadState& t, Slot& s, LogChunkRef* c, u32 ci, std::uintptr_t p, u64 what) noexcept {
+    count_death(t, what & kMaxHeaderSize);
+    if (LEAKSCOPE_UNLIKELY(s.site_totals)) site_death(t, what);
     s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
     if (--c->live == 0) {
         if (is_current_chunk(s, ci))
@@ -3292,6 +3296,34 @@ LEAKSCOPE_HOT_INLINE bool owner_log_death(ThreadState& t, Slot& s, u32 seq, std:
         else
             retire_log_chunk(s, c, ci);
     }
+    std::free(raw_of(p, what));
+}
+// An owner death on the owner thread: true, with its entry cleared, its counts moved and the block
+// freed, when entry `seq` of s's owner log is `p` (the proof the block is that birth). The common
+// case — counted locally, its site's change already pending, no peak to publish, its chunk not
+// retired — is done here with free() as the only call, so that the caller needs few saved
+// registers; the rest goes to owner_death_counted.
+LEAKSCOPE_HOT_INLINE bool owner_log_death(ThreadState& t, Slot& s, u32 seq, std::uintptr_t p, const BlockHeader& h) noexcept {
+    u32 ci = seq / kLogChunk;
+    LogChunkRef* c = log_chunk_ref(s, ci, false);
+    std::uintptr_t* entries = c ? c->entries.load(relaxed) : nullptr;
+    if (LEAKSCOPE_UNLIKELY(!entries || entries[seq % kLogChunk] != p)) return false;
+    __atomic_store_n(&entries[seq % kLogChunk], std::uintptr_t(0), __ATOMIC_RELAXED);
+    i64 size = i64(h.what & kMaxHeaderSize);
+    u32 stack = s.site_totals ? header_stack(h.what) : 0;
+    SiteDelta* site = stack ? site_delta_of(t, stack) : nullptr;
+    if (LEAKSCOPE_UNLIKELY(!counts_locally(t) || (stack && !site) || t.pending_bytes - size <= -LEAKSCOPE_PEAK_GRANULARITY ||
+                           (c->live == 1 && !is_current_chunk(s, ci)))) {
+        owner_death_counted(t, s, c, ci, p, h.what);
+        return true;
+    }
+    count_death_unpublished(t, u64(size));   // (the publish ruled out above)
+    if (site) {   // site_death's common case
+        site->bytes -= size;
+        site->blocks -= 1;
+    }
+    s.owner_live.store(s.owner_live.load(relaxed) - 1, relaxed);
+    if (--c->live == 0) s.log_size = ci * kLogChunk;   // the current chunk, emptied: births start it again
     std::free(raw_of(p, h.what));
     return true;
 }
@@ -8842,7 +8874,7 @@ LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_
                 write_header_where(p, header_where(t.lane_scope, seq, p));
                 // count_born for a lane's slot, never a sample slot: its blocks stand for themselves.
                 if (stack && s.site_totals) site_change(t, stack, i64(size), 1);
-                count_birth(t, size);
+                count_birth_here(t, size);   // (counts_locally checked above)
                 return raw + kHeaderBytes;
             }
             park_chunk(t, raw, size + kHeaderBytes);   // the block would start a page: the slow path moves it
