@@ -73,7 +73,7 @@
 //                              line gets one stderr line with the file and line number.
 //   report=KIND[=DEST],...     the writers: text json jsonl folded html pprof; DEST stderr,
 //                              stdout or a path (%p pid, %n report number). KIND:DEST too: in
-//                              report='s value a ':' separates entries only before another key=
+//                              report='s value a ':' ends it only before another key=
 //                              (report=text:stderr,json:leaks-%p.json:stacks=on is two entries).
 //                              Default text (on stderr). See the README.
 //  Whole heap (leakscope::Snapshot, heap(), peak(), Monitor):
@@ -5785,16 +5785,12 @@ LEAKSCOPE_NOINLINE std::size_t current_stack(std::uintptr_t* out, std::size_t ma
 namespace detail {
 inline bool option_separator(char c) noexcept { return c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-// True when `text` starts with "key=" for one of the options' keys: where a new entry begins.
+// True when `text` starts like an entry, "name=" with a name of lower-case letters, digits and
+// '_' (every option key's form; no destination of report= is one: they hold '.', '/' or ',').
 inline bool starts_option_entry(std::string_view text) noexcept {
-    static constexpr std::string_view keys[] = {"stacks", "unwinder",    "stack_depth",  "group_depth", "suppressions", "report",
-                                                "track",  "exit_report", "sample_bytes", "settle_ms",   "signal",       "monitor"};
-    std::size_t end = text.find('=');
-    if (end == std::string_view::npos) return false;
-    std::string_view key = text.substr(0, end);
-    for (std::string_view k : keys)
-        if (key == k || (k == "monitor" && key.substr(0, 8) == "monitor_")) return true;
-    return false;
+    std::size_t i = 0;
+    while (i < text.size() && ((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= '0' && text[i] <= '9') || text[i] == '_')) ++i;
+    return i > 0 && i < text.size() && text[i] == '=';
 }
 
 inline void option_error(const char* source, const char* what, std::string_view entry) noexcept {
