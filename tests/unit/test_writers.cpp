@@ -354,7 +354,7 @@ TEST_CASE("paths: %p is the pid, %n the report number; replace vs append (JSON L
     CHECK(exists(dir + "/100%-%q.json"));
 }
 
-TEST_CASE("files: never through a planted symlink; an unwritable path warns once and reports on stderr", "[writers]") {
+TEST_CASE("files: never through a planted symlink; an unwritable path warns once and reports on stderr; a new file renamed into place", "[writers]") {
     Scratch scratch("safe");
     const std::string& dir = scratch.dir;
     std::string victim = dir + "/victim";
@@ -380,6 +380,36 @@ TEST_CASE("files: never through a planted symlink; an unwritable path warns once
                                   "': cannot create a file in its directory (No such file or directory); it follows on stderr");
     CHECK(lines_of(err).size() == 1 + lines_of(plain_text(r)).size());
     CHECK(list_dir(dir) == std::vector<std::string>{"leaks.json", "victim"});
+
+    // A directory at the path: left alone, one warning, the report on stderr.
+    REQUIRE(::mkdir((dir + "/adir").c_str(), 0755) == 0);
+    err = stderr_of([&] { leakscope::JsonWriter(dir + "/adir").write(r); });
+    CHECK(lines_of(err)[0].rfind("leakscope: cannot write the report to '" + dir + "/adir': ", 0) == 0);
+    CHECK(lines_of(err).size() == 1 + lines_of(plain_text(r)).size());
+    struct stat st;
+    REQUIRE(::lstat((dir + "/adir").c_str(), &st) == 0);
+    CHECK(S_ISDIR(st.st_mode));
+    // A FIFO at the path (nobody reading it), in either mode: not a regular file, so neither
+    // opened for writing (no block) nor replaced; one warning, the report on stderr.
+    REQUIRE(::mkfifo((dir + "/fifo.json").c_str(), 0644) == 0);
+    for (auto mode : {leakscope::OutputWriter::Mode::replace, leakscope::OutputWriter::Mode::append}) {
+        err = stderr_of([&] { leakscope::JsonWriter(dir + "/fifo.json", mode).write(r); });
+        CHECK(lines_of(err)[0] == "leakscope: cannot write the report to '" + dir +
+                                      "/fifo.json': it is not a regular file; it follows on stderr");
+        CHECK(lines_of(err).size() == 1 + lines_of(plain_text(r)).size());
+        REQUIRE(::lstat((dir + "/fifo.json").c_str(), &st) == 0);
+        CHECK(S_ISFIFO(st.st_mode));
+    }
+    // Replacing renames a whole new file into place: another inode, never the old one rewritten
+    // (a reader holding the old file keeps reading all of it).
+    struct stat before, after;
+    leakscope::JsonWriter(dir + "/r.json").write(r);
+    REQUIRE(::stat((dir + "/r.json").c_str(), &before) == 0);
+    leakscope::JsonWriter(dir + "/r.json").write(r);
+    REQUIRE(::stat((dir + "/r.json").c_str(), &after) == 0);
+    CHECK(before.st_ino != after.st_ino);
+    CHECK(slurp(dir + "/r.json") == leakscope::JsonWriter(stdout).render(r));
+    CHECK(list_dir(dir) == std::vector<std::string>{"adir", "fifo.json", "leaks.json", "r.json", "victim"});   // no temporary left
 }
 
 TEST_CASE("a user-defined writer receives exactly the reports produced", "[writers]") {
