@@ -6,6 +6,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
@@ -21,14 +23,6 @@
 #include <vector>
 
 namespace {
-int failures = 0;
-#define EXPECT(cond)                                                                  \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);   \
-            ++failures;                                                               \
-        }                                                                             \
-    } while (0)
 // What a case gave, when it fails.
 #define EXPECT_NAME(frame, name)                                                                              \
     do {                                                                                                      \

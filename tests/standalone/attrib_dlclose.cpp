@@ -4,6 +4,8 @@
 // compiled here, in a temporary directory (c++, or $CXX). Exit status 0 = pass.
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -13,14 +15,6 @@
 #include <string>
 
 namespace {
-int failures = 0;
-#define EXPECT(cond)                                                                  \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);   \
-            ++failures;                                                               \
-        }                                                                             \
-    } while (0)
 
 bool run(const std::string& command) {
     int rc = std::system(command.c_str());

@@ -11,6 +11,8 @@
 #define LEAKSCOPE_IMPLEMENTATION
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <link.h>
 #include <spawn.h>
 #include <unistd.h>
@@ -22,15 +24,7 @@
 #include <vector>
 
 namespace {
-int failures = 0;
 int processes_started = 0;
-#define EXPECT(cond)                                                                  \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);   \
-            ++failures;                                                               \
-        }                                                                             \
-    } while (0)
 
 __attribute__((noinline)) int* leak_here(int n) {
     int* p = new int(n);

@@ -5,6 +5,8 @@
 // too (rules see whole stacks; grouping merges what they left). Exit status 0 = pass.
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,14 +15,6 @@
 #include <vector>
 
 namespace {
-int failures = 0;
-#define EXPECT(cond)                                                                  \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);   \
-            ++failures;                                                               \
-        }                                                                             \
-    } while (0)
 
 void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
 

@@ -12,3 +12,12 @@ inline void expect(bool ok, const char* what, long long got, long long want) {
     ++failures;
 }
 inline void expect_eq(const char* what, long long got, long long want) { expect(got == want, what, got, want); }
+
+// A condition, named by its text and place when it fails.
+#define EXPECT(cond)                                                                \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
+            ++failures;                                                             \
+        }                                                                           \
+    } while (0)
