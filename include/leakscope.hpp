@@ -2680,8 +2680,7 @@ inline bool thread_stack(const ThreadState& t, std::uintptr_t& lo, std::uintptr_
     if (LEAKSCOPE_LIKELY(hi != 0)) return true;
 #if defined(__GLIBC__)
     lo = 0;
-    hi = on_main_thread() ? reinterpret_cast<std::uintptr_t>(__libc_stack_end)
-                                                                : static_cast<std::uintptr_t>(pthread_self());
+    hi = on_main_thread() ? reinterpret_cast<std::uintptr_t>(__libc_stack_end) : static_cast<std::uintptr_t>(pthread_self());
     return hi != 0;
 #else
     return false;

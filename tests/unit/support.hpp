@@ -4,6 +4,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
 #include <memory>
 #include <new>
 #include <cstdio>
@@ -87,3 +93,32 @@ std::string text_report_of(Body&& body) {
 }
 
 }  // namespace test
+
+// What `body` writes to file descriptor `target` (1 or 2; leakscope's diagnostics use write(2)
+// directly, so the descriptor is redirected, not the FILE*). Through a file, so a long report
+// never fills a pipe.
+template <class Body>
+std::string output_of(int target, Body&& body) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    char name[] = "/tmp/leakscope-output-XXXXXX";
+    int fd = ::mkstemp(name);
+    REQUIRE(fd >= 0);
+    int saved = ::dup(target);
+    ::dup2(fd, target);
+    body();
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::dup2(saved, target);
+    ::close(saved);
+    ::close(fd);
+    std::ifstream in(name, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    ::unlink(name);
+    return text.str();
+}
+template <class Body>
+std::string stderr_of(Body&& body) {
+    return output_of(2, body);
+}

@@ -18,25 +18,6 @@ using leakscope::Unwinder;
 
 namespace {
 
-// Everything written to fd 2 while `body` runs (diagnostics use write(2) directly).
-template <class Body>
-std::string stderr_of(Body&& body) {
-    int pipe_fds[2];
-    REQUIRE(::pipe(pipe_fds) == 0);
-    ::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
-    int saved = ::dup(2);
-    ::dup2(pipe_fds[1], 2);
-    body();
-    ::dup2(saved, 2);
-    ::close(saved);
-    ::close(pipe_fds[1]);
-    std::string out;
-    char buffer[1024];
-    for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) out.append(buffer, std::size_t(n));
-    ::close(pipe_fds[0]);
-    return out;
-}
-
 // Captured return addresses of a site (symbolization expands one address into its inlined calls).
 std::size_t addresses_in(const leakscope::Site& site) {
     std::size_t n = 0;

@@ -94,31 +94,6 @@ std::vector<std::string> list_dir(const std::string& dir) {
     return names;
 }
 
-// What `body` writes to file descriptor `target` (1 or 2; leakscope's diagnostics use write(2)
-// directly, so the descriptor is redirected, not the FILE*).
-template <class Body>
-std::string output_of(int target, Body&& body) {
-    std::fflush(stdout);
-    std::fflush(stderr);
-    char name[] = "/tmp/leakscope-output-XXXXXX";
-    int fd = ::mkstemp(name);
-    REQUIRE(fd >= 0);
-    int saved = ::dup(target);
-    ::dup2(fd, target);
-    body();
-    std::fflush(stdout);
-    std::fflush(stderr);
-    ::dup2(saved, target);
-    ::close(saved);
-    ::close(fd);
-    std::string text = slurp(name);
-    ::unlink(name);
-    return text;
-}
-template <class Body>
-std::string stderr_of(Body&& body) {
-    return output_of(2, body);
-}
 
 std::vector<std::string> lines_of(const std::string& text) {
     std::vector<std::string> lines;
