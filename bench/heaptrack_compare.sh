@@ -16,6 +16,8 @@
 # Issue 7's target: heaptrack's time at least 5x leakscope track=all's.
 #
 #   bash bench/heaptrack_compare.sh [ITERATIONS] [RUNS]    (defaults 1000000 and 3; CXX=g++)
+# CHURN_WORK=N (default 0): N rounds of work per request that allocate nothing (churn.cpp's `work`;
+# 22 makes heaptrack ~3.9x plain, issue 3's "such a workload").
 # Needs heaptrack (Debian: apt-get install -y heaptrack). Not part of CI: a timing on a shared
 # machine is a figure to read, not a test. Build dir: build/heaptrack_compare.
 set -euo pipefail
@@ -23,6 +25,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/build/heaptrack_compare
 ITERATIONS=${1:-1000000}
 RUNS=${2:-3}
+CHURN_WORK=${CHURN_WORK:-0}
 CXX=${CXX:-g++}
 
 command -v heaptrack >/dev/null || {
@@ -48,9 +51,9 @@ run() {
   local i=$1 out=$WORK/out err=$WORK/err times=$WORK/times
   local -a cmd
   case $i in
-    0) cmd=("$OUT/churn_plain" "$ITERATIONS") ;;
-    5) cmd=(heaptrack "$OUT/churn_plain" "$ITERATIONS") ;;
-    *) cmd=(env "LEAKSCOPE_OPTIONS=${options[$i]}" "$OUT/churn_leakscope" "$ITERATIONS") ;;
+    0) cmd=("$OUT/churn_plain" "$ITERATIONS" 1 noscope "$CHURN_WORK") ;;
+    5) cmd=(heaptrack "$OUT/churn_plain" "$ITERATIONS" 1 noscope "$CHURN_WORK") ;;
+    *) cmd=(env "LEAKSCOPE_OPTIONS=${options[$i]}" "$OUT/churn_leakscope" "$ITERATIONS" 1 noscope "$CHURN_WORK") ;;
   esac
   local TIMEFORMAT='%R %U %S'
   { time (cd "$WORK" && "${cmd[@]}" >"$out" 2>"$err"); } 2>"$times" || {
@@ -79,7 +82,7 @@ for ((k = 0; k < RUNS; ++k)); do
 done
 
 echo
-echo "churn: $ITERATIONS iterations (18 allocations each), $CXX -O2 -g, minimum of $RUNS runs"
+echo "churn: $ITERATIONS iterations (18 allocations each, work $CHURN_WORK), $CXX -O2 -g, minimum of $RUNS runs"
 echo
 echo "| run | wall s | CPU s | wall / plain | heaptrack wall / this |"
 echo "|---|---:|---:|---:|---:|"
