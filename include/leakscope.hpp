@@ -3208,11 +3208,18 @@ inline bool may_have_header(std::uintptr_t p) noexcept { return (p & 4095u) != 0
 // A chunk whose block would start a page, so can carry no header. Freed, it would be the next
 // chunk malloc hands out for its size (tcache and fastbins are last in, first out), and every
 // later birth of that size would be moved again: 10 % of the births in bench/tools/churn.cpp.
-// So a registered thread keeps such small chunks (at most kParkedBytes of them) until it exits or
-// the program does; each takes a page start out of circulation, so few are ever needed.
+// So a registered thread keeps such chunks (up to 64 KiB each) until it exits or the program
+// does; each takes a page start out of circulation for good, so a heap needs at most one per page
+// it spans. The budget grows with the thread's tracked births (1/64 of their bytes, at least
+// kParkedBytes): a fixed one ran out under a big tracked heap (~1,400 page starts: ~120,000 blocks
+// of 32 bytes), and from then on a freed page-start chunk came back at every birth of its size,
+// each taking the slow path and three mallocs (2,700 instructions a pair instead of 400).
 constexpr u64 kParkedBytes = 64 * 1024;
+inline u64 parked_budget(const ThreadState& t) noexcept {
+    return std::max<u64>(kParkedBytes, t.born_bytes.load(relaxed) / 64);
+}
 inline void park_chunk(ThreadState& t, void* raw, std::size_t bytes) noexcept {
-    if (bytes > 1024 || t.parked_bytes + bytes > kParkedBytes || !counts_locally(t)) {
+    if (bytes > kParkedBytes || t.parked_bytes + bytes > parked_budget(t) || !counts_locally(t)) {
         std::free(raw);
         return;
     }
