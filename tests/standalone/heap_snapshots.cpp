@@ -104,6 +104,46 @@ int main() {
     expect(now.rss_bytes > 0, "heap() gives the resident set", (long long)now.rss_bytes, 1);
     for (Vehicle* v : held) delete v;
 
+    // A big heap, in two threads' arenas (addresses far apart) and of many sizes: a snapshot
+    // orders its blocks by address (a radix sort past 512 blocks), and the diff's merge of two
+    // snapshots is exact only if both are in order.
+    {
+        std::vector<char*> big(20000);
+        std::size_t big_bytes = 0;
+        for (std::size_t i = 0; i < big.size() / 2; ++i) {
+            big[i] = new char[8 + (i * 37) % 5000];
+            big_bytes += 8 + (i * 37) % 5000;
+        }
+        std::thread([&] {
+            for (std::size_t i = big.size() / 2; i < big.size(); ++i) {
+                big[i] = new char[8 + (i * 37) % 5000];
+                big_bytes += 8 + (i * 37) % 5000;
+            }
+        }).join();
+        std::vector<char*> fresh(3000);
+        leakscope::Snapshot full = leakscope::Snapshot::take();
+        long long freed = 0, freed_bytes = 0;
+        for (std::size_t i = 0; i < big.size(); i += 3) {
+            delete[] big[i];
+            big[i] = nullptr;
+            ++freed;
+            freed_bytes += (long long)(8 + (i * 37) % 5000);
+        }
+        for (char*& p : fresh) p = new char[24];
+        leakscope::Snapshot later = leakscope::Snapshot::take();
+        leakscope::Report grew = later - full;
+        expect_eq("big heap: born between the snapshots", (long long)grew.blocks, 3000);
+        expect_eq("big heap: bytes born", (long long)grew.bytes, 3000 * 24);
+        expect_eq("big heap: released blocks", (long long)grew.released_blocks, freed);
+        expect_eq("big heap: released bytes", (long long)grew.released_bytes, freed_bytes);
+        leakscope::Report shrank = full - later;   // the other way round: the sides swap
+        expect_eq("big heap, reversed: born", (long long)shrank.blocks, freed);
+        expect_eq("big heap, reversed: released", (long long)shrank.released_blocks, 3000);
+        expect_eq("big heap: snapshot sizes", (long long)later.blocks() - (long long)full.blocks(), 3000 - freed);
+        for (char* p : big) delete[] p;
+        for (char* p : fresh) delete[] p;
+        (void)big_bytes;
+    }
 
     if (failures == 0) std::puts("heap_snapshots: all checks passed");
     return failures == 0 ? 0 : 1;
