@@ -3718,7 +3718,9 @@ inline SharedEntry child_entry(u32 child, u32 generation) noexcept { return Shar
 // lock, so a block listed a moment ago may be gone (and its memory unmapped) by the time its
 // header is read. process_vm_readv on ourselves reports a bad address instead of faulting;
 // where a sandbox forbids it, /proc/self/mem does the same one word at a time.
-inline void read_words_safely(const std::uintptr_t* at, u64* out, bool* ok, std::size_t n) noexcept {
+// One word at a time: process_vm_readv, one iovec per word (a word it cannot read stops the call
+// there and is skipped), or /proc/self/mem where that call is not allowed.
+inline void read_words_one_by_one(const std::uintptr_t* at, u64* out, bool* ok, std::size_t n) noexcept {
     static std::atomic<int> use_proc_mem{0};   // 1: process_vm_readv is not allowed here
     std::size_t i = 0;
     while (i < n && !use_proc_mem.load(relaxed)) {
@@ -3750,6 +3752,70 @@ inline void read_words_safely(const std::uintptr_t* at, u64* out, bool* ok, std:
     }
     for (; i < n; ++i)
         ok[i] = fd >= 0 && ::pread(fd, &out[i], sizeof(u64), off_t(at[i])) == ssize_t(sizeof(u64));
+}
+
+// Reads the words at at[0..n) into out (ok: whether each could be read) without faulting on
+// memory freed and unmapped meanwhile. A snapshot reads one header per block: a million words,
+// mostly in ascending runs (a log lists a heap's blocks in the order they were born), and the
+// kernel's cost is per iovec. So words in ascending order at most kRunGap bytes apart are read as
+// one range into a scratch buffer. A range the kernel cannot read whole is never split (a transfer
+// stops before such an iovec), so its words are then read one by one.
+inline void read_words_safely(const std::uintptr_t* at, u64* out, bool* ok, std::size_t n) noexcept {
+    constexpr std::uintptr_t kRunGap = 256;         // bytes from one word to the next of a run, at most
+    constexpr std::size_t kRunBytes = 16 * 1024;    // a run's span, at most
+    constexpr std::size_t kRuns = 512;              // runs per call
+    constexpr std::size_t kScratch = 256 * 1024;    // bytes read per call, at most
+    auto scratch = static_cast<unsigned char*>(n >= 64 ? os_alloc(kScratch) : nullptr);
+    if (!scratch) return read_words_one_by_one(at, out, ok, n);
+    struct Run {
+        std::size_t first, count;   // words at[first .. first + count)
+    };
+    Run runs[kRuns];
+    struct iovec local[kRuns], remote[kRuns];
+    std::size_t i = 0;
+    while (i < n) {
+        // A batch of runs, within kRuns and kScratch.
+        std::size_t r = 0, used = 0;
+        while (i < n && r < kRuns) {
+            std::size_t j = i + 1;
+            while (j < n && at[j] > at[j - 1] && at[j] - at[j - 1] <= kRunGap && at[j] + 8 - at[i] <= kRunBytes) ++j;
+            std::size_t span = at[j - 1] + 8 - at[i];
+            if (used + span > kScratch) break;
+            runs[r] = Run{i, j - i};
+            local[r] = iovec{scratch + used, span};
+            remote[r] = iovec{reinterpret_cast<void*>(at[i]), span};
+            used += span;
+            ++r;
+            i = j;
+        }
+        std::size_t done = 0;   // runs of the batch handled
+        while (done < r) {
+            ssize_t got = ::process_vm_readv(::getpid(), local + done, r - done, remote + done, r - done, 0);
+            if (got < 0 && (errno == EPERM || errno == ENOSYS || errno == EACCES)) {   // not allowed here
+                std::size_t from = runs[done].first;
+                read_words_one_by_one(at + from, out + from, ok + from, n - from);
+                os_free(scratch, kScratch);
+                return;
+            }
+            std::size_t bytes = got < 0 ? 0 : std::size_t(got);
+            // Whole runs read: their words from the scratch buffer.
+            for (; done < r && bytes >= local[done].iov_len; ++done) {
+                bytes -= local[done].iov_len;
+                const Run& run = runs[done];
+                auto base = static_cast<const unsigned char*>(local[done].iov_base);
+                for (std::size_t k = run.first; k < run.first + run.count; ++k) {
+                    std::memcpy(&out[k], base + (at[k] - at[run.first]), sizeof(u64));
+                    ok[k] = true;
+                }
+            }
+            if (done < r) {   // a run the kernel would not read whole (or no call at all here)
+                read_words_one_by_one(at + runs[done].first, out + runs[done].first, ok + runs[done].first,
+                                      runs[done].count);
+                ++done;
+            }
+        }
+    }
+    os_free(scratch, kScratch);
 }
 
 // Every live block of every slot (scopes, closed scopes' leftovers, heap slots), from their logs.
