@@ -3763,7 +3763,7 @@ inline void read_words_one_by_one(const std::uintptr_t* at, u64* out, bool* ok, 
 inline void read_words_safely(const std::uintptr_t* at, u64* out, bool* ok, std::size_t n) noexcept {
     constexpr std::uintptr_t kRunGap = 256;         // bytes from one word to the next of a run, at most
     constexpr std::size_t kRunBytes = 16 * 1024;    // a run's span, at most
-    constexpr std::size_t kRuns = 512;              // runs per call
+    constexpr std::size_t kRuns = 128;              // runs per call (their iovecs are on the stack: 6 KiB)
     constexpr std::size_t kScratch = 256 * 1024;    // bytes read per call, at most
     auto scratch = static_cast<unsigned char*>(n >= 64 ? os_alloc(kScratch) : nullptr);
     if (!scratch) return read_words_one_by_one(at, out, ok, n);
