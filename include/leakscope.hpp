@@ -6094,8 +6094,8 @@ inline bool same_birth(const Record& a, const Record& b) noexcept {
 // Sorts `n` records at `from` by birth_before into `to` (n records of room), `from` serving as
 // the scratch space. A snapshot of a big heap is mostly this sort: a radix sort on the address
 // (11 bits a pass over what varies among the addresses, stable) costs a few passes over the
-// records where a comparison sort took log2(n) (~20 for a million); equal addresses, rare, keep
-// their (scope, seq) order by a final insertion pass.
+// records where a comparison sort took log2(n) (~20 for a million); equal addresses, rare, are
+// put in (scope, seq) order afterwards, each run of them by a comparison sort.
 inline void sort_by_birth(Record* from, Record* to, std::size_t n) {
     if (n < 512) {
         std::copy(from, from + n, to);
@@ -6129,10 +6129,11 @@ inline void sort_by_birth(Record* from, Record* to, std::size_t n) {
         at ^= 1;
     }
     if (buffers[at] != to) std::copy(buffers[at], buffers[at] + n, to);
-    for (std::size_t i = 1; i < n; ++i) {   // equal addresses: by (scope, seq)
-        if (to[i].addr != to[i - 1].addr) continue;
-        for (std::size_t k = i; k > 0 && to[k].addr == to[k - 1].addr && birth_before(to[k], to[k - 1]); --k)
-            std::swap(to[k], to[k - 1]);
+    for (std::size_t i = 0; i < n;) {   // equal addresses: by (scope, seq)
+        std::size_t end = i + 1;
+        while (end < n && to[end].addr == to[i].addr) ++end;
+        if (end - i > 1) std::sort(to + i, to + end, birth_before);
+        i = end;
     }
 }
 
