@@ -3718,12 +3718,14 @@ inline SharedEntry child_entry(u32 child, u32 generation) noexcept { return Shar
 // lock, so a block listed a moment ago may be gone (and its memory unmapped) by the time its
 // header is read. process_vm_readv on ourselves reports a bad address instead of faulting;
 // where a sandbox forbids it, /proc/self/mem does the same one word at a time.
+inline std::atomic<int> vm_readv_forbidden{0};   // 1: process_vm_readv is not allowed here (learnt once)
+inline bool forbids_vm_readv(int error) noexcept { return error == EPERM || error == ENOSYS || error == EACCES; }
+
 // One word at a time: process_vm_readv, one iovec per word (a word it cannot read stops the call
 // there and is skipped), or /proc/self/mem where that call is not allowed.
 inline void read_words_one_by_one(const std::uintptr_t* at, u64* out, bool* ok, std::size_t n) noexcept {
-    static std::atomic<int> use_proc_mem{0};   // 1: process_vm_readv is not allowed here
     std::size_t i = 0;
-    while (i < n && !use_proc_mem.load(relaxed)) {
+    while (i < n && !vm_readv_forbidden.load(relaxed)) {
         constexpr std::size_t kBatch = 512;
         struct iovec local[kBatch], remote[kBatch];
         std::size_t k = std::min(kBatch, n - i);
@@ -3732,8 +3734,8 @@ inline void read_words_one_by_one(const std::uintptr_t* at, u64* out, bool* ok, 
             remote[j] = iovec{reinterpret_cast<void*>(at[i + j]), sizeof(u64)};
         }
         ssize_t got = ::process_vm_readv(::getpid(), local, k, remote, k, 0);
-        if (got < 0 && (errno == EPERM || errno == ENOSYS || errno == EACCES)) {
-            use_proc_mem.store(1, relaxed);
+        if (got < 0 && forbids_vm_readv(errno)) {
+            vm_readv_forbidden.store(1, relaxed);
             break;
         }
         std::size_t whole = got < 0 ? 0 : std::size_t(got) / sizeof(u64);
@@ -3765,6 +3767,7 @@ inline void read_words_safely(const std::uintptr_t* at, u64* out, bool* ok, std:
     constexpr std::size_t kRunBytes = 16 * 1024;    // a run's span, at most
     constexpr std::size_t kRuns = 128;              // runs per call (their iovecs are on the stack: 6 KiB)
     constexpr std::size_t kScratch = 256 * 1024;    // bytes read per call, at most
+    if (vm_readv_forbidden.load(relaxed)) return read_words_one_by_one(at, out, ok, n);
     auto scratch = static_cast<unsigned char*>(n >= 64 ? os_alloc(kScratch) : nullptr);
     if (!scratch) return read_words_one_by_one(at, out, ok, n);
     struct Run {
@@ -3791,7 +3794,8 @@ inline void read_words_safely(const std::uintptr_t* at, u64* out, bool* ok, std:
         std::size_t done = 0;   // runs of the batch handled
         while (done < r) {
             ssize_t got = ::process_vm_readv(::getpid(), local + done, r - done, remote + done, r - done, 0);
-            if (got < 0 && (errno == EPERM || errno == ENOSYS || errno == EACCES)) {   // not allowed here
+            if (got < 0 && forbids_vm_readv(errno)) {   // not allowed here: /proc/self/mem from now on
+                vm_readv_forbidden.store(1, relaxed);
                 std::size_t from = runs[done].first;
                 read_words_one_by_one(at + from, out + from, ok + from, n - from);
                 os_free(scratch, kScratch);
