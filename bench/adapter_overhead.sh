@@ -4,8 +4,9 @@
 #   plain    the framework alone
 #   hooked   + leakscope's implementation (operator new replaced), no adapter
 #   adapter  + leakscope/<framework>.hpp (every test in its own scope, judged at its end)
-# — and measures each, plus the adapter binary run with stacks=demand and stacks=off
-# (LEAKSCOPE_OPTIONS), two ways:
+# — and measures each, plus the adapter binary run with test_stacks=inline (every test's scope
+# captures stacks), test_stacks=rerun (none; a leaking test would run again alone for them) and
+# stacks=off (LEAKSCOPE_OPTIONS; `adapter` alone is the default, test_stacks=auto), two ways:
 #   wall time     RUNS runs of each (default 21, interleaved), the minimum; noisy on a shared VM
 #   instructions  one run under valgrind --tool=callgrind (the whole process: loader, start-up,
 #                 the tests, exit), which neighbours on the machine cannot change; `perf stat -e
@@ -80,8 +81,8 @@ for fw in "${FWS[@]}"; do
 done
 
 # The measured configurations: NAME BINARY-VARIANT LEAKSCOPE_OPTIONS
-CONFIGS=("plain plain -" "hooked hooked -" "adapter adapter -" "adapter,stacks=demand adapter stacks=demand"
-         "adapter,stacks=off adapter stacks=off")
+CONFIGS=("plain plain -" "hooked hooked -" "adapter adapter -" "adapter,test_stacks=inline adapter test_stacks=inline"
+         "adapter,test_stacks=rerun adapter test_stacks=rerun" "adapter,stacks=off adapter stacks=off")
 
 # run_one FW CONFIG [PREFIX...]: runs it once (output to /dev/null).
 run_one() {

@@ -53,6 +53,15 @@
 //                              name has leaked before (demand: a healthy server pays nothing)
 //   unwinder=fast|fp|libgcc    how stacks are walked (see leakscope::Unwinder); default fast
 //   stack_depth=1..256         frames kept per stack; default 32
+//   test_stacks=auto|rerun|inline  how the test adapters (leakscope/gtest.hpp, catch2.hpp,
+//                              doctest.hpp) get a leaking test's stacks. inline: every test's
+//                              scope captures them. rerun: tests run without stacks, and a test
+//                              that leaves blocks behind runs again, alone, in a child process
+//                              with stacks (the child's verdict and report are the test's when it
+//                              leaves the same blocks; otherwise the run's own, stackless, with a
+//                              line saying why). auto, the default: rerun for GoogleTest, inline
+//                              for Catch2 and doctest. LEAKSCOPE_RERUN is set in that child (by
+//                              the adapter, for the adapter: which run to judge, where to say it)
 //   group_depth=0..256         how many top frames of a leftover's trimmed stack (frames[0] is the
 //                              user's line) decide its site; 0, the default, the whole stack.
 //                              Stacks sharing them (and the inferred type) are one site, whose
@@ -463,6 +472,7 @@ struct tagged_allocator {
 //                          first leaked)                                   default on
 //   unwinder=fast|fp|libgcc                                                default fast
 //   stack_depth=1..256     frames kept per stack                          default 32
+//   test_stacks=auto|rerun|inline   the test adapters' stacks (section 1)  default auto
 //   group_depth=0..256     top frames of the trimmed stack deciding a site (0: all)  default 0
 //   suppressions=PATH      suppression rules file, read here at once (syntax: section 1)
 //   report=text,json=leaks-%p-%n.json,...   the writers (they replace set_writers()'s, and
@@ -569,6 +579,21 @@ namespace detail {
 // option), false when they go to the default (text on stderr). The test adapters hand a leaking
 // test's report to write() only then: by default it is the framework's failure message alone.
 bool writers_configured() noexcept;
+
+// How the test adapters get a leaking test's stacks (option test_stacks=, see section 1):
+// automatic leaves it to the adapter. inline_ when stacks=off (there are none to get).
+enum class TestStacks : unsigned { automatic = 0, rerun = 1, inline_ = 2 };
+TestStacks test_stacks() noexcept;
+
+// While alive, the scopes this thread opens capture no stacks, whatever the stacks= option
+// (the test adapters' runs with test_stacks=rerun: a leaking test is run again for its stacks).
+class ScopesWithoutStacks {
+   public:
+    ScopesWithoutStacks() noexcept;
+    ~ScopesWithoutStacks();
+    ScopesWithoutStacks(const ScopesWithoutStacks&) = delete;
+    ScopesWithoutStacks& operator=(const ScopesWithoutStacks&) = delete;
+};
 }  // namespace detail
 }  // namespace leakscope
 
@@ -955,7 +980,8 @@ struct ThreadState {
     u32 serial;                    // 0 until registered
     u32 registry_index;
     u32 slot_cache_size;
-    u32 unused_padding;
+    u32 scopes_without_stacks;     // >0: scopes this thread opens capture no stacks (see
+                                   // ScopesWithoutStacks)
     u32 slot_cache[8];
     u32 deferred_count;            // entries of g.deferred this thread owns
     i64 pending_bytes;             // live-bytes drift not yet published to the global counter
@@ -1811,6 +1837,7 @@ struct StackIndex { u32 log2, unused; std::atomic<u64> slots[1]; };   // slot: t
 
 struct StackGlobals {
     std::atomic<u32> mode, unwinder, depth;          // StackMode, Unwinder, 0: default depth
+    std::atomic<u32> test_stacks;                    // TestStacks (the test adapters' option)
     std::atomic<u64> loader_generation;              // bumped before and after each dlclose
     std::atomic<u32> unloading;                      // dlcloses in flight
     std::atomic<u64> anchor_breaks;                  // scopes closed out of order or by another
@@ -4115,7 +4142,7 @@ LeakScope::LeakScope(std::string_view name, Threads threads, const char* file, u
     u32 index = slot_allocate(t);
     if (index == 0) return;   // out of tracker memory: an inert scope
     Slot& s = slot_ref(index);
-    slot_open(s, t, threads == Threads::all, scope_wants_stacks(name_));
+    slot_open(s, t, threads == Threads::all, t.scopes_without_stacks == 0 && scope_wants_stacks(name_));
     // The enclosing scope sees this one's leftovers: this slot is a reference on it, like a block.
     u64 parent = counting_scope(t);
     u32 seq = 0;
@@ -5898,6 +5925,8 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
     };
     if (key == "stacks") {
         pick({"on", "off", "demand"}, st.mode);   // the order of StackMode
+    } else if (key == "test_stacks") {
+        pick({"auto", "rerun", "inline"}, st.test_stacks);   // the order of TestStacks
     } else if (key == "unwinder") {
         pick({"fast", "fp", "libgcc"}, st.unwinder);   // the order of Unwinder
     } else if (key == "stack_depth") {
@@ -8804,6 +8833,13 @@ void add_writer(std::shared_ptr<Writer> writer) {
 }
 
 namespace detail {
+TestStacks test_stacks() noexcept {
+    ensure_init();   // LEAKSCOPE_OPTIONS read
+    if (StackMode(st.mode.load(relaxed)) == StackMode::off) return TestStacks::inline_;
+    return TestStacks(st.test_stacks.load(relaxed));
+}
+ScopesWithoutStacks::ScopesWithoutStacks() noexcept { ++tls.scopes_without_stacks; }
+ScopesWithoutStacks::~ScopesWithoutStacks() { --tls.scopes_without_stacks; }
 bool writers_configured() noexcept {
     ensure_init();   // LEAKSCOPE_OPTIONS read
     {

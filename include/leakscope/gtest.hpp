@@ -24,6 +24,13 @@
 //     leakscope::Adopt a{leakscope::test::token()};   // in a thread: its allocations count
 // A test that failed (or was skipped) gets no leak verdict. What GoogleTest records while a test
 // runs (assertion results, SUCCEED(), skips, properties, SCOPED_TRACE) is never a leftover.
+//
+// Stacks: by default (test_stacks=auto, here rerun) the tests run without call stacks, which
+// would be most of the adapter's cost in a suite of fast tests; a test that leaves blocks behind
+// runs again alone — this program, with --gtest_filter=Suite.Test, without its --gtest_output
+// and sharding — and that run's report, with stacks, is the failure message (test_common.hpp
+// says when the run's own stackless one is kept instead). LEAKSCOPE_OPTIONS=test_stacks=inline
+// captures them in every test instead.
 #ifndef LEAKSCOPE_GTEST_HPP_INCLUDED
 #define LEAKSCOPE_GTEST_HPP_INCLUDED
 
@@ -31,6 +38,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -83,7 +91,14 @@ class Listener : public ::testing::EmptyTestEventListener {
             Ignore quiet;
             name_.assign(info.test_suite_name()).append(".").append(info.name());
         }
-        scope_.emplace(name_, detail::globals().threads, info.file(), unsigned(info.line()));
+        rerun_ = ::leakscope::detail::test_stacks() != ::leakscope::detail::TestStacks::inline_;
+        started_ = std::chrono::steady_clock::now();
+        if (rerun_) {
+            ::leakscope::detail::ScopesWithoutStacks stackless;
+            scope_.emplace(name_, detail::globals().threads, info.file(), unsigned(info.line()));
+        } else {
+            scope_.emplace(name_, detail::globals().threads, info.file(), unsigned(info.line()));
+        }
         detail::globals().scope = &*scope_;
     }
 
@@ -94,8 +109,10 @@ class Listener : public ::testing::EmptyTestEventListener {
         detail::Verdict verdict;
         if (result.Failed() || result.Skipped())
             scope_->dismiss();   // already failed: the leftovers are likely its consequence
-        else
+        else if (!rerun_)
             verdict = detail::judge(*scope_, [this] { return name_; }, kPatterns);
+        else
+            verdict = judge_or_rerun();
         scope_.reset();
         // This listener runs before the default printer's OnTestEnd (GoogleTest calls the end
         // events in reverse order), so the failure is part of the test's result when printed.
@@ -103,9 +120,28 @@ class Listener : public ::testing::EmptyTestEventListener {
     }
 
    private:
+    // The run had no stacks: a leaking one is judged by this test run alone, with stacks.
+    detail::Verdict judge_or_rerun() {
+        auto request = [this] {
+            detail::RerunRequest r;
+            r.add_args = {"--gtest_filter=" + name_, "--gtest_repeat=1", "--gtest_also_run_disabled_tests"};
+            // (The appended filter wins over the parent's: GoogleTest takes a flag's last value.)
+            r.drop_args = {"--gtest_output", "--gtest_repeat", "--gtest_shuffle", "--gtest_fail_fast"};
+            // What would make the child write the parent's XML or run another shard.
+            r.drop_env = {"GTEST_OUTPUT", "XML_OUTPUT_FILE", "GTEST_SHARD_INDEX", "GTEST_TOTAL_SHARDS",
+                          "GTEST_SHARD_STATUS_FILE", "TEST_SHARD_INDEX", "TEST_TOTAL_SHARDS",
+                          "TEST_SHARD_STATUS_FILE", "TEST_PREMATURE_EXIT_FILE", "GTEST_REPEAT", "GTEST_SHUFFLE"};
+            r.took = std::chrono::steady_clock::now() - started_;
+            return r;
+        };
+        return detail::judge(*scope_, [this] { return name_; }, kPatterns, request);
+    }
+
     std::optional<QuietReporter> reporter_;
     std::optional<LeakScope> scope_;
     std::string name_;
+    bool rerun_ = false;
+    std::chrono::steady_clock::time_point started_{};
 };
 
 inline bool install() {

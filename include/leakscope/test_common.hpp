@@ -21,11 +21,23 @@
 //         default); without a stack a leftover is blamed on the test.
 //   * a test that already failed gets no leak verdict (its leftovers are likely a consequence),
 //     neither does a test that expects leftovers with allow_leaks().
+//   * with test_stacks=rerun (LEAKSCOPE_OPTIONS; GoogleTest's default), the scopes capture no
+//     stacks — a capture is ~100 ns, and a test suite's are nearly all of a fast test's extra
+//     time — and a run that leaves blocks behind is run again, alone, in a child process (the
+//     test program itself, with the framework's arguments selecting that test and stacks on).
+//     The child judges that run as above and sends its verdict back. When the child's run left
+//     exactly the blocks and bytes the parent's did, its verdict (and report, with stacks) is the
+//     test's; otherwise — it left other blocks (the test is not deterministic alone), did not
+//     start, crashed or timed out — the parent's own verdict stands, stackless, with one line
+//     saying why. So nothing is lost, and a clean test never pays for a stack.
 #ifndef LEAKSCOPE_TEST_COMMON_HPP_INCLUDED
 #define LEAKSCOPE_TEST_COMMON_HPP_INCLUDED
 
 #include <leakscope.hpp>
 
+#include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -34,9 +46,17 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
 #include <stdlib.h>   // on_exit (glibc)
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
 
 namespace leakscope {
 namespace test {
@@ -237,20 +257,353 @@ inline std::string render(const Report& r) {
     return out;
 }
 
+inline void flush_all() noexcept {
+    try {
+        std::cout.flush();
+        std::cerr.flush();
+        std::clog.flush();
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+}
+
+// ---- re-running a leaking test alone, for its stacks (test_stacks=rerun) ----------------------
+// What the parent asks: the arguments that select the test (appended to the parent's own command
+// line), the parent's arguments and environment variables that must not reach the child (its XML
+// output, its shard), which run of the name to judge (Catch2 runs a test case once per section
+// path and generator value) and how long the run took here.
+struct RerunRequest {
+    std::vector<std::string> add_args;
+    std::vector<std::string> drop_args;   // a parent argument starting with one of these is left out
+    std::vector<std::string> drop_env;    // variable names
+    unsigned index = 0;
+    std::chrono::steady_clock::duration took{};
+};
+// What came back: the child's leftovers of the run, with stacks (`ran`), or why there are none.
+struct ChildReport {
+    bool ran = false;
+    std::string why;
+    Report report;
+};
+
+// In the child: LEAKSCOPE_RERUN="FD:INDEX:NAME" — judge the INDEX-th run named NAME (0 first),
+// write the verdict to FD, and exit.
+struct ChildTarget {
+    bool active = false;
+    int fd = -1;
+    unsigned index = 0, seen = 0;
+    std::string name;
+};
+inline ChildTarget parse_child_target(const char* text) {
+    ChildTarget t;
+    if (!text) return t;
+    char* end = nullptr;
+    long fd = std::strtol(text, &end, 10);
+    if (end == text || *end != ':' || fd < 0) return t;
+    const char* rest = end + 1;
+    unsigned long index = std::strtoul(rest, &end, 10);
+    if (end == rest || *end != ':') return t;
+    t.active = true;
+    t.fd = int(fd);
+    t.index = unsigned(index);
+    t.name = end + 1;
+    return t;
+}
+inline ChildTarget& child_target() {
+    static ChildTarget target = [] {
+        Ignore quiet;
+        return parse_child_target(std::getenv("LEAKSCOPE_RERUN"));
+    }();
+    return target;
+}
+
+// The child's answer: its leftovers report, as "leakscope-rerun 1 " and then every field in
+// order, numbers in decimal and each followed by a space, strings as their length, a space and
+// their bytes.
+struct ReportEncoder {
+    std::string out;
+    void number(unsigned long long n) { out.append(std::to_string(n)).push_back(' '); }
+    void text(const std::string& s) {
+        number(s.size());
+        out.append(s);
+    }
+    void frames(const std::vector<Frame>& fs) {
+        number(fs.size());
+        for (const Frame& f : fs) {
+            number(f.address);
+            text(f.function);
+            text(f.file);
+            text(f.module);
+            number(f.line);
+            number(f.inlined);
+            number(f.offset);
+        }
+    }
+};
+inline std::string encode_report(const Report& r) {
+    ReportEncoder e;
+    e.out = "leakscope-rerun 1 ";
+    e.text(r.kind);
+    e.text(r.scope);
+    e.text(r.file);
+    e.number(r.line);
+    e.number(r.by_exception);
+    e.number(r.blocks);
+    e.number(r.bytes);
+    e.number(r.released_blocks);
+    e.number(r.released_bytes);
+    e.number(r.sites.size());
+    for (const Site& s : r.sites) {
+        e.frames(s.frames);
+        e.frames(s.allocator_frames);
+        e.text(s.type);
+        e.number(s.blocks);
+        e.number(s.bytes);
+    }
+    e.number(r.suppressed.size());
+    for (const Suppression& s : r.suppressed) {
+        e.text(s.rule);
+        e.number(s.blocks);
+        e.number(s.bytes);
+    }
+    return e.out;
+}
+// Reads what encode_report wrote; false (and `ok` false) at the first thing that does not parse.
+struct ReportDecoder {
+    const std::string& in;
+    std::size_t at = 0;
+    bool ok = true;
+    unsigned long long number() {
+        unsigned long long n = 0;
+        std::size_t start = at;
+        while (ok && at < in.size() && in[at] >= '0' && in[at] <= '9' && at - start < 20) n = n * 10 + unsigned(in[at++] - '0');
+        if (at == start || at >= in.size() || in[at] != ' ') ok = false;
+        ++at;
+        return ok ? n : 0;
+    }
+    std::string text() {
+        unsigned long long n = number();
+        if (!ok || n > in.size() - std::min(at, in.size())) {
+            ok = false;
+            return {};
+        }
+        std::string s = in.substr(at, std::size_t(n));
+        at += std::size_t(n);
+        return s;
+    }
+    std::size_t count() {   // of a vector: each element takes at least one byte
+        unsigned long long n = number();
+        if (n > in.size()) ok = false;
+        return ok ? std::size_t(n) : 0;
+    }
+    void frames(std::vector<Frame>& fs) {
+        for (std::size_t i = 0, n = count(); ok && i < n; ++i) {
+            Frame f;
+            f.address = std::uintptr_t(number());
+            f.function = text();
+            f.file = text();
+            f.module = text();
+            f.line = unsigned(number());
+            f.inlined = number() != 0;
+            f.offset = std::uintptr_t(number());
+            fs.push_back(std::move(f));
+        }
+    }
+};
+inline bool decode_report(const std::string& in, Report& r) {
+    static const std::string magic = "leakscope-rerun 1 ";
+    if (in.compare(0, magic.size(), magic) != 0) return false;
+    ReportDecoder d{in, magic.size()};
+    r.kind = d.text();
+    r.scope = d.text();
+    r.file = d.text();
+    r.line = unsigned(d.number());
+    r.by_exception = d.number() != 0;
+    r.blocks = std::size_t(d.number());
+    r.bytes = std::size_t(d.number());
+    r.released_blocks = std::size_t(d.number());
+    r.released_bytes = std::size_t(d.number());
+    for (std::size_t i = 0, n = d.count(); d.ok && i < n; ++i) {
+        Site s;
+        d.frames(s.frames);
+        d.frames(s.allocator_frames);
+        s.type = d.text();
+        s.blocks = std::size_t(d.number());
+        s.bytes = std::size_t(d.number());
+        r.sites.push_back(std::move(s));
+    }
+    for (std::size_t i = 0, n = d.count(); d.ok && i < n; ++i) {
+        Suppression s;
+        s.rule = d.text();
+        s.blocks = std::size_t(d.number());
+        s.bytes = std::size_t(d.number());
+        r.suppressed.push_back(std::move(s));
+    }
+    return d.ok && d.at == in.size();
+}
+
+// Every leftover of a leftovers report, suppressed ones included: what a child's run must match.
+inline void all_leftovers(const Report& r, std::size_t& blocks, std::size_t& bytes) {
+    blocks = r.blocks;
+    bytes = r.bytes;
+    for (const Suppression& s : r.suppressed) {
+        blocks += s.blocks;
+        bytes += s.bytes;
+    }
+}
+
+inline bool has_prefix_of(const std::string& s, const std::vector<std::string>& names) {
+    for (const std::string& n : names)
+        if (s.size() > n.size() && s.compare(0, n.size(), n) == 0 && s[n.size()] == '=') return true;
+    return false;
+}
+
+// Runs this program again (/proc/self/exe, with the arguments of /proc/self/cmdline) to judge
+// one run alone, and waits for its verdict. Never throws; the child's own output goes to
+// /dev/null. Called under Ignore.
+inline ChildReport rerun_alone(const RerunRequest& request, const std::string& name) {
+    ChildReport c;
+    std::vector<std::string> args;
+    {
+        int fd = ::open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            c.why = "/proc/self/cmdline cannot be read";
+            return c;
+        }
+        std::string all;
+        char buffer[4096];
+        for (;;) {
+            ssize_t n = ::read(fd, buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            all.append(buffer, std::size_t(n));
+        }
+        ::close(fd);
+        for (std::size_t at = 0; at < all.size();) {
+            std::size_t end = all.find('\0', at);
+            if (end == std::string::npos) end = all.size();
+            std::string arg = all.substr(at, end - at);
+            bool dropped = false;
+            for (const std::string& d : request.drop_args)
+                if (!args.empty() && arg.compare(0, d.size(), d) == 0) dropped = true;
+            if (!dropped) args.push_back(std::move(arg));
+            at = end + 1;
+        }
+    }
+    if (args.empty()) {
+        c.why = "/proc/self/cmdline is empty";
+        return c;
+    }
+    for (const std::string& a : request.add_args) args.push_back(a);
+
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        c.why = std::string("no pipe: ") + std::strerror(errno);
+        return c;
+    }
+    // The environment: the parent's, without the dropped variables; stacks on, the adapter told
+    // it is a child (test_stacks=inline: it never re-runs in turn).
+    std::vector<std::string> env;
+    std::string options = "LEAKSCOPE_OPTIONS=";
+    for (char** e = environ; e && *e; ++e) {
+        std::string var(*e);
+        if (has_prefix_of(var, request.drop_env) || has_prefix_of(var, {"LEAKSCOPE_RERUN"})) continue;
+        if (has_prefix_of(var, {"LEAKSCOPE_OPTIONS"})) {
+            options = var + " ";
+            continue;
+        }
+        env.push_back(std::move(var));
+    }
+    env.push_back(options + "stacks=on test_stacks=inline");
+    env.push_back("LEAKSCOPE_RERUN=" + std::to_string(pipe_fds[1]) + ":" + std::to_string(request.index) + ":" + name);
+    std::vector<char*> argv, envp;
+    for (std::string& a : args) argv.push_back(&a[0]);
+    argv.push_back(nullptr);
+    for (std::string& e : env) envp.push_back(&e[0]);
+    envp.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], pipe_fds[1]);   // (clears close-on-exec)
+    pid_t pid = -1;
+    int spawned = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(pipe_fds[1]);
+    if (spawned != 0) {
+        ::close(pipe_fds[0]);
+        c.why = std::string("the child could not start: ") + std::strerror(spawned);
+        return c;
+    }
+    // The child's start-up and the one test: a minute, more for a test that took long here.
+    using namespace std::chrono;
+    const auto deadline = steady_clock::now() + seconds(60) + 10 * request.took;
+    std::string answer;
+    bool timed_out = false;
+    for (;;) {
+        auto left = duration_cast<milliseconds>(deadline - steady_clock::now()).count();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        pollfd p{pipe_fds[0], POLLIN, 0};
+        int ready = ::poll(&p, 1, int(std::min<long long>(left, 1000)));
+        if (ready < 0 && errno != EINTR) break;
+        if (ready <= 0) continue;
+        char buffer[4096];
+        ssize_t n = ::read(pipe_fds[0], buffer, sizeof buffer);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n <= 0) break;   // end of file: the child exited (or closed it)
+        answer.append(buffer, std::size_t(n));
+    }
+    ::close(pipe_fds[0]);
+    if (timed_out) ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!answer.empty() && decode_report(answer, c.report)) {
+        c.ran = true;
+        return c;
+    }
+    c = ChildReport{};
+    if (timed_out)
+        c.why = "the child timed out";
+    else if (WIFSIGNALED(status))
+        c.why = std::string("the child died of signal ") + std::to_string(WTERMSIG(status));
+    else
+        c.why = answer.empty() ? "the child gave no verdict (the test failed there, or did not run)"
+                               : "the child's answer was cut short";
+    return c;
+}
+
+template <class Rerun>
+inline RerunRequest make_request(const Rerun& rerun) {
+    return rerun();
+}
+inline RerunRequest make_request(std::nullptr_t) { return RerunRequest{}; }
+
 // Judges the scope's leftovers and closes it. `display()` names the run in the report (test,
 // sections), asked only for a report; `patterns` are the framework's. A failing run's report is
 // the verdict's message and, when the program chose writers of its own, goes to them as well.
-template <class Display>
-inline Verdict judge(LeakScope& scope, const Display& display, const FrameworkPatterns& patterns) {
+// `rerun`, when given: the scope captured no stacks (test_stacks=rerun), and a run with leftovers
+// is judged by a child that runs it alone with stacks (see the top of this file); rerun() makes
+// the RerunRequest, only then.
+template <class Display, class Rerun = std::nullptr_t>
+inline Verdict judge(LeakScope& scope, const Display& display, const FrameworkPatterns& patterns,
+                     const Rerun& rerun = nullptr) {
+    constexpr bool can_rerun = !std::is_same<Rerun, std::nullptr_t>::value;
     Verdict v;
     RunState& run = globals().run;
     if (run.allowed) {
         scope.dismiss();
         return v;
     }
-    // Nearly every run: nothing left and none expected; nothing to build.
+    ChildTarget& child = child_target();
+    // Nearly every run: nothing left and none expected; nothing to build. (A child still answers.)
     const bool clean = scope.clean();
-    if (clean && run.expected <= 0) {
+    if (clean && run.expected <= 0 && !child.active) {
         scope.dismiss();
         return v;
     }
@@ -258,6 +611,36 @@ inline Verdict judge(LeakScope& scope, const Display& display, const FrameworkPa
     Report report;
     if (!clean) report = scope.leftovers();
     scope.dismiss();
+    if (child.active && display() == child.name && child.seen++ == child.index) {
+        // The run the parent asked about: its leftovers go back, the parent judges (the rest of
+        // this program's run is the parent's business).
+        std::string answer = encode_report(report);
+        for (std::size_t at = 0; at < answer.size();) {
+            ssize_t n = ::write(child.fd, answer.data() + at, answer.size() - at);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            at += std::size_t(n);
+        }
+        std::_Exit(0);
+    }
+    std::string stacks_note;
+    std::size_t raw_blocks = 0, raw_bytes = 0;
+    all_leftovers(report, raw_blocks, raw_bytes);
+    if (can_rerun && !child.active && raw_blocks != 0) {
+        ChildReport c = rerun_alone(make_request(rerun), display());
+        std::size_t child_blocks = 0, child_bytes = 0;
+        all_leftovers(c.report, child_blocks, child_bytes);
+        if (c.ran && child_blocks == raw_blocks && child_bytes == raw_bytes) {
+            report = std::move(c.report);
+            stacks_note = "\nleakscope: stacks from this test run again alone, in a child process (test_stacks=rerun)";
+        } else {
+            stacks_note = c.ran ? "run again alone (for its stacks), it left " + std::to_string(child_blocks) + " block" +
+                                      (child_blocks == 1 ? "" : "s") + " (" + std::to_string(child_bytes) + " bytes)"
+                                : "it could not be run again alone for its stacks: " + c.why;
+            stacks_note = "\nleakscope: no stacks: " + stacks_note +
+                          "; LEAKSCOPE_OPTIONS=test_stacks=inline captures them in the run itself";
+        }
+    }
     if (!report.sites.empty()) {
         std::vector<Site> kept;
         report.blocks = report.bytes = 0;
@@ -273,33 +656,25 @@ inline Verdict judge(LeakScope& scope, const Display& display, const FrameworkPa
     }
     v.blocks = report.blocks;
     v.bytes = report.bytes;
-    report.scope = display();
+    std::string name = display();
+    report.scope = name;
     if (run.expected >= 0) {
-        if (v.blocks == std::size_t(run.expected)) return v;
-        v.failed = true;
-        v.message = "leakscope: expected " + std::to_string(run.expected) + " leftover block" +
-                    (run.expected == 1 ? "" : "s") + ", found " + std::to_string(v.blocks);
-        if (v.blocks) v.message += "\n" + render(report);
-    } else {
-        if (v.blocks == 0) return v;
+        if (v.blocks != std::size_t(run.expected)) {
+            v.failed = true;
+            v.message = "leakscope: expected " + std::to_string(run.expected) + " leftover block" +
+                        (run.expected == 1 ? "" : "s") + ", found " + std::to_string(v.blocks);
+            if (v.blocks) v.message += "\n" + render(report);
+        }
+    } else if (v.blocks != 0) {
         v.failed = true;
         v.message = render(report);
     }
+    if (v.failed) v.message += stacks_note;
     // The writers the program chose (report=json=leaks-%n.json, set_writers(), add_writer()) get
     // the failing run's report too, named after the run; the default writer (text on stderr)
     // does not: the framework's failure message already is that report.
-    if (v.blocks && ::leakscope::detail::writers_configured()) ::leakscope::write(report);
+    if (v.failed && v.blocks && ::leakscope::detail::writers_configured()) ::leakscope::write(report);
     return v;
-}
-
-inline void flush_all() noexcept {
-    try {
-        std::cout.flush();
-        std::cerr.flush();
-        std::clog.flush();
-    } catch (...) {
-    }
-    std::fflush(nullptr);
 }
 
 inline void on_exit_hook(int status, void*) {

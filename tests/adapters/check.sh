@@ -118,15 +118,44 @@ json_case() {
 # json_scopes ROWS: the scope of every report.
 json_scopes() { cut -f1 <<<"$1"; }
 
+# gtest_rerun_checks OUT RUNS: what test_stacks=rerun (GoogleTest's default) must have done in the
+# run whose output is OUT and whose fixture::note_run lines are in RUNS.
+gtest_rerun_checks() {
+  local out=$1 runs=$2 r
+  # A clean test never runs again; a leaking one runs once more, alone; so does one whose only
+  # leftover is GoogleTest's (its property), which that run then clears.
+  same_set "tests run again alone (test_stacks=rerun)" \
+    "$(printf '%s\n' Noise.RecordProperty Leaks.OneBlock Rerun.LeaksOnlyAfterPrepares)" \
+    "$(sed -n 's/ child$//p' "$runs")"
+  local n
+  n=$(grep -c ' child$' "$runs")
+  [ "$n" -eq 3 ] && pass "test_stacks=rerun: 3 runs in a child, each once" || fail "$n runs in a child, expected 3"
+  lacks "$out" "Noise.RecordProperty\" left" "Noise.RecordProperty: GoogleTest's property cleared by the run alone"
+  r=$(between "$out" "[ RUN      ] Leaks.OneBlock" "[  FAILED  ] Leaks.OneBlock")
+  grep -q -F "leakscope: stacks from this test run again alone, in a child process (test_stacks=rerun)" <<<"$r" &&
+    pass "Leaks.OneBlock: its stacks come from the run alone" || fail "Leaks.OneBlock: no re-run note: $r"
+  # Order-dependent: alone it leaves nothing, so the suite's run is reported, exact and stackless.
+  r=$(between "$out" "[ RUN      ] Rerun.LeaksOnlyAfterPrepares" "[  FAILED  ] Rerun.LeaksOnlyAfterPrepares")
+  grep -q -F "scope \"Rerun.LeaksOnlyAfterPrepares\" left 1 block (4 bytes) behind" <<<"$r" &&
+    grep -q -F "leakscope: no stacks: run again alone (for its stacks), it left 0 blocks (0 bytes); LEAKSCOPE_OPTIONS=test_stacks=inline captures them in the run itself" <<<"$r" &&
+    pass "Rerun.LeaksOnlyAfterPrepares: 1 block, stackless, and why" || fail "Rerun.LeaksOnlyAfterPrepares report: $r"
+  r=$(between "$out" "[ RUN      ] Rerun.DiesAlone" "[  FAILED  ] Rerun.DiesAlone")
+  grep -q -F "scope \"Rerun.DiesAlone\" left 1 block (8 bytes) behind" <<<"$r" &&
+    grep -q -F "leakscope: no stacks: it could not be run again alone for its stacks: the child died of signal 15" <<<"$r" &&
+    pass "Rerun.DiesAlone: 1 block, stackless, the child's death said" || fail "Rerun.DiesAlone report: $r"
+}
+
 check_gtest() {
-  local out=$work/gtest.out xml=$work/gtest.xml
-  rm -f "$xml"
-  run "$out" 1 --gtest_filter=-ExitCall.* --gtest_output=xml:"$xml"
+  local out=$work/gtest.out xml=$work/gtest.xml runs=$work/gtest.runs
+  rm -f "$xml" "$runs"
+  FIXTURE_RUNS=$runs run "$out" 1 --gtest_filter=-ExitCall.* --gtest_output=xml:"$xml"
   local expected
-  expected=$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne Bad.ThrowsOutOfBody Bad.AlreadyFailed)
+  expected=$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne Bad.ThrowsOutOfBody Bad.AlreadyFailed \
+    Rerun.LeaksOnlyAfterPrepares Rerun.DiesAlone)
   same_set "failed tests (summary)" "$expected" \
     "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$out")"
-  contains "$out" "[==========] 21 tests from 9 test suites ran." "21 tests ran"
+  contains "$out" "[==========] 24 tests from 10 test suites ran." "24 tests ran"
+  gtest_rerun_checks "$out" "$runs"
   local r
   r=$(between "$out" "[ RUN      ] Leaks.OneBlock" "[  FAILED  ] Leaks.OneBlock")
   grep -q -F "scope \"Leaks.OneBlock\" left 1 block (4 bytes) behind" <<<"$r" &&
@@ -149,7 +178,25 @@ check_gtest() {
   # Every test that is not listed passed without a word from leakscope.
   local leak_lines
   leak_lines=$(grep -c '^leakscope: scope ' "$out")
-  [ "$leak_lines" -eq 3 ] && pass "3 leak reports in all" || fail "$leak_lines leak reports, expected 3"
+  [ "$leak_lines" -eq 5 ] && pass "5 leak reports in all" || fail "$leak_lines leak reports, expected 5"
+  # The same run with stacks captured in every test (test_stacks=inline): the same verdicts, no
+  # test runs again, and the order-dependent leaks have their stacks.
+  local inline_out=$work/gtest_inline.out
+  rm -f "$runs"
+  FIXTURE_RUNS=$runs LEAKSCOPE_OPTIONS=test_stacks=inline run "$inline_out" 1 --gtest_filter=-ExitCall.*
+  same_set "failed tests (test_stacks=inline)" "$expected" \
+    "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$inline_out")"
+  n=$(grep -c ' child$' "$runs")
+  [ "$n" -eq 0 ] && pass "test_stacks=inline: no test runs again" || fail "test_stacks=inline: $n runs in a child"
+  lacks "$inline_out" "test_stacks=rerun" "test_stacks=inline: no re-run notes"
+  leak_lines=$(grep -c '^leakscope: scope ' "$inline_out")
+  [ "$leak_lines" -eq 5 ] && pass "test_stacks=inline: 5 leak reports" || fail "test_stacks=inline: $leak_lines leak reports, expected 5"
+  r=$(between "$inline_out" "[ RUN      ] Leaks.OneBlock" "[  FAILED  ] Leaks.OneBlock")
+  site_has "$r" gtest_one_block "Leaks.OneBlock's report (test_stacks=inline)"
+  r=$(between "$inline_out" "[ RUN      ] Rerun.LeaksOnlyAfterPrepares" "[  FAILED  ] Rerun.LeaksOnlyAfterPrepares")
+  site_has "$r" gtest_order_dependent "Rerun.LeaksOnlyAfterPrepares's report (test_stacks=inline)"
+  r=$(between "$inline_out" "[ RUN      ] Rerun.DiesAlone" "[  FAILED  ] Rerun.DiesAlone")
+  site_has "$r" gtest_dies_alone "Rerun.DiesAlone's report (test_stacks=inline)"
   # The XML: failures on exactly these test cases, with the report as the message.
   if [ -f "$xml" ]; then
     same_set "failed tests (XML)" "$expected" "$(awk '
@@ -168,10 +215,11 @@ check_gtest() {
   same_set "failed tests (summary, report=jsonl)" "$expected" \
     "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$out.jsonl")"
   leak_lines=$(grep -c '^leakscope: scope ' "$out.jsonl")
-  [ "$leak_lines" -eq 3 ] && pass "report=jsonl: still 3 leak reports in the output" ||
-    fail "report=jsonl: $leak_lines leak reports in the output, expected 3"
+  [ "$leak_lines" -eq 5 ] && pass "report=jsonl: still 5 leak reports in the output" ||
+    fail "report=jsonl: $leak_lines leak reports in the output, expected 5"
   rows=$(json_runs "$jsonl") || fail "report=jsonl: $jsonl is not JSON Lines"
-  same_set "report=jsonl: the leaking tests' reports" "$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne)" \
+  same_set "report=jsonl: the leaking tests' reports" \
+    "$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne Rerun.LeaksOnlyAfterPrepares Rerun.DiesAlone)" \
     "$(json_scopes "$rows")"
   json_case "$rows" Leaks.OneBlock "$base:$(test_line 'TEST(Leaks, OneBlock)')" 1 gtest_one_block
   json_case "$rows" Leaks.OnExceptionPath "$base:$(test_line 'TEST(Leaks, OnExceptionPath)')" 1 gtest_exception_path

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -18,9 +19,11 @@
 
 using fixture::keep;
 using fixture::keep_array;
+using fixture::note_run;
 
 // ---- no noise: the framework's own allocations are never a test's leftovers ----------------
 TEST(Noise, Assertions) {
+    note_run("Noise.Assertions");
     std::string long_text(200, 'x');
     EXPECT_EQ(long_text.size(), 200u);
     EXPECT_STREQ(long_text.c_str(), std::string(200, 'x').c_str());
@@ -53,7 +56,8 @@ TEST(Noise, Succeed) {
     SUCCEED() << "and a third one";
 }
 
-TEST(Noise, RecordProperty) {
+TEST(Noise, RecordProperty) {   // GoogleTest keeps the property: without stacks, a leftover
+    note_run("Noise.RecordProperty");
     RecordProperty("key", std::string(80, 'v'));
     RecordProperty("number", 42);
 }
@@ -98,6 +102,7 @@ TEST_F(WithFixture, UsesMembers) { EXPECT_EQ(names.size() + shared->size(), 102u
 
 // ---- leaks: each of these fails -------------------------------------------------------------
 TEST(Leaks, OneBlock) {
+    note_run("Leaks.OneBlock");
     keep(new int(42));   // LEAK:gtest_one_block
 }
 
@@ -108,6 +113,22 @@ TEST(Leaks, OnExceptionPath) {
         delete[] scratch;
     } catch (const std::exception&) {
     }
+}
+
+// ---- test_stacks=rerun: a leaking test runs again alone, for its stacks ----------------------
+// Rerun.Prepares sets what the next two depend on; alone (in the re-run child) they behave
+// differently, so their reports stay the suite run's own, without stacks.
+namespace {
+bool prepared = false;
+}
+TEST(Rerun, Prepares) { prepared = true; }
+TEST(Rerun, LeaksOnlyAfterPrepares) {
+    note_run("Rerun.LeaksOnlyAfterPrepares");
+    if (prepared) keep(new int(10));   // LEAK:gtest_order_dependent
+}
+TEST(Rerun, DiesAlone) {
+    if (!prepared) std::raise(SIGTERM);   // alone: the child dies
+    keep(new long(11));                   // LEAK:gtest_dies_alone
 }
 
 // ---- escape hatches --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // allocated them: born inside its scope and still live when it ends.
 #pragma once
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
@@ -37,6 +38,18 @@ T* keep_array(T* p) {
     kept().blocks.push_back(p);
     kept().deleters.push_back([](void* q) { delete[] static_cast<T*>(q); });
     return p;
+}
+
+// Appends "NAME parent" or "NAME child" to the file $FIXTURE_RUNS names, if set: check.sh counts
+// which tests ran again in a child (test_stacks=rerun: the adapter sets LEAKSCOPE_RERUN there).
+// (stdio's buffers come from malloc, which leakscope does not track.)
+inline void note_run(const char* name) {
+    const char* path = std::getenv("FIXTURE_RUNS");
+    if (!path) return;
+    if (std::FILE* f = std::fopen(path, "a")) {
+        std::fprintf(f, "%s %s\n", name, std::getenv("LEAKSCOPE_RERUN") ? "child" : "parent");
+        std::fclose(f);
+    }
 }
 
 }  // namespace fixture

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <new>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -209,6 +210,57 @@ TEST_CASE("malformed options: one line each, the others still apply", "[options]
     delete p;
     REQUIRE(r.sites.size() == 1);
     CHECK(r.sites[0].frames.empty());   // stacks=off applied despite its neighbours
+}
+
+TEST_CASE("test_stacks= (the test adapters' choice) and scopes opened without stacks", "[options]") {
+    DefaultOptionsAfter restore;
+    using leakscope::detail::TestStacks;
+    CHECK(leakscope::detail::test_stacks() == TestStacks::automatic);   // the default
+    leakscope::configure("test_stacks=rerun");
+    CHECK(leakscope::detail::test_stacks() == TestStacks::rerun);
+    std::string err = stderr_of([] { leakscope::configure("test_stacks=sometimes"); });
+    CHECK(lines_in(err) == 1);
+    CHECK(err.find("'test_stacks=sometimes'") != std::string::npos);
+    CHECK(leakscope::detail::test_stacks() == TestStacks::rerun);   // unchanged
+    leakscope::configure("stacks=off");
+    CHECK(leakscope::detail::test_stacks() == TestStacks::inline_);   // no stacks to get at all
+    leakscope::configure("stacks=on test_stacks=inline");
+    CHECK(leakscope::detail::test_stacks() == TestStacks::inline_);
+
+    // A scope opened while a ScopesWithoutStacks lives captures none; one opened inside it later
+    // (a test's own scope) and one opened after it do, as stacks=on says.
+    int* p = nullptr;
+    int* q = nullptr;
+    Report outer, inner;
+    {
+        std::optional<leakscope::LeakScope> stackless;
+        {
+            leakscope::detail::ScopesWithoutStacks off;
+            stackless.emplace("stackless");
+        }
+        {
+            leakscope::LeakScope own("own");
+            q = via_first_path();
+            inner = own.leftovers();
+            own.dismiss();
+        }
+        p = via_first_path();
+        outer = stackless->leftovers();
+        stackless->dismiss();
+    }
+    delete p;
+    delete q;
+    REQUIRE(inner.sites.size() == 1);
+    CHECK_FALSE(inner.sites[0].frames.empty());
+    // Its own block without a stack; the inner scope's leftover keeps the one captured there.
+    REQUIRE(outer.blocks == 2);
+    REQUIRE(outer.sites.size() == 2);
+    CHECK(outer.sites[0].frames.empty() != outer.sites[1].frames.empty());
+    Report after = test::leftovers_of([&] { p = via_first_path(); });
+    delete p;
+    REQUIRE(after.sites.size() == 1);
+    CHECK_FALSE(after.sites[0].frames.empty());
+    leakscope::configure("test_stacks=auto");
 }
 
 TEST_CASE("track= and exit_report= take only their values, each error in one line", "[options]") {
