@@ -57,11 +57,12 @@
 //                              doctest.hpp) get a leaking test's stacks. inline: every test's
 //                              scope captures them. rerun: tests run without stacks, and a test
 //                              that leaves blocks behind runs again, alone, in a child process
-//                              with stacks (the child's verdict and report are the test's when it
-//                              leaves the same blocks; otherwise the run's own, stackless, with a
-//                              line saying why). auto, the default: rerun for GoogleTest, inline
-//                              for Catch2 and doctest. LEAKSCOPE_RERUN is set in that child (by
-//                              the adapter, for the adapter: which run to judge, where to say it)
+//                              with stacks (its report is the test's when it explains the run's
+//                              leftovers; otherwise the run's own, stackless, with a
+//                              line saying why; leakscope/test_common.hpp has the rule). auto, the
+//                              default: rerun for GoogleTest, inline for Catch2 and doctest (doctest
+//                              has no rerun yet). LEAKSCOPE_RERUN is set in that child (by
+//                              the adapter, for the adapter: which test, where to send its runs)
 //   group_depth=0..256         how many top frames of a leftover's trimmed stack (frames[0] is the
 //                              user's line) decide its site; 0, the default, the whole stack.
 //                              Stacks sharing them (and the inferred type) are one site, whose

@@ -43,6 +43,12 @@
 // v3's compiled library tail-calls the growth of its message vectors, so a block of a standard
 // container of Catch2's types (std::vector<Catch::ScopedMessage>) counts as Catch2's.
 //
+// Stacks: captured in every run by default (test_stacks=auto, here inline). With
+// LEAKSCOPE_OPTIONS=test_stacks=rerun the runs go without, and a test case with a leaking run runs
+// again alone — this program with the test case's name and the parent's --rng-seed — in one child
+// that reports all its runs with stacks (leakscope/test_common.hpp). Not the default: a test case
+// with GENERATE leaves Catch2's blocks in its runs, which costs it a child.
+//
 // Like leakscope.hpp, this header never defines LEAKSCOPE_IMPLEMENTATION itself.
 #ifndef LEAKSCOPE_CATCH2_HPP_INCLUDED
 #define LEAKSCOPE_CATCH2_HPP_INCLUDED
@@ -83,6 +89,7 @@
 
 #if CATCH_VERSION_MAJOR >= 3
 #include <catch2/catch_test_case_info.hpp>
+#include <catch2/interfaces/catch_interfaces_config.hpp>
 #include <catch2/interfaces/catch_interfaces_reporter.hpp>
 #include <catch2/internal/catch_context.hpp>
 #include <catch2/internal/catch_reusable_string_stream.hpp>
@@ -104,6 +111,7 @@
 #define LEAKSCOPE_CATCH2_LISTENER 0
 #endif
 
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <optional>
@@ -127,6 +135,9 @@ struct RunInfo {
     std::string path;                    // the deepest section path entered in this run
     int depth = 0;                       // section depth (the test case itself is 1)
     bool failed = false;                 // a failed assertion in this run
+    unsigned run = 0;                    // this run's number among the test case's (0 first)
+    unsigned runs_begun = 0;
+    std::chrono::steady_clock::time_point started{};   // the test case's start
 };
 inline RunInfo& run_info() {
     static RunInfo info;
@@ -135,6 +146,36 @@ inline RunInfo& run_info() {
 
 inline std::string display_name(const RunInfo& r) {
     return r.path.empty() ? r.test : r.test + " / " + r.path;
+}
+
+// The test case as a Catch2 test spec: the name with a backslash before each character a spec gives a
+// meaning to (, [ ] " ~ and the backslash; both v2 and v3 take that, neither a quoted name with a
+// comma). Matching is case-insensitive, so a child may also run a test case whose name differs
+// only in case: its runs have another key, and are not taken for this one's.
+inline std::string test_spec(const std::string& name) {
+    std::string spec;
+    for (char c : name) {
+        if (c == ',' || c == '[' || c == ']' || c == '"' || c == '~' || c == '\\') spec += '\\';
+        spec += c;
+    }
+    return spec;
+}
+
+// What a re-run child of this run is told (test_stacks=rerun): the program alone with the test
+// case's spec and the parent's random seed (GENERATE(random(...)), --order rand); none of the
+// parent's other arguments (its reporter, output file, sections or shard).
+inline detail::RerunRequest rerun_request() {
+    const RunInfo& r = run_info();
+    detail::RerunRequest q;
+    q.key = r.test;
+    q.index = r.run;
+    q.keep_parent_args = false;
+    q.add_args = {test_spec(r.test), "--rng-seed", std::to_string(Catch::getCurrentContext().getConfig()->rngSeed())};
+    // Catch2 v3 under Bazel (BAZEL_TEST) takes its JUnit file, shard and filter from these.
+    q.drop_env = {"BAZEL_TEST", "XML_OUTPUT_FILE", "TEST_SHARD_INDEX", "TEST_TOTAL_SHARDS", "TEST_SHARD_STATUS_FILE",
+                  "TESTBRIDGE_TEST_ONLY", "TEST_PREMATURE_EXIT_FILE"};
+    q.took = std::chrono::steady_clock::now() - r.started;
+    return q;
 }
 
 // Keeps Catch2's string-stream pool (used by INFO, CAPTURE and stringification) from growing
@@ -155,6 +196,19 @@ inline void fail_at(const char* file, unsigned line, const std::string& message)
     handler.handleMessage(Catch::ResultWas::ExplicitFailure, std::string(message));
     handler.complete();   // may throw when Catch2 aborts the run (--abort): the guard lets it
 }
+
+// The in-test guard (LEAKSCOPE_GUARD()): detail::Guard with this framework's hooks.
+struct Framework {
+    static RunInfo& run_info() { return catch2_detail::run_info(); }
+    static std::string display_name(const RunInfo& r) { return catch2_detail::display_name(r); }
+    static void fail_at(const char* file, unsigned line, const std::string& message) {
+        catch2_detail::fail_at(file, line, message);
+    }
+    static constexpr const detail::FrameworkPatterns& patterns = kPatterns;
+    static constexpr bool can_rerun = true;
+    static constexpr bool rerun_by_default = false;   // test_stacks=auto: inline (see the README)
+    static detail::RerunRequest rerun_request() { return catch2_detail::rerun_request(); }
+};
 
 #if LEAKSCOPE_CATCH2_LISTENER
 #if CATCH_VERSION_MAJOR < 3
@@ -441,6 +495,9 @@ class Listener : public ListenerBase {
         r.test = info.name;
         r.file = info.lineInfo.file;
         r.line = unsigned(info.lineInfo.line);
+        r.runs_begun = 0;
+        r.started = std::chrono::steady_clock::now();
+        detail::forget_rerun();
 #if CATCH_VERSION_MAJOR < 3
         Catch::IMutableContext& context = Catch::getCurrentMutableContext();
         capture_.inner = context.getResultCapture();
@@ -536,8 +593,15 @@ class Listener : public ListenerBase {
             r.path.clear();
             r.failed = false;
         }
+        r.run = r.runs_begun++;
         detail::begin_run();
-        scope_.emplace(r.test, detail::globals().threads, r.file, r.line);
+        stackless_ = detail::stackless_runs<Framework>();
+        if (stackless_) {
+            ::leakscope::detail::ScopesWithoutStacks off;
+            scope_.emplace(r.test, detail::globals().threads, r.file, r.line);
+        } else {
+            scope_.emplace(r.test, detail::globals().threads, r.file, r.line);
+        }
         detail::globals().scope = &*scope_;
     }
 
@@ -549,7 +613,7 @@ class Listener : public ListenerBase {
         if (r.failed || detail::globals().run.guarded) {
             scope_->dismiss();   // failed already, or judged by its guard
         } else {
-            verdict = detail::judge(*scope_, [&r] { return display_name(r); }, kPatterns);
+            verdict = detail::judge(*scope_, [&r] { return display_name(r); }, kPatterns, &rerun_request, stackless_);
         }
         scope_.reset();
         if (!verdict.failed) return;
@@ -565,6 +629,7 @@ class Listener : public ListenerBase {
     QuietCapture capture_;
 #endif
     std::optional<LeakScope> scope_;
+    bool stackless_ = false;
 };
 
 #if CATCH_VERSION_MAJOR < 3
@@ -574,15 +639,6 @@ inline const Catch::ListenerRegistrar<Listener> registrar{"leakscope"};
 #endif
 #endif  // LEAKSCOPE_CATCH2_LISTENER
 
-// The in-test guard (LEAKSCOPE_GUARD()): detail::Guard with this framework's hooks.
-struct Framework {
-    static RunInfo& run_info() { return catch2_detail::run_info(); }
-    static std::string display_name(const RunInfo& r) { return catch2_detail::display_name(r); }
-    static void fail_at(const char* file, unsigned line, const std::string& message) {
-        catch2_detail::fail_at(file, line, message);
-    }
-    static constexpr const detail::FrameworkPatterns& patterns = kPatterns;
-};
 using Guard = detail::Guard<Framework>;
 
 }  // namespace catch2_detail

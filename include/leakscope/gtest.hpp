@@ -48,6 +48,10 @@ namespace gtest_detail {
 
 inline const char* const kOwners[] = {"testing::", "/gtest/", "/gmock/", "/googletest/", "/googlemock/", nullptr};
 inline constexpr detail::FrameworkPatterns kPatterns{kOwners, nullptr};
+struct Framework {
+    static constexpr bool can_rerun = true;
+    static constexpr bool rerun_by_default = true;   // test_stacks=auto
+};
 
 // GoogleTest routes every test-part result of this thread (EXPECT_*, ASSERT_*, SUCCEED(),
 // GTEST_SKIP(), ADD_FAILURE()) through the thread's test-part reporter before storing it in the
@@ -87,11 +91,12 @@ class Listener : public ::testing::EmptyTestEventListener {
 
     void OnTestStart(const ::testing::TestInfo& info) override {
         detail::begin_run();
+        detail::forget_rerun();
         {
             Ignore quiet;
             name_.assign(info.test_suite_name()).append(".").append(info.name());
         }
-        rerun_ = ::leakscope::detail::test_stacks() != ::leakscope::detail::TestStacks::inline_;
+        rerun_ = detail::stackless_runs<Framework>();
         started_ = std::chrono::steady_clock::now();
         if (rerun_) {
             ::leakscope::detail::ScopesWithoutStacks stackless;
@@ -109,8 +114,6 @@ class Listener : public ::testing::EmptyTestEventListener {
         detail::Verdict verdict;
         if (result.Failed() || result.Skipped())
             scope_->dismiss();   // already failed: the leftovers are likely its consequence
-        else if (!rerun_)
-            verdict = detail::judge(*scope_, [this] { return name_; }, kPatterns);
         else
             verdict = judge_or_rerun();
         scope_.reset();
@@ -120,10 +123,12 @@ class Listener : public ::testing::EmptyTestEventListener {
     }
 
    private:
-    // The run had no stacks: a leaking one is judged by this test run alone, with stacks.
+    // Judges the run; a stackless one (rerun_) that leaked, by this test run alone with stacks.
+    // (In such a re-run child, the run's leftovers go back to the parent instead.)
     detail::Verdict judge_or_rerun() {
         auto request = [this] {
             detail::RerunRequest r;
+            r.key = name_;   // (index 0: a test runs once)
             r.add_args = {"--gtest_filter=" + name_, "--gtest_repeat=1", "--gtest_also_run_disabled_tests"};
             // (The appended filter wins over the parent's: GoogleTest takes a flag's last value.)
             r.drop_args = {"--gtest_output", "--gtest_repeat", "--gtest_shuffle", "--gtest_fail_fast"};
@@ -134,7 +139,7 @@ class Listener : public ::testing::EmptyTestEventListener {
             r.took = std::chrono::steady_clock::now() - started_;
             return r;
         };
-        return detail::judge(*scope_, [this] { return name_; }, kPatterns, request);
+        return detail::judge(*scope_, [this] { return name_; }, kPatterns, request, rerun_);
     }
 
     std::optional<QuietReporter> reporter_;

@@ -87,6 +87,7 @@ TEST_CASE("sections three deep stay clean", "[noise]") {
 }
 
 TEST_CASE("generators stay clean", "[noise]") {
+    fixture::note_run("generators stay clean");
     std::string value = GENERATE(std::string(40, 'a'), std::string(50, 'b'), std::string(60, 'c'));
     int n = GENERATE(range(1, 4));
     SECTION("a section under generators") { CHECK(value.size() >= 40); }

@@ -13,11 +13,14 @@ set -uo pipefail
 framework=$1 bin=$2 src=$3 work=$4
 mkdir -p "$work"
 fails=0
+# EXTRA_OPTIONS: appended to LEAKSCOPE_OPTIONS in every run (a second pass of a framework's checks
+# with test_stacks=rerun), and named in every line.
+EXTRA_OPTIONS=
 fail() {
-  echo "FAIL [$framework]: $*" >&2
+  echo "FAIL [$framework${EXTRA_OPTIONS:+ $EXTRA_OPTIONS}]: $*" >&2
   fails=$((fails + 1))
 }
-pass() { echo "ok   [$framework]: $*"; }
+pass() { echo "ok   [$framework${EXTRA_OPTIONS:+ $EXTRA_OPTIONS}]: $*"; }
 
 # The fixture's source files: FIXTURE.cpp and its further translation units FIXTURE_*.cpp.
 sources=("$src")
@@ -45,7 +48,11 @@ base=$(basename "$src")
 run() {
   local out=$1 want=$2
   shift 2
-  "$bin" "$@" >"$out" 2>&1
+  if [ -n "$EXTRA_OPTIONS" ]; then
+    LEAKSCOPE_OPTIONS="${LEAKSCOPE_OPTIONS:-} $EXTRA_OPTIONS" "$bin" "$@" >"$out" 2>&1
+  else
+    "$bin" "$@" >"$out" 2>&1
+  fi
   local rc=$?
   if [ "$rc" -eq "$want" ]; then pass "exit status $rc (${*:-no arguments})"; else
     fail "exit status $rc, expected $want (${*:-no arguments}); output in $out"
@@ -268,7 +275,7 @@ junit_failed() {
 }
 
 check_catch2() {
-  local out=$work/catch2 version major
+  local out=$work/catch2${EXTRA_OPTIONS:+.rerun} version major
   # The same fixture is built against Catch2 v2 and v3; they differ in the exit status of failed
   # tests (v2: the number of failed assertions; v3: 42) and in JUnit attributes.
   version=$("$bin" --libidentify 2>/dev/null | sed -n 's/^version:[[:space:]]*//p')
@@ -383,6 +390,20 @@ check_catch2() {
   done
   n=$(grep -c '^leakscope: test case ' "$out.more")
   [ "$n" -eq 2 ] && pass "2 listener reports in the other files" || fail "$n listener reports in the other files, expected 2"
+  if [ -n "$EXTRA_OPTIONS" ]; then
+    # test_stacks=rerun: every report above came from a child (the same sites, checked above).
+    n=$(grep -c '^leakscope: stacks from this test run again alone' "$out.listener")
+    [ "$n" -eq 5 ] && pass "5 listener reports with stacks from a run alone" || fail "$n listener reports from a run alone, expected 5"
+    for f in "$out.listener" "$out.guard" "$out.more" "$xml"; do lacks "$f" "no stacks:" "every run alone matched ($(basename "$f"))"; done
+    # GENERATE's values outlive a run: without stacks they are leftovers, which one child (for
+    # all 9 runs of the test case, not one each) shows to be Catch2's.
+    local runs=$work/catch2.runs
+    rm -f "$runs"
+    FIXTURE_RUNS=$runs run "$out.generators" 0 "generators stay clean"
+    lacks "$out.generators" "leakscope" "generators: nothing from leakscope"
+    n=$(grep -c '^generators stay clean child$' "$runs")
+    [ "$n" -eq 9 ] && pass "generators: one child ran the 9 runs" || fail "generators: $n runs in children, expected 9 (one child)"
+  fi
 }
 
 check_doctest() {
@@ -497,7 +518,11 @@ check_benchmark() {
 case "$framework" in
   benchmark) check_benchmark ;;
   gtest) check_gtest ;;
-  catch2 | catch2_v3) check_catch2 ;;
+  catch2 | catch2_v3)
+    check_catch2
+    EXTRA_OPTIONS=test_stacks=rerun
+    check_catch2
+    EXTRA_OPTIONS= ;;
   doctest) check_doctest ;;
   *) echo "check.sh: unknown framework '$framework'" >&2; exit 2 ;;
 esac
