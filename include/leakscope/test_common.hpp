@@ -377,7 +377,7 @@ inline std::string encode_run(unsigned index, const Report& r) {
     }
     return e.out;
 }
-// Reads what encode_report wrote; false (and `ok` false) at the first thing that does not parse.
+// Reads what encode_run wrote; `ok` turns false at the first thing that does not parse.
 struct ReportDecoder {
     const std::string& in;
     std::size_t at = 0;
@@ -521,6 +521,16 @@ inline ChildRuns rerun_alone(const RerunRequest& request) {
     if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
         c.why = std::string("no pipe: ") + std::strerror(errno);
         return c;
+    }
+    if (pipe_fds[1] <= 2) {   // (a program that closed a standard stream): keep clear of them
+        int moved = ::fcntl(pipe_fds[1], F_DUPFD_CLOEXEC, 3);
+        ::close(pipe_fds[1]);
+        pipe_fds[1] = moved;
+        if (moved < 0) {
+            ::close(pipe_fds[0]);
+            c.why = std::string("no pipe: ") + std::strerror(errno);
+            return c;
+        }
     }
     // The environment: the parent's, without the dropped variables; stacks on, the adapter told
     // it is a child (test_stacks=inline: it never re-runs in turn).

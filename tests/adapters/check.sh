@@ -196,6 +196,11 @@ check_gtest() {
   n=$(grep -c ' child$' "$runs")
   [ "$n" -eq 0 ] && pass "test_stacks=inline: no test runs again" || fail "test_stacks=inline: $n runs in a child"
   lacks "$inline_out" "test_stacks=rerun" "test_stacks=inline: no re-run notes"
+  # A program that closed stdin and stderr: the pipe from the child must not land on a standard
+  # stream the child's output replaces.
+  local closed_out=$work/gtest_closed.out
+  "$bin" --gtest_filter=Leaks.OneBlock 0<&- 2>&- >"$closed_out"
+  contains "$closed_out" "leakscope: stacks from this test run again alone" "stdin and stderr closed: the run alone still answers"
   leak_lines=$(grep -c '^leakscope: scope ' "$inline_out")
   [ "$leak_lines" -eq 5 ] && pass "test_stacks=inline: 5 leak reports" || fail "test_stacks=inline: $leak_lines leak reports, expected 5"
   r=$(between "$inline_out" "[ RUN      ] Leaks.OneBlock" "[  FAILED  ] Leaks.OneBlock")
