@@ -60,8 +60,9 @@
 //                              with stacks (its report is the test's when it explains the run's
 //                              leftovers; otherwise the run's own, stackless, with a
 //                              line saying why; leakscope/test_common.hpp has the rule). auto, the
-//                              default: rerun for GoogleTest, inline for Catch2 and doctest (doctest
-//                              has no rerun yet). LEAKSCOPE_RERUN is set in that child (by
+//                              default: rerun for the first 8 children of the process, then
+//                              inline (doctest: always inline, it has no rerun yet).
+//                              LEAKSCOPE_RERUN is set in that child (by
 //                              the adapter, for the adapter: which test, where to send its runs)
 //   group_depth=0..256         how many top frames of a leftover's trimmed stack (frames[0] is the
 //                              user's line) decide its site; 0, the default, the whole stack.

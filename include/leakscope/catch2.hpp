@@ -43,11 +43,12 @@
 // v3's compiled library tail-calls the growth of its message vectors, so a block of a standard
 // container of Catch2's types (std::vector<Catch::ScopedMessage>) counts as Catch2's.
 //
-// Stacks: captured in every run by default (test_stacks=auto, here inline). With
-// LEAKSCOPE_OPTIONS=test_stacks=rerun the runs go without, and a test case with a leaking run runs
-// again alone — this program with the test case's name and the parent's --rng-seed — in one child
-// that reports all its runs with stacks (leakscope/test_common.hpp). Not the default: a test case
-// with GENERATE leaves Catch2's blocks in its runs, which costs it a child.
+// Stacks: by default (test_stacks=auto) the runs go without, and a test case with a run that left
+// blocks behind runs again alone — this program with the test case's name and the parent's
+// --rng-seed — in one child that reports all its runs with stacks (leakscope/test_common.hpp).
+// A test case with GENERATE leaves Catch2's blocks in its runs, which costs it such a child; after
+// 8 children the remaining runs capture stacks themselves. test_stacks=rerun: no limit;
+// test_stacks=inline: stacks in every run.
 //
 // Like leakscope.hpp, this header never defines LEAKSCOPE_IMPLEMENTATION itself.
 #ifndef LEAKSCOPE_CATCH2_HPP_INCLUDED
@@ -206,7 +207,6 @@ struct Framework {
     }
     static constexpr const detail::FrameworkPatterns& patterns = kPatterns;
     static constexpr bool can_rerun = true;
-    static constexpr bool rerun_by_default = false;   // test_stacks=auto: inline (see the README)
     static detail::RerunRequest rerun_request() { return catch2_detail::rerun_request(); }
 };
 

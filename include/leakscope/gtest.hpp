@@ -25,12 +25,12 @@
 // A test that failed (or was skipped) gets no leak verdict. What GoogleTest records while a test
 // runs (assertion results, SUCCEED(), skips, properties, SCOPED_TRACE) is never a leftover.
 //
-// Stacks: by default (test_stacks=auto, here rerun) the tests run without call stacks, which
-// would be most of the adapter's cost in a suite of fast tests; a test that leaves blocks behind
-// runs again alone — this program, with --gtest_filter=Suite.Test, without its --gtest_output
-// and sharding — and that run's report, with stacks, is the failure message (test_common.hpp
-// says when the run's own stackless one is kept instead). LEAKSCOPE_OPTIONS=test_stacks=inline
-// captures them in every test instead.
+// Stacks: by default (test_stacks=auto) the tests run without call stacks, which would be most of
+// the adapter's cost in a suite of fast tests; a test that leaves blocks behind runs again alone —
+// this program, with --gtest_filter=Suite.Test, without its --gtest_output and sharding — and
+// that run's report, with stacks, is the failure message (test_common.hpp says when the run's own
+// stackless one is kept instead). After 8 such children, the remaining tests capture stacks
+// themselves. test_stacks=rerun re-runs without that limit; test_stacks=inline never.
 #ifndef LEAKSCOPE_GTEST_HPP_INCLUDED
 #define LEAKSCOPE_GTEST_HPP_INCLUDED
 
@@ -50,7 +50,6 @@ inline const char* const kOwners[] = {"testing::", "/gtest/", "/gmock/", "/googl
 inline constexpr detail::FrameworkPatterns kPatterns{kOwners, nullptr};
 struct Framework {
     static constexpr bool can_rerun = true;
-    static constexpr bool rerun_by_default = true;   // test_stacks=auto
 };
 
 // GoogleTest routes every test-part result of this thread (EXPECT_*, ASSERT_*, SUCCEED(),

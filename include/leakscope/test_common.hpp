@@ -21,8 +21,8 @@
 //         default); without a stack a leftover is blamed on the test.
 //   * a test that already failed gets no leak verdict (its leftovers are likely a consequence),
 //     neither does a test that expects leftovers with allow_leaks().
-//   * with test_stacks=rerun (LEAKSCOPE_OPTIONS; GoogleTest's default, Catch2's on request), the
-//     scopes capture no stacks — a capture is ~100 ns, and a suite's captures are most of what
+//   * with test_stacks=rerun (LEAKSCOPE_OPTIONS; GoogleTest and Catch2), the scopes capture no
+//     stacks — a capture is ~100 ns, and a suite's captures are most of what
 //     the adapter costs a fast test — and a run that leaves blocks behind is run again, alone, in
 //     a child process: the test program itself, with the framework's arguments selecting that
 //     test (case) and stacks on; one child answers for every run of a Catch2 test case. The
@@ -32,7 +32,8 @@
 //     as a block made in a process's first test. Otherwise — the run alone left other blocks (the
 //     test leaks only after another test ran), or the child did not start, died or timed out —
 //     the parent's own report stands, exact and stackless, with one line saying why. So nothing
-//     is lost, and a clean test never pays for a stack.
+//     is lost, and a clean test never pays for a stack. test_stacks=auto, the default, does this
+//     for the first kAutoReruns (8) children of the process, then captures stacks in every test.
 #ifndef LEAKSCOPE_TEST_COMMON_HPP_INCLUDED
 #define LEAKSCOPE_TEST_COMMON_HPP_INCLUDED
 
@@ -610,6 +611,7 @@ struct RerunCache {
     bool valid = false;
     std::string key;
     ChildRuns child;
+    unsigned spawned = 0;   // children started in this process
 };
 inline RerunCache& rerun_cache() {
     static RerunCache cache;
@@ -621,6 +623,7 @@ inline const ChildRuns& child_runs_for(const RerunRequest& request) {
     RerunCache& cache = rerun_cache();
     if (!cache.valid || cache.key != request.key) {
         cache.child = rerun_alone(request);
+        ++cache.spawned;
         cache.key = request.key;
         cache.valid = true;
     }
@@ -769,15 +772,21 @@ inline void print_report(const std::string& text) {
 
 inline void begin_run() noexcept { globals().run = RunState{}; }
 
-// Whether this framework's runs go without stacks (test_stacks=rerun; under auto, the framework's
-// own default). Never in a re-run child, which is told test_stacks=inline.
+// test_stacks=auto re-runs this many tests alone, then takes stacks in every test: a child costs
+// a start of the program (~50 ms with the reading of its debug information), as much as the
+// stacks of thousands of tests, so a suite that leaks a lot, or whose framework leaves blocks in
+// many tests (Catch2's GENERATE), pays for a few children and no more.
+constexpr unsigned kAutoReruns = 8;
+
+// Whether the run starting now goes without stacks (test_stacks=rerun, or auto before its
+// kAutoReruns children). Never in a re-run child, which is told test_stacks=inline.
 template <class Framework>
 inline bool stackless_runs() noexcept {
     if constexpr (!Framework::can_rerun) {
         return false;
     } else {
         auto mode = ::leakscope::detail::test_stacks();
-        if (mode == ::leakscope::detail::TestStacks::automatic) return Framework::rerun_by_default;
+        if (mode == ::leakscope::detail::TestStacks::automatic) return rerun_cache().spawned < kAutoReruns;
         return mode == ::leakscope::detail::TestStacks::rerun;
     }
 }
@@ -786,8 +795,7 @@ inline bool stackless_runs() noexcept {
 // The in-test guard (LEAKSCOPE_GUARD()) of the adapters whose listener cannot fail a test
 // (Catch2, doctest): its destructor judges the run and fails it inside the framework.
 // `Framework` supplies run_info(), display_name(), fail_at() and patterns for its framework.
-// `Framework::can_rerun`: it names runs for a re-run child (Framework::rerun_request()) and its
-// default is test_stacks=rerun under test_stacks=auto (Framework::rerun_by_default).
+// `Framework::can_rerun`: it names runs for a re-run child (Framework::rerun_request()).
 template <class Framework>
 class Guard {
    public:

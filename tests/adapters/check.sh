@@ -155,7 +155,7 @@ gtest_rerun_checks() {
 check_gtest() {
   local out=$work/gtest.out xml=$work/gtest.xml runs=$work/gtest.runs
   rm -f "$xml" "$runs"
-  FIXTURE_RUNS=$runs run "$out" 1 --gtest_filter=-ExitCall.* --gtest_output=xml:"$xml"
+  FIXTURE_RUNS=$runs run "$out" 1 --gtest_filter=-ExitCall.*:Twelve/* --gtest_output=xml:"$xml"
   local expected
   expected=$(printf '%s\n' Leaks.OneBlock Leaks.OnExceptionPath Escape.ExpectTwoButOne Bad.ThrowsOutOfBody Bad.AlreadyFailed \
     Rerun.LeaksOnlyAfterPrepares Rerun.DiesAlone)
@@ -190,12 +190,35 @@ check_gtest() {
   # test runs again, and the order-dependent leaks have their stacks.
   local inline_out=$work/gtest_inline.out
   rm -f "$runs"
-  FIXTURE_RUNS=$runs LEAKSCOPE_OPTIONS=test_stacks=inline run "$inline_out" 1 --gtest_filter=-ExitCall.*
+  FIXTURE_RUNS=$runs LEAKSCOPE_OPTIONS=test_stacks=inline run "$inline_out" 1 --gtest_filter=-ExitCall.*:Twelve/*
   same_set "failed tests (test_stacks=inline)" "$expected" \
     "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$inline_out")"
   n=$(grep -c ' child$' "$runs")
   [ "$n" -eq 0 ] && pass "test_stacks=inline: no test runs again" || fail "test_stacks=inline: $n runs in a child"
   lacks "$inline_out" "test_stacks=rerun" "test_stacks=inline: no re-run notes"
+  # test_stacks=auto re-runs 8 tests alone, then the tests capture their stacks themselves; every
+  # report names the leaking line either way. (test_stacks=rerun: all 12 re-run.)
+  local many=$work/gtest_many.out at
+  at=$(where gtest_many)
+  for opts in "" test_stacks=rerun; do
+    LEAKSCOPE_OPTIONS=$opts run "$many" 1 "--gtest_filter=Twelve/*"
+    n=$(grep -c '^leakscope: scope "Twelve/Many.Leaks/[0-9]*" left 1 block (4 bytes) behind$' "$many")
+    [ "$n" -eq 12 ] && pass "${opts:-auto}: 12 leaking tests, 12 reports" || fail "${opts:-auto}: $n reports, expected 12"
+    n=$(grep -c -E "$at(\)|\$)" "$many")
+    [ "$n" -eq 12 ] && pass "${opts:-auto}: every report names $at" || fail "${opts:-auto}: $n reports name $at, expected 12"
+    n=$(grep -c '^leakscope: stacks from this test run again alone' "$many")
+    local want=8
+    [ -n "$opts" ] && want=12
+    [ "$n" -eq "$want" ] && pass "${opts:-auto}: $want tests re-run alone" || fail "${opts:-auto}: $n tests re-run alone, expected $want"
+  done
+  LEAKSCOPE_OPTIONS= run "$many" 1 "--gtest_filter=Twelve/*"
+  r=$(between "$many" "[ RUN      ] Twelve/Many.Leaks/7" "[  FAILED  ] Twelve/Many.Leaks/7")
+  grep -q -F "stacks from this test run again alone" <<<"$r" && pass "auto: the 8th leaking test is re-run" ||
+    fail "auto: the 8th leaking test is not re-run: $r"
+  r=$(between "$many" "[ RUN      ] Twelve/Many.Leaks/8" "[  FAILED  ] Twelve/Many.Leaks/8")
+  grep -q -F "stacks from this test run again alone" <<<"$r" && fail "auto: the 9th leaking test is re-run: $r" ||
+    pass "auto: the 9th captures its stacks itself"
+  site_has "$r" gtest_many "auto: the 9th leaking test's report"
   # A program that closed stdin and stderr: the pipe from the child must not land on a standard
   # stream the child's output replaces.
   local closed_out=$work/gtest_closed.out
@@ -223,7 +246,7 @@ check_gtest() {
   # the output is the same (no second copy on stderr).
   local jsonl=$work/gtest.jsonl rows
   rm -f "$jsonl" "$work"/gtest-*.json
-  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.jsonl" 1 --gtest_filter=-ExitCall.*
+  LEAKSCOPE_OPTIONS="report=jsonl=$jsonl" run "$out.jsonl" 1 --gtest_filter=-ExitCall.*:Twelve/*
   same_set "failed tests (summary, report=jsonl)" "$expected" \
     "$(sed -n 's/^\[  FAILED  \] \([^ ]*\)$/\1/p' "$out.jsonl")"
   leak_lines=$(grep -c '^leakscope: scope ' "$out.jsonl")

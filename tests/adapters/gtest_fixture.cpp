@@ -131,6 +131,14 @@ TEST(Rerun, DiesAlone) {
     keep(new long(11));                   // LEAK:gtest_dies_alone
 }
 
+// test_stacks=auto: the first 8 tests that leave blocks behind run again alone, the later ones
+// capture their stacks themselves (run on their own by check.sh).
+class Many : public ::testing::TestWithParam<int> {};
+TEST_P(Many, Leaks) {
+    keep(new int(GetParam()));   // LEAK:gtest_many
+}
+INSTANTIATE_TEST_SUITE_P(Twelve, Many, ::testing::Range(0, 12));
+
 // ---- escape hatches --------------------------------------------------------------------------
 TEST(Escape, ExpectTwo) {
     LEAKSCOPE_EXPECT_LEFTOVERS(2);
