@@ -328,62 +328,31 @@ inline ChildTarget& child_target() {
 
 // The child's answer: one record per run, "leakscope-rerun 1 ", the run's index and then every
 // field of its leftovers report in order; numbers in decimal, each followed by a space; strings as
-// their length, a space and their bytes.
-struct ReportEncoder {
+// their length, a space and their bytes; a list as its length and its elements. One list of the
+// fields (report_fields) serves both directions.
+struct WireWriter {
     std::string out;
-    void number(unsigned long long n) { out.append(std::to_string(n)).push_back(' '); }
+    template <class T>
+    void number(const T& n) {
+        out.append(std::to_string(static_cast<unsigned long long>(n))).push_back(' ');
+    }
     void text(const std::string& s) {
         number(s.size());
         out.append(s);
     }
-    void frames(const std::vector<Frame>& fs) {
-        number(fs.size());
-        for (const Frame& f : fs) {
-            number(f.address);
-            text(f.function);
-            text(f.file);
-            text(f.module);
-            number(f.line);
-            number(f.inlined);
-            number(f.offset);
-        }
+    template <class T, class Each>
+    void list(const std::vector<T>& v, const Each& each) {
+        number(v.size());
+        for (const T& x : v) each(x);
     }
 };
-inline std::string encode_run(unsigned index, const Report& r) {
-    ReportEncoder e;
-    e.out = "leakscope-rerun 1 ";
-    e.number(index);
-    e.text(r.kind);
-    e.text(r.scope);
-    e.text(r.file);
-    e.number(r.line);
-    e.number(r.by_exception);
-    e.number(r.blocks);
-    e.number(r.bytes);
-    e.number(r.released_blocks);
-    e.number(r.released_bytes);
-    e.number(r.sites.size());
-    for (const Site& s : r.sites) {
-        e.frames(s.frames);
-        e.frames(s.allocator_frames);
-        e.text(s.type);
-        e.number(s.blocks);
-        e.number(s.bytes);
-    }
-    e.number(r.suppressed.size());
-    for (const Suppression& s : r.suppressed) {
-        e.text(s.rule);
-        e.number(s.blocks);
-        e.number(s.bytes);
-    }
-    return e.out;
-}
-// Reads what encode_run wrote; `ok` turns false at the first thing that does not parse.
-struct ReportDecoder {
+// Reads what a WireWriter wrote; `ok` turns false at the first thing that does not parse (a child
+// that died while writing), after which every field reads as empty.
+struct WireReader {
     const std::string& in;
     std::size_t at = 0;
     bool ok = true;
-    unsigned long long number() {
+    unsigned long long value() {
         unsigned long long n = 0;
         std::size_t start = at;
         while (ok && at < in.size() && in[at] >= '0' && in[at] <= '9' && at - start < 20) n = n * 10 + unsigned(in[at++] - '0');
@@ -391,74 +360,92 @@ struct ReportDecoder {
         ++at;
         return ok ? n : 0;
     }
-    std::string text() {
-        unsigned long long n = number();
+    template <class T>
+    void number(T& n) {
+        n = static_cast<T>(value());
+    }
+    void text(std::string& s) {
+        unsigned long long n = value();
         if (!ok || n > in.size() - std::min(at, in.size())) {
             ok = false;
-            return {};
+            return;
         }
-        std::string s = in.substr(at, std::size_t(n));
+        s.assign(in, at, std::size_t(n));
         at += std::size_t(n);
-        return s;
     }
-    std::size_t count() {   // of a vector: each element takes at least one byte
-        unsigned long long n = number();
-        if (n > in.size()) ok = false;
-        return ok ? std::size_t(n) : 0;
-    }
-    void frames(std::vector<Frame>& fs) {
-        for (std::size_t i = 0, n = count(); ok && i < n; ++i) {
-            Frame f;
-            f.address = std::uintptr_t(number());
-            f.function = text();
-            f.file = text();
-            f.module = text();
-            f.line = unsigned(number());
-            f.inlined = number() != 0;
-            f.offset = std::uintptr_t(number());
-            fs.push_back(std::move(f));
+    template <class T, class Each>
+    void list(std::vector<T>& v, const Each& each) {
+        unsigned long long n = value();
+        if (n > in.size()) ok = false;   // each element takes at least one byte
+        for (unsigned long long i = 0; ok && i < n; ++i) {
+            v.emplace_back();
+            each(v.back());
         }
     }
 };
-// One record at d.at; false if it does not parse (the child died while writing it).
-inline bool decode_run(ReportDecoder& d, unsigned& index, Report& r) {
+template <class Wire, class Frames>
+void frame_fields(Wire& w, Frames& frames) {
+    w.list(frames, [&w](auto& f) {
+        w.number(f.address);
+        w.text(f.function);
+        w.text(f.file);
+        w.text(f.module);
+        w.number(f.line);
+        w.number(f.inlined);
+        w.number(f.offset);
+    });
+}
+// Report or const Report: what a leftovers report holds (not the whole-heap fields).
+template <class Wire, class R>
+void report_fields(Wire& w, R& r) {
+    w.text(r.kind);
+    w.text(r.scope);
+    w.text(r.file);
+    w.number(r.line);
+    w.number(r.by_exception);
+    w.number(r.blocks);
+    w.number(r.bytes);
+    w.number(r.released_blocks);
+    w.number(r.released_bytes);
+    w.list(r.sites, [&w](auto& site) {
+        frame_fields(w, site.frames);
+        frame_fields(w, site.allocator_frames);
+        w.text(site.type);
+        w.number(site.blocks);
+        w.number(site.bytes);
+    });
+    w.list(r.suppressed, [&w](auto& rule) {
+        w.text(rule.rule);
+        w.number(rule.blocks);
+        w.number(rule.bytes);
+    });
+}
+inline const std::string& wire_magic() {
     static const std::string magic = "leakscope-rerun 1 ";
-    if (d.in.compare(d.at, magic.size(), magic) != 0) return false;
-    d.at += magic.size();
-    index = unsigned(d.number());
-    r.kind = d.text();
-    r.scope = d.text();
-    r.file = d.text();
-    r.line = unsigned(d.number());
-    r.by_exception = d.number() != 0;
-    r.blocks = std::size_t(d.number());
-    r.bytes = std::size_t(d.number());
-    r.released_blocks = std::size_t(d.number());
-    r.released_bytes = std::size_t(d.number());
-    for (std::size_t i = 0, n = d.count(); d.ok && i < n; ++i) {
-        Site s;
-        d.frames(s.frames);
-        d.frames(s.allocator_frames);
-        s.type = d.text();
-        s.blocks = std::size_t(d.number());
-        s.bytes = std::size_t(d.number());
-        r.sites.push_back(std::move(s));
-    }
-    for (std::size_t i = 0, n = d.count(); d.ok && i < n; ++i) {
-        Suppression s;
-        s.rule = d.text();
-        s.blocks = std::size_t(d.number());
-        s.bytes = std::size_t(d.number());
-        r.suppressed.push_back(std::move(s));
-    }
-    return d.ok;
+    return magic;
+}
+inline std::string encode_run(unsigned index, const Report& r) {
+    WireWriter w;
+    w.out = wire_magic();
+    w.number(index);
+    report_fields(w, r);
+    return w.out;
+}
+// One record at w.at; false if it does not parse.
+inline bool decode_run(WireReader& w, unsigned& index, Report& r) {
+    const std::string& magic = wire_magic();
+    if (w.in.compare(w.at, magic.size(), magic) != 0) return false;
+    w.at += magic.size();
+    w.number(index);
+    report_fields(w, r);
+    return w.ok;
 }
 inline void decode_runs(const std::string& in, ChildRuns& c) {
-    ReportDecoder d{in};
-    while (d.at < in.size()) {
+    WireReader w{in};
+    while (w.at < in.size()) {
         unsigned index = 0;
         Report r;
-        if (!decode_run(d, index, r)) return;
+        if (!decode_run(w, index, r)) return;
         c.runs.emplace_back(index, std::move(r));
     }
 }
