@@ -616,6 +616,19 @@ inline const ChildRuns& child_runs_for(const RerunRequest& request) {
     }
     return cache.child;
 }
+// Drops the framework's sites from a leftovers report; its totals become the test's own.
+inline void keep_test_sites(Report& report, const FrameworkPatterns& patterns) {
+    std::vector<Site> kept;
+    report.blocks = report.bytes = 0;
+    for (Site& site : report.sites) {
+        if (framework_site(site, patterns)) continue;
+        report.blocks += site.blocks;
+        report.bytes += site.bytes;
+        kept.push_back(std::move(site));
+    }
+    report.sites = std::move(kept);
+}
+
 template <class Rerun>
 inline RerunRequest make_request(const Rerun& rerun) {
     return rerun();
@@ -672,20 +685,20 @@ inline Verdict judge(LeakScope& scope, const Display& display, const FrameworkPa
         const ChildRuns& c = child_runs_for(request);
         const Report* alone = c.run(request.index);
         std::size_t child_blocks = 0, child_bytes = 0, own_blocks = 0, own_bytes = 0;
+        Report own;
         if (alone) {
             all_leftovers(*alone, child_blocks, child_bytes);
-            for (const Site& site : alone->sites) {
-                if (framework_site(site, patterns)) continue;
-                own_blocks += site.blocks;
-                own_bytes += site.bytes;
-            }
+            own = *alone;
+            keep_test_sites(own, patterns);
+            own_blocks = own.blocks;
+            own_bytes = own.bytes;
         }
         // The run alone explains this one when it left at least these blocks and bytes, and no
         // more than these of the test's own: the difference is the framework's (Catch2 v3 makes
         // an 8-byte block in the first test of a process, which the run alone always is).
         if (alone && raw_blocks <= child_blocks && raw_bytes <= child_bytes && own_blocks <= raw_blocks &&
             own_bytes <= raw_bytes) {
-            report = *alone;
+            report = std::move(own);
             stacks_note = "\nleakscope: stacks from this test run again alone, in a child process (test_stacks=rerun)";
         } else {
             stacks_note = alone ? "run again alone (for its stacks), it left " + std::to_string(child_blocks) + " block" +
@@ -696,23 +709,10 @@ inline Verdict judge(LeakScope& scope, const Display& display, const FrameworkPa
                           "; LEAKSCOPE_OPTIONS=test_stacks=inline captures them in the run itself";
         }
     }
-    if (!report.sites.empty()) {
-        std::vector<Site> kept;
-        report.blocks = report.bytes = 0;
-        for (Site& site : report.sites) {
-            if (framework_site(site, patterns)) continue;
-            report.blocks += site.blocks;
-            report.bytes += site.bytes;
-            kept.push_back(std::move(site));
-        }
-        report.sites = std::move(kept);
-    } else {
-        report.blocks = report.bytes = 0;
-    }
+    keep_test_sites(report, patterns);
     v.blocks = report.blocks;
     v.bytes = report.bytes;
-    std::string name = display();
-    report.scope = name;
+    report.scope = display();
     if (run.expected >= 0) {
         if (v.blocks != std::size_t(run.expected)) {
             v.failed = true;
