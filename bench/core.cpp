@@ -26,6 +26,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "tools/floor_model.hpp"
+
 #include <algorithm>
 #include <utility>
 
@@ -105,6 +107,25 @@ void BM_wrapped_malloc_free(benchmark::State& state) {
         benchmark::DoNotOptimize(p);
         wrapped_free(p);
     }
+}
+
+// The floor of exact tracking (bench/tools/floor_model.hpp): the least any tracker that knows
+// every live block must do per pair over malloc, without stacks. Not hooked: it calls malloc.
+void BM_floor_model_idle(benchmark::State& state) {
+    for (auto _ : state) {
+        void* const p = floor_model::allocate(kBlock);
+        benchmark::DoNotOptimize(p);
+        floor_model::deallocate(p);
+    }
+}
+void BM_floor_model_tracked(benchmark::State& state) {
+    floor_model::state.tracking = true;
+    for (auto _ : state) {
+        void* const p = floor_model::allocate(kBlock);
+        benchmark::DoNotOptimize(p);
+        floor_model::deallocate(p);
+    }
+    floor_model::state.tracking = false;
 }
 
 // ---- 2. the hook with no scope open anywhere --------------------------------------------------
@@ -237,6 +258,8 @@ void register_benchmarks(bool default_min_time) {
     with_min(RegisterBenchmark("BM_hook_idle_new_delete", BM_hook_idle_new_delete)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_wrapped_malloc_free", BM_wrapped_malloc_free)->Threads(1));
+    with_min(RegisterBenchmark("BM_floor_model_idle", BM_floor_model_idle)->Threads(1));
+    with_min(RegisterBenchmark("BM_floor_model_tracked", BM_floor_model_tracked)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_new_delete_in_scope", BM_new_delete_in_scope)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_churn_no_scope", BM_churn_no_scope)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_churn_in_scope", BM_churn_in_scope)->Threads(1)->Threads(2));
@@ -473,6 +496,9 @@ void print_table(const RecordingReporter& rep, const MemoryResult& mem) {
     pair_row("idle after tracking (1000 live tracked), 2 threads", "BM_hook_idle_after_tracking/threads:2", 2);
     pair_row("new/delete in scope, 1 thread", "BM_new_delete_in_scope/threads:1", 1);
     pair_row("new/delete in scope, 2 threads", "BM_new_delete_in_scope/threads:2", 2);
+    pair_row("floor model, nothing tracked (bench/tools/floor_model.hpp), 1 thread", "BM_floor_model_idle/threads:1", 1);
+    pair_row("floor model, every block tracked exactly, no stacks, 1 thread", "BM_floor_model_tracked/threads:1", 1);
+    pair_row("floor model, every block tracked exactly, no stacks, 2 threads", "BM_floor_model_tracked/threads:2", 2);
 
     // The churn rows compare with the same churn without a scope (the hook idle), same threads.
     for (int threads : {1, 2}) {
