@@ -9008,12 +9008,13 @@ LEAKSCOPE_NOINLINE void* allocate_slow(std::size_t size, std::size_t alignment, 
 // decided that still holds — the same t.current and g.mode, no Ignore or leakscope allocation,
 // and the slot still this thread's open one. The checks and the work of allocate_counted for that
 // one case, in a function small enough to need few saved registers; anything else goes the slow way.
-LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_t alignment, bool nothrow,
-                                    std::uintptr_t caller) {
+// Only for default alignment (allocate checks it, at compile time for the unaligned forms), and one
+// instance per nothrow: two fewer values to keep across malloc.
+template <bool Nothrow>
+LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::uintptr_t caller) {
     Slot& s = *t.lane;
     if (LEAKSCOPE_LIKELY(t.lane_current == t.current && t.lane_mode == g.mode.load(relaxed) &&
-                         (t.internal | t.ignore_depth) == 0 && alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ &&
-                         size <= kMaxHeaderSize && counts_locally(t) && owned_here(s, t) &&
+                         (t.internal | t.ignore_depth) == 0 && size <= kMaxHeaderSize && counts_locally(t) && owned_here(s, t) &&
                          s.generation.load(relaxed) == t.lane_generation &&
                          (s.log_size != s.log_end || next_log_chunk(s)))) {
         auto raw = static_cast<char*>(std::malloc(size + kHeaderBytes));
@@ -9036,7 +9037,7 @@ LEAKSCOPE_NOINLINE void* lane_birth(ThreadState& t, std::size_t size, std::size_
             park_chunk(t, raw, size + kHeaderBytes);   // the block would start a page: the slow path moves it
         }
     }
-    return allocate_slow(size, alignment, nothrow, caller);
+    return allocate_slow(size, 0, Nothrow, caller);   // (0: any alignment up to the default)
 }
 
 // The lane's death: a block born in the lane's slot, in its owner log, dying on the owner thread
@@ -9078,7 +9079,9 @@ LEAKSCOPE_HOT_INLINE void* allocate(std::size_t size, std::size_t alignment, boo
         if (LEAKSCOPE_LIKELY(p != nullptr)) return p;
         return raw_allocate(size ? size : 1, alignment, nothrow);   // size 0 where malloc gives null, or out of memory
     }
-    if (t.lane) return lane_birth(t, size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
+    if (t.lane && alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__)
+        return nothrow ? lane_birth<true>(t, size, reinterpret_cast<std::uintptr_t>(caller))
+                       : lane_birth<false>(t, size, reinterpret_cast<std::uintptr_t>(caller));
     return allocate_slow(size, alignment, nothrow, reinterpret_cast<std::uintptr_t>(caller));
 }
 
