@@ -2405,19 +2405,24 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS inline u32 first_changed(const WalkMemory& m, u32 
 }
 // Checked innermost first, four independent loads at a time: another allocation site at the same
 // depth (the same start frame) differs a few frames in, and is told apart after one or two rounds
-// rather than a pass over every slot.
+// rather than a pass over every slot. `checks` is a multiple of 4 (see pad_checks): no tail loop.
 LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool unchanged(const WalkMemory& m, u32 checks) noexcept {
-    u32 i = 0;
-    for (; i + 4 <= checks; i += 4) {
+    for (u32 i = 0; i < checks; i += 4) {
         std::uintptr_t diff = (load_word(m.check_at[i]) ^ m.check_value[i]) |
                               (load_word(m.check_at[i + 1]) ^ m.check_value[i + 1]) |
                               (load_word(m.check_at[i + 2]) ^ m.check_value[i + 2]) |
                               (load_word(m.check_at[i + 3]) ^ m.check_value[i + 3]);
         if (diff) return false;
     }
-    std::uintptr_t diff = 0;
-    for (; i < checks; ++i) diff |= load_word(m.check_at[i]) ^ m.check_value[i];
-    return diff == 0;
+    return true;
+}
+// A count of checks rounded up to unchanged's step of 4 (the last check repeated).
+inline u32 pad_checks(WalkMemory& m, u32 n) noexcept {
+    for (; n % 4 != 0; ++n) {
+        m.check_at[n] = m.check_at[n - 1];
+        m.check_value[n] = m.check_value[n - 1];
+    }
+    return n;
 }
 
 // The anchor. While a LeakScope this thread opened is its current scope, the object lives in some
@@ -2444,7 +2449,8 @@ inline void tag_walk(WalkMemory& m, u64 key, std::uintptr_t anchor, std::uintptr
     u32 inner = 0;
     for (u32 i = 0; i < m.checks; ++i)
         if (m.check_at[i] < anchor) inner = i + 1;   // slots ascend, but not strictly (ra, then fp)
-    m.inner_checks = inner;
+    m.inner_checks = (inner + 3) & ~3u;   // within m.checks, itself a multiple of 4: the extra checks
+                                          // are slots of the anchor's frames, which hold
     std::atomic_signal_fence(std::memory_order_seq_cst);
     m.verified_under = key;
 }
@@ -2471,7 +2477,7 @@ inline void remember_checks(WalkMemories& all, WalkMemory& m, u64 salt, u64 key,
         m.check_at[n] = m.frames[0].ra_at;
         m.check_value[n++] = 0;
     }
-    m.checks = n;
+    m.checks = n ? pad_checks(m, n) : 0;
     const WalkFrame& start = m.frames[m.count - 1];
     WalkStart& s = all.start[&m - all.entry];
     s = WalkStart{start.pc, start.sp, start.fp, (salt & ~u64(1)) | (start.fp_matters ? 1 : 0), s.last_use, s.first};

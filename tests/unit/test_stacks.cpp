@@ -412,6 +412,60 @@ void check_anchor_sites(const Report& r, int rounds) {
 }
 }  // namespace
 
+// The same allocating function called from two functions of one shape, alternately, from one
+// frame: every capture starts from the same frame (the same sp, the same return address into
+// anchor_leaf), and the stacks differ first in the slot just above it, among a remembered
+// walk's innermost checks.
+namespace {
+__attribute__((noinline)) int* direct_caller_a() {
+    int* p = anchor_leaf();
+    anchor_calls_a = anchor_calls_a + 1;
+    return p;
+}
+__attribute__((noinline)) int* direct_caller_b() {
+    int* p = anchor_leaf();
+    anchor_calls_b = anchor_calls_b + 2;
+    return p;
+}
+__attribute__((noinline)) void direct_alternate(int** out, int rounds) {
+    for (int i = 0; i < rounds; ++i) {
+        out[2 * i] = direct_caller_a();
+        out[2 * i + 1] = direct_caller_b();
+    }
+}
+}  // namespace
+
+TEST_CASE("remembered walks: one allocating frame reached from two callers in turn gives two sites", "[stacks]") {
+    DefaultOptionsAfter restore;
+    leakscope::configure("stacks=on unwinder=fast stack_depth=32");
+    constexpr int kRounds = 20;
+    int* blocks[2 * kRounds] = {};
+    int rounds = kRounds;
+    rounds = *test::opaque(&rounds);   // not unrolled: one call site each
+    Report r = test::leftovers_of([&] { direct_alternate(blocks, rounds); });
+    const leakscope::Site* a = nullptr;
+    const leakscope::Site* b = nullptr;
+    for (const auto& site : r.sites) {
+        if (addresses_in(site) < 2 || !inside(nth_address(site, 0), reinterpret_cast<const void*>(&anchor_leaf))) continue;
+        // The caller is the one starting last at or before the address (they are adjacent).
+        std::uintptr_t at = nth_address(site, 1);
+        auto start_a = reinterpret_cast<std::uintptr_t>(&direct_caller_a);
+        auto start_b = reinterpret_cast<std::uintptr_t>(&direct_caller_b);
+        bool in_a = inside(at, reinterpret_cast<const void*>(&direct_caller_a)) && !(start_b > start_a && at > start_b);
+        bool in_b = inside(at, reinterpret_cast<const void*>(&direct_caller_b)) && !(start_a > start_b && at > start_a);
+        if (in_a) a = &site;
+        else if (in_b) b = &site;
+        else FAIL("a site of anchor_leaf called from neither caller");
+    }
+    REQUIRE(a != nullptr);
+    REQUIRE(b != nullptr);
+    CHECK(a->blocks == std::size_t(kRounds));
+    CHECK(b->blocks == std::size_t(kRounds));
+    CHECK(inside(nth_address(*a, 2), reinterpret_cast<const void*>(&direct_alternate)));
+    CHECK(inside(nth_address(*b, 2), reinterpret_cast<const void*>(&direct_alternate)));
+    for (int*& p : blocks) delete p;
+}
+
 TEST_CASE("remembered walks under a scope's anchor: stacks that differ below it stay apart", "[stacks]") {
     DefaultOptionsAfter restore;
     leakscope::configure("stacks=on unwinder=fast stack_depth=32");
