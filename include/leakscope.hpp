@@ -3126,7 +3126,10 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_NOINLINE u32 capture_for_block(ThreadSta
         if (u32 id = known_walk(t, regs, salt, first, depth ? depth : kDefaultStackDepth)) return id;
     }
 #endif
-    return capture_missed(t, first, regs, defer_to);
+    // A copy whose address escapes, made only here: `regs` itself can then stay in registers on
+    // the remembered walk's path (this frame is live for the call either way).
+    const WalkRegs missed = regs;
+    return capture_missed(t, first, missed, defer_to);
 }
 
 // -- stacks on demand: names of scopes that leaked --------------------------------------------------
