@@ -385,30 +385,39 @@ __attribute__((noinline)) void anchor_alternate(int** out, int rounds, bool nest
         out[2 * i + 1] = anchor_outer_b(false);
     }
 }
-// The report's two sites of anchor_leaf: `rounds` blocks each, the third address in A / in B.
-void check_anchor_sites(const Report& r, int rounds) {
+// The report's two sites of anchor_leaf, `rounds` blocks each, whose address `level` lies in
+// caller A and in caller B (adjacent functions: the one starting last at or before the address),
+// and the address above it in `driver` for both. Sites of anchor_leaf from elsewhere fail.
+void check_two_caller_sites(const Report& r, int rounds, std::size_t level, const void* caller_a,
+                            const void* caller_b, const void* driver) {
     const leakscope::Site* a = nullptr;
     const leakscope::Site* b = nullptr;
+    auto start_a = reinterpret_cast<std::uintptr_t>(caller_a);
+    auto start_b = reinterpret_cast<std::uintptr_t>(caller_b);
     for (const auto& site : r.sites) {
-        if (addresses_in(site) < 3 || !inside(nth_address(site, 0), reinterpret_cast<const void*>(&anchor_leaf))) continue;
-        CHECK(inside(nth_address(site, 1), reinterpret_cast<const void*>(&anchor_middle)));
-        // The outer function is the one starting last at or before the address (they are adjacent).
-        std::uintptr_t at = nth_address(site, 2);
-        auto start_a = reinterpret_cast<std::uintptr_t>(&anchor_outer_a);
-        auto start_b = reinterpret_cast<std::uintptr_t>(&anchor_outer_b);
-        bool in_a = inside(at, reinterpret_cast<const void*>(&anchor_outer_a)) && !(start_b > start_a && at > start_b);
-        bool in_b = inside(at, reinterpret_cast<const void*>(&anchor_outer_b)) && !(start_a > start_b && at > start_a);
+        if (addresses_in(site) <= level || !inside(nth_address(site, 0), reinterpret_cast<const void*>(&anchor_leaf)))
+            continue;
+        std::uintptr_t at = nth_address(site, level);
+        bool in_a = inside(at, caller_a) && !(start_b > start_a && at > start_b);
+        bool in_b = inside(at, caller_b) && !(start_a > start_b && at > start_a);
         if (in_a) a = &site;
         else if (in_b) b = &site;
-        else FAIL("a site of anchor_leaf reached from neither outer function");
+        else FAIL("a site of anchor_leaf reached from neither caller");
     }
     REQUIRE(a != nullptr);
     REQUIRE(b != nullptr);
     CHECK(a->blocks == std::size_t(rounds));
     CHECK(b->blocks == std::size_t(rounds));
-    // The frames above: the same driver for both.
-    CHECK(inside(nth_address(*a, 3), reinterpret_cast<const void*>(&anchor_alternate)));
-    CHECK(inside(nth_address(*b, 3), reinterpret_cast<const void*>(&anchor_alternate)));
+    CHECK(inside(nth_address(*a, level + 1), driver));
+    CHECK(inside(nth_address(*b, level + 1), driver));
+}
+// The anchor test's sites: anchor_leaf, then anchor_middle, then outer A / B, then the driver.
+void check_anchor_sites(const Report& r, int rounds) {
+    for (const auto& site : r.sites)
+        if (addresses_in(site) >= 2 && inside(nth_address(site, 0), reinterpret_cast<const void*>(&anchor_leaf)))
+            CHECK(inside(nth_address(site, 1), reinterpret_cast<const void*>(&anchor_middle)));
+    check_two_caller_sites(r, rounds, 2, reinterpret_cast<const void*>(&anchor_outer_a),
+                           reinterpret_cast<const void*>(&anchor_outer_b), reinterpret_cast<const void*>(&anchor_alternate));
 }
 }  // namespace
 
@@ -443,26 +452,8 @@ TEST_CASE("remembered walks: one allocating frame reached from two callers in tu
     int rounds = kRounds;
     rounds = *test::opaque(&rounds);   // not unrolled: one call site each
     Report r = test::leftovers_of([&] { direct_alternate(blocks, rounds); });
-    const leakscope::Site* a = nullptr;
-    const leakscope::Site* b = nullptr;
-    for (const auto& site : r.sites) {
-        if (addresses_in(site) < 2 || !inside(nth_address(site, 0), reinterpret_cast<const void*>(&anchor_leaf))) continue;
-        // The caller is the one starting last at or before the address (they are adjacent).
-        std::uintptr_t at = nth_address(site, 1);
-        auto start_a = reinterpret_cast<std::uintptr_t>(&direct_caller_a);
-        auto start_b = reinterpret_cast<std::uintptr_t>(&direct_caller_b);
-        bool in_a = inside(at, reinterpret_cast<const void*>(&direct_caller_a)) && !(start_b > start_a && at > start_b);
-        bool in_b = inside(at, reinterpret_cast<const void*>(&direct_caller_b)) && !(start_a > start_b && at > start_a);
-        if (in_a) a = &site;
-        else if (in_b) b = &site;
-        else FAIL("a site of anchor_leaf called from neither caller");
-    }
-    REQUIRE(a != nullptr);
-    REQUIRE(b != nullptr);
-    CHECK(a->blocks == std::size_t(kRounds));
-    CHECK(b->blocks == std::size_t(kRounds));
-    CHECK(inside(nth_address(*a, 2), reinterpret_cast<const void*>(&direct_alternate)));
-    CHECK(inside(nth_address(*b, 2), reinterpret_cast<const void*>(&direct_alternate)));
+    check_two_caller_sites(r, kRounds, 1, reinterpret_cast<const void*>(&direct_caller_a),
+                           reinterpret_cast<const void*>(&direct_caller_b), reinterpret_cast<const void*>(&direct_alternate));
     for (int*& p : blocks) delete p;
 }
 
