@@ -50,7 +50,9 @@
 // either. A malformed entry gets one line on stderr naming it; the others still apply.
 //   stacks=on|off|demand       capture the allocating call stack of every tracked block (on,
 //                              the default); never (off); or only for the runs of a scope whose
-//                              name has leaked before (demand: a healthy server pays nothing)
+//                              name has leaked before (demand: a healthy server pays nothing).
+//                              Changed at run time: for scopes opened after, and for every
+//                              thread's births outside scopes (track=all, sampling) from then on
 //   unwinder=fast|fp|libgcc    how stacks are walked (see leakscope::Unwinder); default fast
 //   stack_depth=1..256         frames kept per stack; default 32
 //   test_stacks=auto|rerun|inline  how the test adapters (leakscope/gtest.hpp, catch2.hpp,
@@ -1081,6 +1083,9 @@ enum ModeBits : u32 {
     kSideTable = 4,      // some block went to the side table: delete looks there too
     kTrackAll = 8,       // track=all: a thread's births outside every scope go to its heap slot
     kSampled = 16,       // sample_bytes: ... only one per sample_bytes on average, to its sample slot
+    // Bits 16-31 count the changes of stacks=: a change invalidates every thread's lane, so each
+    // thread's next birth outside a scope decides again, and its heap slot follows the new setting.
+    kStacksChange = 1u << 16,
 };
 constexpr u64 kDefaultSampleBytes = 524288;   // track=sample without sample_bytes=
 
@@ -3482,11 +3487,19 @@ inline void close_heap_slot(ThreadState& t, u64 handle) noexcept {
     }
     slot_drop_open_bias(t, heap);
 }
-LEAKSCOPE_NOINLINE u64 first_heap_slot(ThreadState& t) noexcept {
+// Whether a heap slot (or sample slot) was opened under the stacks= setting in force now. A heap
+// slot lives as long as its thread, so when the setting changes (which also ends every lane) the
+// thread's next birth outside a scope closes it and opens another: blocks born from then on carry
+// stacks, or do not, as asked.
+inline bool heap_slot_current(u64 handle) noexcept { return slot_ref(slot_of(handle)).stacks == scope_wants_stacks(""); }
+LEAKSCOPE_NOINLINE u64 next_heap_slot(ThreadState& t) noexcept {
+    if (t.heap) close_heap_slot(t, t.heap);
     t.heap = open_heap_slot(t, 0);
     return t.heap;
 }
-LEAKSCOPE_HOT_INLINE u64 heap_slot(ThreadState& t) noexcept { return t.heap ? t.heap : first_heap_slot(t); }
+LEAKSCOPE_HOT_INLINE u64 heap_slot(ThreadState& t) noexcept {
+    return t.heap && heap_slot_current(t.heap) ? t.heap : next_heap_slot(t);
+}
 // sample_bytes: the allocation reached a sample point. Its block goes to the thread's sample slot,
 // which records the interval its blocks were sampled with (a new interval: a new slot).
 LEAKSCOPE_NOINLINE u64 sampled_slot(ThreadState& t, std::size_t size) noexcept {
@@ -3503,7 +3516,7 @@ LEAKSCOPE_NOINLINE u64 sampled_slot(ThreadState& t, std::size_t size) noexcept {
     }
     (void)size;
     t.sample_countdown = next_sample_distance(t, every);   // memoryless: the next point from here
-    if (t.sample_heap && slot_ref(slot_of(t.sample_heap)).sample_bytes.load(relaxed) != every) {
+    if (t.sample_heap && (slot_ref(slot_of(t.sample_heap)).sample_bytes.load(relaxed) != every || !heap_slot_current(t.sample_heap))) {
         close_heap_slot(t, t.sample_heap);
         t.sample_heap = 0;
     }
@@ -5935,7 +5948,9 @@ inline void apply_option(std::string_view key, std::string_view value, std::stri
         option_error(source, "bad value in", entry);
     };
     if (key == "stacks") {
+        u32 before = st.mode.load(relaxed);
         pick({"on", "off", "demand"}, st.mode);   // the order of StackMode
+        if (st.mode.load(relaxed) != before) g.mode.fetch_add(kStacksChange, relaxed);
     } else if (key == "test_stacks") {
         pick({"auto", "rerun", "inline"}, st.test_stacks);   // the order of TestStacks
     } else if (key == "unwinder") {
