@@ -4,6 +4,8 @@
 // keep what they had, and every block is still counted exactly once. Exit 0 = pass.
 #include <leakscope.hpp>
 
+#include "../support/expect.hpp"
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -11,13 +13,6 @@
 #include <vector>
 
 namespace {
-int failures = 0;
-void expect_eq(const char* what, long long got, long long want) {
-    if (got == want) return;
-    std::fprintf(stderr, "FAIL: %s: got %lld, expected %lld\n", what, got, want);
-    ++failures;
-}
-
 int block_line = 0;
 __attribute__((noinline)) int* make_block() {
     block_line = __LINE__ + 1;
