@@ -26,6 +26,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "tools/reporting.hpp"
+
 #include "tools/floor_model.hpp"
 
 #include <algorithm>
@@ -51,6 +53,11 @@
 extern char** environ;
 
 namespace {
+
+using bench::Measured;
+using bench::RecordingReporter;
+using bench::fmt;
+using bench::with_min;
 
 constexpr std::size_t kBlock = 32;
 
@@ -111,15 +118,8 @@ void BM_wrapped_malloc_free(benchmark::State& state) {
 
 // The floor of exact tracking (bench/tools/floor_model.hpp): the least any tracker that knows
 // every live block must do per pair over malloc, without stacks. Not hooked: it calls malloc.
-void BM_floor_model_idle(benchmark::State& state) {
-    for (auto _ : state) {
-        void* const p = floor_model::allocate(kBlock);
-        benchmark::DoNotOptimize(p);
-        floor_model::deallocate(p);
-    }
-}
-void BM_floor_model_tracked(benchmark::State& state) {
-    floor_model::state.tracking = true;
+void BM_floor_model(benchmark::State& state) {   // range 0: nothing tracked, 1: every block
+    floor_model::state.tracking = state.range(0) != 0;
     for (auto _ : state) {
         void* const p = floor_model::allocate(kBlock);
         benchmark::DoNotOptimize(p);
@@ -249,17 +249,13 @@ constexpr double kCloseMinTime = 0.1;
 
 // With --benchmark_repetitions=N the table uses each benchmark's minimum over the repetitions:
 // on a shared machine noise only ever adds time.
-benchmark::internal::Benchmark* with_min(benchmark::internal::Benchmark* b) {
-    return b->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
-}
-
 void register_benchmarks(bool default_min_time) {
     using benchmark::RegisterBenchmark;
     with_min(RegisterBenchmark("BM_hook_idle_new_delete", BM_hook_idle_new_delete)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_wrapped_malloc_free", BM_wrapped_malloc_free)->Threads(1));
-    with_min(RegisterBenchmark("BM_floor_model_idle", BM_floor_model_idle)->Threads(1));
-    with_min(RegisterBenchmark("BM_floor_model_tracked", BM_floor_model_tracked)->Threads(1)->Threads(2));
+    with_min(RegisterBenchmark("BM_floor_model", BM_floor_model)->Arg(0)->Threads(1));
+    with_min(RegisterBenchmark("BM_floor_model", BM_floor_model)->Arg(1)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_new_delete_in_scope", BM_new_delete_in_scope)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_churn_no_scope", BM_churn_no_scope)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_churn_in_scope", BM_churn_in_scope)->Threads(1)->Threads(2));
@@ -421,55 +417,6 @@ MemoryResult measure_tracker_memory(const char* argv0) {
 }
 
 // ---- the run's numbers --------------------------------------------------------------------------
-struct Measured {
-    double cpu_ns = 0, real_ns = 0;   // per iteration (real: manual time where used)
-    std::map<std::string, double> counters;
-    bool is_mean = false;
-};
-
-class RecordingReporter : public benchmark::ConsoleReporter {
-   public:
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& run : runs) {
-            if (run.error_occurred) continue;
-            bool mean = run.run_type == Run::RT_Aggregate;
-            if (mean && run.aggregate_name != "min") continue;
-            Measured& m = results_[key_of(run.run_name.str())];
-            if (m.is_mean && !mean) continue;   // repetitions: keep the minimum (a noisy neighbour only ever adds time)
-            double to_ns = 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
-            m.cpu_ns = run.GetAdjustedCPUTime() * to_ns;
-            m.real_ns = run.GetAdjustedRealTime() * to_ns;
-            m.counters.clear();
-            for (const auto& c : run.counters) m.counters[c.first] = c.second.value;
-            m.is_mean = mean;
-        }
-        ConsoleReporter::ReportRuns(runs);
-    }
-    const Measured* find(const std::string& name) const {
-        auto it = results_.find(name);
-        return it == results_.end() ? nullptr : &it->second;
-    }
-    bool empty() const { return results_.empty(); }
-
-   private:
-    // Without the "/min_time:0.100" part a MinTime() adds to the name.
-    static std::string key_of(std::string name) {
-        auto at = name.find("/min_time:");
-        if (at != std::string::npos) {
-            auto end = name.find('/', at + 1);
-            name.erase(at, end == std::string::npos ? std::string::npos : end - at);
-        }
-        return name;
-    }
-    std::map<std::string, Measured> results_;
-};
-
-std::string fmt(const char* format, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, format, v);
-    return buf;
-}
-
 void print_table(const RecordingReporter& rep, const MemoryResult& mem) {
     std::printf("\n| measure | ns | ratio to plain malloc/free |\n|---|---:|---:|\n");
     auto cpu = [&](const std::string& name) -> const Measured* { return rep.find(name); };
@@ -496,9 +443,9 @@ void print_table(const RecordingReporter& rep, const MemoryResult& mem) {
     pair_row("idle after tracking (1000 live tracked), 2 threads", "BM_hook_idle_after_tracking/threads:2", 2);
     pair_row("new/delete in scope, 1 thread", "BM_new_delete_in_scope/threads:1", 1);
     pair_row("new/delete in scope, 2 threads", "BM_new_delete_in_scope/threads:2", 2);
-    pair_row("floor model, nothing tracked (bench/tools/floor_model.hpp), 1 thread", "BM_floor_model_idle/threads:1", 1);
-    pair_row("floor model, every block tracked exactly, no stacks, 1 thread", "BM_floor_model_tracked/threads:1", 1);
-    pair_row("floor model, every block tracked exactly, no stacks, 2 threads", "BM_floor_model_tracked/threads:2", 2);
+    pair_row("floor model, nothing tracked (bench/tools/floor_model.hpp), 1 thread", "BM_floor_model/0/threads:1", 1);
+    pair_row("floor model, every block tracked exactly, no stacks, 1 thread", "BM_floor_model/1/threads:1", 1);
+    pair_row("floor model, every block tracked exactly, no stacks, 2 threads", "BM_floor_model/1/threads:2", 2);
 
     // The churn rows compare with the same churn without a scope (the hook idle), same threads.
     for (int threads : {1, 2}) {

@@ -39,6 +39,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "tools/reporting.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -49,6 +51,11 @@
 #include <vector>
 
 namespace {
+
+using bench::Measured;
+using bench::RecordingReporter;
+using bench::fmt;
+using bench::with_min;
 
 constexpr std::size_t kBlock = 32;
 constexpr std::size_t kHeapBlocks = 1000000;
@@ -191,10 +198,6 @@ void BM_monitor_interval_1M(benchmark::State& state) {
 }
 
 // ---- registration -----------------------------------------------------------------------------------
-benchmark::internal::Benchmark* with_min(benchmark::internal::Benchmark* b) {
-    return b->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
-}
-
 // In run order: nothing is tracked before the untracked rows have run.
 void register_benchmarks() {
     using benchmark::RegisterBenchmark;
@@ -220,46 +223,6 @@ void register_benchmarks() {
 }
 
 // ---- the run's numbers --------------------------------------------------------------------------------
-struct Measured {
-    double cpu_ns = 0, real_ns = 0;   // per iteration (real: manual time where used)
-    std::map<std::string, double> counters;
-    bool is_min = false;
-};
-
-class RecordingReporter : public benchmark::ConsoleReporter {
-   public:
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& run : runs) {
-            if (run.error_occurred) continue;
-            const bool min = run.run_type == Run::RT_Aggregate;
-            if (min && run.aggregate_name != "min") continue;
-            Measured& m = results_[run.run_name.str()];
-            if (m.is_min && !min) continue;
-            const double to_ns = 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
-            m.cpu_ns = run.GetAdjustedCPUTime() * to_ns;
-            m.real_ns = run.GetAdjustedRealTime() * to_ns;
-            m.counters.clear();
-            for (const auto& c : run.counters) m.counters[c.first] = c.second.value;
-            m.is_min = min;
-        }
-        ConsoleReporter::ReportRuns(runs);
-    }
-    const Measured* find(const std::string& name) const {
-        auto it = results_.find(name);
-        return it == results_.end() ? nullptr : &it->second;
-    }
-    bool empty() const { return results_.empty(); }
-
-   private:
-    std::map<std::string, Measured> results_;
-};
-
-std::string fmt(const char* format, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, format, v);
-    return buf;
-}
-
 void print_table(const RecordingReporter& rep) {
     const Measured* malloc_free = rep.find("BM_plain_malloc_free");
     const Measured* untracked = rep.find("BM_new_delete_untracked");

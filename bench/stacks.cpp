@@ -58,6 +58,8 @@
 #include <leakscope.hpp>
 
 #include <benchmark/benchmark.h>
+
+#include "tools/reporting.hpp"
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -77,6 +79,11 @@
 #include <vector>
 
 namespace {
+
+using bench::Measured;
+using bench::RecordingReporter;
+using bench::fmt;
+using bench::with_min;
 
 constexpr std::size_t kBlock = 32;          // the plain malloc/free pair, as in bench/core.cpp
 constexpr std::size_t kCaptureDepth = 16;
@@ -346,10 +353,6 @@ void BM_churn(benchmark::State& state) {
 }
 
 // ---- registration ---------------------------------------------------------------------------------
-benchmark::internal::Benchmark* with_min(benchmark::internal::Benchmark* b) {
-    return b->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
-}
-
 struct CaptureRow {
     const char* key;
     const char* label;
@@ -429,44 +432,6 @@ ColdCaptures measure_cold() {
 }
 
 // ---- the run's numbers ----------------------------------------------------------------------------
-struct Measured {
-    double cpu_ns = 0;
-    std::map<std::string, double> counters;
-    bool is_min = false;
-};
-
-class RecordingReporter : public benchmark::ConsoleReporter {
-   public:
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& run : runs) {
-            if (run.error_occurred) continue;
-            const bool min = run.run_type == Run::RT_Aggregate;
-            if (min && run.aggregate_name != "min") continue;
-            Measured& m = results_[run.run_name.str()];
-            if (m.is_min && !min) continue;   // with repetitions: keep the minimum
-            const double to_ns = 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
-            m.cpu_ns = run.GetAdjustedCPUTime() * to_ns;
-            for (const auto& c : run.counters) m.counters[c.first] = c.second.value;
-            m.is_min = min;
-        }
-        ConsoleReporter::ReportRuns(runs);
-    }
-    const Measured* find(const std::string& name) const {
-        auto it = results_.find(name);
-        return it == results_.end() ? nullptr : &it->second;
-    }
-    bool empty() const { return results_.empty(); }
-
-   private:
-    std::map<std::string, Measured> results_;
-};
-
-std::string fmt(const char* format, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, format, v);
-    return buf;
-}
-
 double counter(const Measured* m, const char* name) {
     if (!m) return 0;
     auto it = m->counters.find(name);

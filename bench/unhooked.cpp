@@ -14,12 +14,10 @@
 #include <benchmark/benchmark.h>
 
 #include "tools/floor_model.hpp"
+#include "tools/reporting.hpp"
 
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <string>
-#include <vector>
 
 namespace {
 
@@ -49,41 +47,19 @@ void BM_floor_model(benchmark::State& state) {
     floor_model::state.tracking = false;
 }
 
-// Keeps each row's minimum CPU time over repetitions (a noisy neighbour only ever adds time).
-class MinimumReporter : public benchmark::ConsoleReporter {
-   public:
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& run : runs) {
-            if (run.error_occurred || run.run_type == Run::RT_Aggregate) continue;
-            double ns = run.GetAdjustedCPUTime() * 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
-            std::string name = run.run_name.str();
-            auto it = minimum_.find(name);
-            if (it == minimum_.end() || ns < it->second) minimum_[name] = ns;
-        }
-        ConsoleReporter::ReportRuns(runs);
-    }
-    double find(const std::string& name) const {
-        auto it = minimum_.find(name);
-        return it == minimum_.end() ? 0 : it->second;
-    }
-
-   private:
-    std::map<std::string, double> minimum_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-    benchmark::RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free);
-    benchmark::RegisterBenchmark("BM_runtime_new_delete", BM_runtime_new_delete);
-    benchmark::RegisterBenchmark("BM_floor_model", BM_floor_model)->Arg(0)->Arg(1);
+    bench::with_min(benchmark::RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free));
+    bench::with_min(benchmark::RegisterBenchmark("BM_runtime_new_delete", BM_runtime_new_delete));
+    bench::with_min(benchmark::RegisterBenchmark("BM_floor_model", BM_floor_model)->Arg(0)->Arg(1));
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    MinimumReporter reporter;
+    bench::RecordingReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     benchmark::Shutdown();
-    double plain = reporter.find("BM_plain_malloc_free");
-    if (plain <= 0) return 0;   // filtered out, or --benchmark_list_tests
+    const bench::Measured* plain = reporter.find("BM_plain_malloc_free");
+    if (!plain || plain->cpu_ns <= 0) return 0;   // filtered out, or --benchmark_list_tests
     std::printf("\n| pair (32 B, 1 thread, no leakscope) | ns | ratio to plain malloc/free |\n|---|---:|---:|\n");
     const struct { const char* label; const char* name; } rows[] = {
         {"plain malloc/free", "BM_plain_malloc_free"},
@@ -92,8 +68,8 @@ int main(int argc, char** argv) {
         {"floor model, every block tracked exactly, no stacks", "BM_floor_model/1"},
     };
     for (const auto& row : rows) {
-        double ns = reporter.find(row.name);
-        if (ns > 0) std::printf("| %s | %.1f | %.2fx |\n", row.label, ns, ns / plain);
+        const bench::Measured* m = reporter.find(row.name);
+        if (m) std::printf("| %s | %.1f | %.2fx |\n", row.label, m->cpu_ns, m->cpu_ns / plain->cpu_ns);
         else std::printf("| %s | n/a | n/a |\n", row.label);
     }
     return 0;

@@ -2421,7 +2421,7 @@ LEAKSCOPE_NO_SANITIZE_ADDRESS LEAKSCOPE_HOT_INLINE bool unchanged(const WalkMemo
     }
     return true;
 }
-// A count of checks rounded up to unchanged's step of 4 (the last check repeated).
+// A count of checks rounded up to unchanged's step of 4 (the last check repeated; 0 stays 0).
 inline u32 pad_checks(WalkMemory& m, u32 n) noexcept {
     for (; n % 4 != 0; ++n) {
         m.check_at[n] = m.check_at[n - 1];
@@ -2482,7 +2482,7 @@ inline void remember_checks(WalkMemories& all, WalkMemory& m, u64 salt, u64 key,
         m.check_at[n] = m.frames[0].ra_at;
         m.check_value[n++] = 0;
     }
-    m.checks = n ? pad_checks(m, n) : 0;
+    m.checks = pad_checks(m, n);
     const WalkFrame& start = m.frames[m.count - 1];
     WalkStart& s = all.start[&m - all.entry];
     s = WalkStart{start.pc, start.sp, start.fp, (salt & ~u64(1)) | (start.fp_matters ? 1 : 0), s.last_use, s.first};

@@ -1,7 +1,7 @@
 // The floor of exact tracking over malloc: a model of the least any tracker must do per
 // allocate/free pair if it knows every live block (a scope's leftovers are exact) and lists a
 // scope's leftovers in O(its own births), with malloc underneath. Not leakscope's code: a
-// yardstick for it (bench/floor.cpp times it, bench/instructions.sh counts its instructions).
+// yardstick for it (bench_core and bench_unhooked time it, bench/instructions.sh counts its instructions).
 //
 // Per birth: the interposed call, one thread-local check, malloc of 16 more bytes, a header
 // (where the birth is logged, and the size), an entry in the thread's birth log, two counters.
