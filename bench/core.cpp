@@ -28,7 +28,7 @@
 
 #include "tools/reporting.hpp"
 
-#include "tools/floor_model.hpp"
+#include "tools/floor_bench.hpp"
 
 #include <algorithm>
 #include <utility>
@@ -114,18 +114,6 @@ void BM_wrapped_malloc_free(benchmark::State& state) {
         benchmark::DoNotOptimize(p);
         wrapped_free(p);
     }
-}
-
-// The floor of exact tracking (bench/tools/floor_model.hpp): the least any tracker that knows
-// every live block must do per pair over malloc, without stacks. Not hooked: it calls malloc.
-void BM_floor_model(benchmark::State& state) {   // range 0: nothing tracked, 1: every block
-    floor_model::state.tracking = state.range(0) != 0;
-    for (auto _ : state) {
-        void* const p = floor_model::allocate(kBlock);
-        benchmark::DoNotOptimize(p);
-        floor_model::deallocate(p);
-    }
-    floor_model::state.tracking = false;
 }
 
 // ---- 2. the hook with no scope open anywhere --------------------------------------------------
@@ -254,8 +242,9 @@ void register_benchmarks(bool default_min_time) {
     with_min(RegisterBenchmark("BM_hook_idle_new_delete", BM_hook_idle_new_delete)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_wrapped_malloc_free", BM_wrapped_malloc_free)->Threads(1));
-    with_min(RegisterBenchmark("BM_floor_model", BM_floor_model)->Arg(0)->Threads(1));
-    with_min(RegisterBenchmark("BM_floor_model", BM_floor_model)->Arg(1)->Threads(1)->Threads(2));
+    // The floor of exact tracking (bench/tools/floor_model.hpp), in this run: idle and tracked.
+    with_min(RegisterBenchmark("BM_floor_model", bench::BM_floor_model)->Arg(0)->Threads(1));
+    with_min(RegisterBenchmark("BM_floor_model", bench::BM_floor_model)->Arg(1)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_new_delete_in_scope", BM_new_delete_in_scope)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_churn_no_scope", BM_churn_no_scope)->Threads(1)->Threads(2));
     with_min(RegisterBenchmark("BM_churn_in_scope", BM_churn_in_scope)->Threads(1)->Threads(2));

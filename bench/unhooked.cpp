@@ -13,7 +13,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include "tools/floor_model.hpp"
+#include "tools/floor_bench.hpp"
 #include "tools/reporting.hpp"
 
 #include <cstdio>
@@ -37,22 +37,13 @@ void BM_runtime_new_delete(benchmark::State& state) {
         delete[] p;
     }
 }
-void BM_floor_model(benchmark::State& state) {
-    floor_model::state.tracking = state.range(0) != 0;
-    for (auto _ : state) {
-        void* const p = floor_model::allocate(kBlock);
-        benchmark::DoNotOptimize(p);
-        floor_model::deallocate(p);
-    }
-    floor_model::state.tracking = false;
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
     bench::with_min(benchmark::RegisterBenchmark("BM_plain_malloc_free", BM_plain_malloc_free));
     bench::with_min(benchmark::RegisterBenchmark("BM_runtime_new_delete", BM_runtime_new_delete));
-    bench::with_min(benchmark::RegisterBenchmark("BM_floor_model", BM_floor_model)->Arg(0)->Arg(1));
+    bench::with_min(benchmark::RegisterBenchmark("BM_floor_model", bench::BM_floor_model)->Arg(0)->Arg(1));
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     bench::RecordingReporter reporter;
